@@ -1,0 +1,146 @@
+"""The one-call API: image folder -> pretrained backbone + new head -> two-phase fit -> export.
+
+Example (offline, with the local copies beside the project):
+
+>>> import tl_keras
+>>> result = tl_keras.train(
+...     "../shared/assets/datasets/hymenoptera",
+...     backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector",
+...     image_size=96, head_epochs=2, fine_tune_epochs=1, output="saved_models/hymenoptera")
+>>> result.metrics["val_accuracy"] > 0.5, result.export_dir
+(True, 'saved_models/hymenoptera/1')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tl_keras.classifier import ImageClassifier, build_classifier
+from tl_keras.data import ImageFolder, load_image_folder
+from tl_keras.distribute import get_strategy, is_chief
+from tl_keras.export import export_saved_model
+from tl_keras.registry import resolve_backbone
+from tl_keras.training import FineTuneHistory, fine_tune
+
+DEFAULT_OUTPUT_ROOT = "saved_models"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns: the model, its class names, the merged history, metrics and export path."""
+
+    model: ImageClassifier
+    class_names: list[str]
+    history: FineTuneHistory
+    metrics: dict
+    export_dir: str | None
+    data: ImageFolder
+
+
+def train(
+    data_dir: str,
+    backbone: str = "mobilenet_v2",
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 5,
+    unfreeze_blocks: int | str | None = None,
+    learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float | None = None,
+    dropout: float = 0.2,
+    label_smoothing: float = 0.0,
+    l2: float = 0.0,
+    validation_split: float = 0.2,
+    augment: bool = True,
+    early_stopping_patience: int | None = None,
+    seed: int = 42,
+    strategy: str | tf.distribute.Strategy | None = "auto",
+    output: str | None = None,
+    export: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Trains a classifier on an image folder with two-phase transfer learning, and exports it.
+
+    Args:
+        data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape.
+        backbone: registry name (`"mobilenet_v2"`, `"resnet50"`, `"keras:mobilenet_v2"`, ...), TF Hub /
+            Kaggle handle, URL, or local SavedModel folder. Defaults to `"mobilenet_v2"` (TF Hub).
+        weights: for `keras:` backbones: `"imagenet"`, `"none"` or a weights file.
+        image_size: input size. Defaults to the backbone's (224).
+        batch_size: per-replica batch size; the global batch is this times the replicas. Defaults to 32.
+        head_epochs, fine_tune_epochs: epochs of phase 1 (frozen backbone) and phase 2. Default 5 each.
+        unfreeze_blocks: top blocks trained in phase 2 (int or `"all"`). Defaults to the backbone's.
+        learning_rate: phase-1 learning rate (Adam). Defaults to 1e-3.
+        fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
+        dropout, label_smoothing, l2: head regularisation. Defaults 0.2, 0, 0.
+        validation_split: held-out fraction when the folder has no `val/`. Defaults to 0.2.
+        augment: light augmentation of training images. Defaults to True.
+        early_stopping_patience: per-phase early stopping on `val_loss`. Defaults to None (off).
+        seed: seeds the split, shuffling, augmentation and weight initialisation. Defaults to 42.
+        strategy: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
+            `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
+        output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
+        export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
+        callbacks: extra Keras callbacks for both phases.
+        verbose: Keras progress output. Defaults to `"auto"` (progress bars).
+
+    Returns:
+        A `TrainResult`; `metrics` has `head_val_accuracy`, `val_accuracy`, `class_names`,
+        `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
+    """
+    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    started = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
+    strategy = get_strategy(strategy)
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
+    val_ds = folder.dataset("val", batch_size=global_batch)
+    with strategy.scope():
+        model = build_classifier(
+            spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2, class_names=folder.class_names,
+        )
+    history = fine_tune(
+        model, train_ds, val_ds, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
+        unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
+        fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
+        early_stopping_patience=early_stopping_patience, callbacks=callbacks, verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+    export_dir = None
+    if export and is_chief():
+        base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model")
+        export_dir = export_saved_model(model, base, class_names=folder.class_names)
+    metrics = {
+        "backbone": spec.name,
+        "image_size": spec.image_size,
+        "head_val_accuracy": history.last("val_accuracy", phase=1),
+        "val_accuracy": history.last("val_accuracy"),
+        "val_loss": history.last("val_loss"),
+        "class_names": folder.class_names,
+        "export_dir": export_dir,
+        "num_train_images": len(folder.train),
+        "num_val_images": len(folder.val),
+        "num_files_found": folder.num_found,
+        "validation_source": folder.validation_source,
+        "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped],
+        "warnings": [{"path": p, "message": m} for p, m in folder.warnings],
+        "head_epochs": history.head_epochs,
+        "fine_tune_epochs": history.fine_tune_epochs,
+        "unfrozen_blocks": history.unfrozen_blocks,
+        "learning_rates": list(history.learning_rates),
+        "num_replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": global_batch,
+        "train_seconds": round(train_seconds, 2),
+        "history": history.history,
+    }
+    return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)

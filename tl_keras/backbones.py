@@ -1,0 +1,199 @@
+"""Backbones: build a pretrained feature extractor from a `BackboneSpec`, with a uniform block API.
+
+Every backbone tl_keras builds is a Keras layer that maps images in the backbone's own pixel range to
+a feature vector, and offers the same three things: `block_names`, `set_trainable_blocks(n)` and
+`inference_mode` (BatchNormalization pinned to its moving statistics). `HubBackbone` (in
+`tl_keras.hub`) wraps TF Hub / SavedModel modules; `KerasBackbone` here wraps `keras.applications`.
+
+Example:
+
+>>> from tl_keras.backbones import build_backbone
+>>> from tl_keras.registry import resolve_backbone
+>>> spec = resolve_backbone("keras:mobilenet_v2", image_size=96,
+...     weights="../shared/assets/weights/mobilenet_v2_0.35_224_no_top.h5")
+>>> backbone = build_backbone(spec)
+>>> backbone.set_trainable_blocks(2)
+['block_15', 'block_16']
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tl_keras.hub import HubBackbone
+from tl_keras.registry import (
+    GENERIC_BLOCKS,
+    PIXEL_MODES,
+    BackboneDownloadError,
+    BackboneSpec,
+    group_blocks,
+    keras_alpha_from_weights,
+    parse_unfreeze_blocks,
+)
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tl_keras")
+class PixelRange(keras.layers.Layer):
+    """Maps 0-255 RGB pixels into the range a backbone expects.
+
+    Args:
+        mode: `"unit"` ([0, 1], TF Hub), `"symmetric"` ([-1, 1], Keras MobileNet), `"caffe"` (BGR
+            with the ImageNet mean subtracted, Keras ResNet50) or `"raw"` (unchanged).
+    """
+
+    def __init__(self, mode: str = "unit", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PIXEL_MODES:
+            raise ValueError(f"`mode` must be one of {sorted(PIXEL_MODES)}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x = tf.cast(inputs, self.compute_dtype)
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "symmetric":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return x[..., ::-1] - tf.constant(_CAFFE_MEAN_BGR, dtype=x.dtype)
+        return x
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="tl_keras")
+class KerasBackbone(keras.layers.Layer):
+    """A `keras.applications` model (no top, average-pooled) with the tl_keras block API.
+
+    Args:
+        application: the `keras.applications` class name, e.g. `"MobileNetV2"` or `"ResNet50"`.
+        weights: `"imagenet"` (downloaded by Keras), `None` (random) or a weights file path.
+            Defaults to `None`.
+        image_size: input height and width. Defaults to 224.
+        alpha: width multiplier, for MobileNet models. Defaults to the one in the weights file name,
+            else 1.0.
+        block_patterns: regexes that group layer names into blocks. Defaults to the generic ones.
+        inference_mode: call the model with `training=False` always, so BatchNormalization keeps its
+            moving statistics while its gamma/beta still train. Defaults to `False`.
+        trainable: Defaults to `False` (frozen).
+    """
+
+    def __init__(
+        self,
+        application: str = "MobileNetV2",
+        weights: str | None = None,
+        image_size: int = 224,
+        alpha: float | None = None,
+        block_patterns: Sequence[str] | None = None,
+        inference_mode: bool = False,
+        trainable: bool = False,
+        **kwargs,
+    ):
+        super().__init__(trainable=trainable, **kwargs)
+        constructor = getattr(keras.applications, application, None)
+        if constructor is None:
+            raise ValueError(
+                f"`application` must name a keras.applications model. Received: application={application!r}"
+            )
+        if weights not in (None, "imagenet") and not os.path.isfile(weights):
+            raise ValueError(f"Weights file not found: {weights!r}. Pass an existing .h5/.weights.h5 path.")
+        self.application = application
+        self.image_size = int(image_size)
+        self.alpha = alpha if alpha is not None else keras_alpha_from_weights(weights)
+        self.block_patterns = tuple(block_patterns or GENERIC_BLOCKS)
+        self.inference_mode = bool(inference_mode)
+        options = dict(include_top=False, weights=weights, input_shape=(self.image_size, self.image_size, 3), pooling="avg")
+        if application.startswith("MobileNet"):
+            options["alpha"] = self.alpha
+        try:
+            self.model = constructor(**options)
+        except (OSError, ValueError) as err:
+            if weights == "imagenet" and ("URL" in str(err) or "fetch" in str(err) or isinstance(err, OSError)):
+                raise BackboneDownloadError(
+                    f"Could not download ImageNet weights for keras.applications.{application}: {err}\n"
+                    "To work offline, pass a local weights file (`weights=PATH`, `--weights PATH`), e.g. "
+                    f"one saved by `keras.applications.{application}(include_top=False).save_weights(...)` "
+                    "on a machine with internet, or Keras' own *_no_top.h5 file."
+                ) from err
+            if weights not in (None, "imagenet"):
+                raise ValueError(
+                    f"Could not load weights {weights!r} into keras.applications.{application}"
+                    f"(alpha={self.alpha}): {err}. Check that the file is a no-top weights file for this "
+                    "model and width."
+                ) from err
+            raise
+        self._weighted = [i for i, layer in enumerate(self.model.layers) if layer.weights]
+        names = [self.model.layers[i].name for i in self._weighted]
+        self.blocks = [(name, [self._weighted[j] for j in idx]) for name, idx in group_blocks(names, self.block_patterns)]
+        self._unfrozen = 0
+        self.set_trainable_blocks("all" if trainable else 0)
+
+    @property
+    def block_names(self) -> list[str]:
+        """Block names, bottom first."""
+        return [name for name, _ in self.blocks]
+
+    @property
+    def unfrozen_blocks(self) -> int:
+        """How many top blocks are trainable (0 when frozen)."""
+        return self._unfrozen if self.trainable else 0
+
+    def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
+        """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen)."""
+        num_blocks = parse_unfreeze_blocks(num_blocks)
+        total = len(self.blocks)
+        n = total if num_blocks in ("all", None) else min(num_blocks, total)
+        self.trainable = n > 0
+        top = {i for _, indices in self.blocks[total - n:] for i in indices} if n else set()
+        for i in self._weighted:
+            self.model.layers[i].trainable = i in top
+        self._unfrozen = n
+        return [name for name, _ in self.blocks[total - n:]] if n else []
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=bool(training) and not self.inference_mode)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.model.output_shape[-1])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            application=self.application,
+            image_size=self.image_size,
+            alpha=self.alpha,
+            block_patterns=list(self.block_patterns),
+            inference_mode=self.inference_mode,
+            unfrozen_blocks=self.unfrozen_blocks,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "KerasBackbone":
+        # Weights come from the saved file, not from the original weights path.
+        config = dict(config)
+        unfrozen = config.pop("unfrozen_blocks", 0)
+        layer = cls(weights=None, **config)
+        layer.set_trainable_blocks(unfrozen)
+        return layer
+
+
+Backbone = HubBackbone | KerasBackbone
+
+
+def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str = "backbone") -> Backbone:
+    """Builds the frozen backbone layer a spec describes. Build it inside a strategy scope to distribute."""
+    if spec.source == "hub":
+        return HubBackbone(spec.handle, block_patterns=spec.block_patterns, inference_mode=inference_mode, name=name)
+    if spec.source == "keras":
+        return KerasBackbone(
+            spec.handle, weights=spec.weights, image_size=spec.image_size,
+            block_patterns=spec.block_patterns, inference_mode=inference_mode, name=name,
+        )
+    raise ValueError(f"Unknown backbone source {spec.source!r}; expected 'hub' or 'keras'.")

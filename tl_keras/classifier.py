@@ -1,0 +1,140 @@
+"""The image classifier: 0-255 RGB images -> resize -> pixel range -> backbone -> dropout -> softmax.
+
+Example:
+
+>>> from tl_keras.classifier import build_classifier
+>>> model = build_classifier("../shared/assets/hub/mobilenet_v2_035_224_feature_vector",
+...                          num_classes=2, image_size=96, class_names=["ants", "bees"])
+>>> [layer.name for layer in model.layers]
+['images', 'resize', 'pixel_range', 'backbone', 'output_dropout', 'predictions']
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from tl_keras.backbones import Backbone, PixelRange, build_backbone
+from tl_keras.registry import BackboneSpec, resolve_backbone
+
+
+@keras.saving.register_keras_serializable(package="tl_keras")
+class ImageClassifier(keras.Model):
+    """A backbone with a new softmax head, fed plain RGB pixels (0-255) of any size.
+
+    Resizing and the backbone's pixel range live inside the model, so `predict` and the exported
+    SavedModel take raw images. Layers are named `resize`, `pixel_range`, `backbone`,
+    `output_dropout` and `predictions`, so they can be found and replaced.
+
+    Args:
+        backbone: a backbone layer (`HubBackbone`, `KerasBackbone`, or any layer mapping images in
+            `pixel_mode` range to a feature vector).
+        num_classes: number of output classes (>= 2).
+        image_size: the size images are resized to before the backbone. Defaults to 224.
+        pixel_mode: the pixel range the backbone expects (see `tl_keras.registry.PIXEL_MODES`).
+            Defaults to `"unit"`.
+        dropout: dropout rate before the output layer. Defaults to 0.2.
+        l2: L2 penalty on the output layer's kernel. Defaults to 0.
+        class_names: names of the classes, in output order. Defaults to `class_0`, `class_1`, ...
+        default_unfreeze_blocks: how many top blocks `fine_tune` trains in phase 2 unless told.
+            Defaults to 3.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        image_size: int = 224,
+        pixel_mode: str = "unit",
+        dropout: float = 0.2,
+        l2: float = 0.0,
+        class_names: Sequence[str] | None = None,
+        default_unfreeze_blocks: int | str = 3,
+        **kwargs,
+    ):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+        if l2 < 0:
+            raise ValueError(f"`l2` must be >= 0. Received: l2={l2!r}")
+        class_names = [str(c) for c in class_names] if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` must have `num_classes` ({num_classes}) entries. Received: {len(class_names)} names"
+            )
+        inputs = keras.Input((None, None, 3), name="images")
+        x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")(inputs)
+        x = PixelRange(pixel_mode, name="pixel_range")(x)
+        x = backbone(x)
+        x = keras.layers.Dropout(dropout, name="output_dropout")(x)
+        outputs = keras.layers.Dense(
+            num_classes,
+            activation="softmax",
+            kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+            dtype="float32",  # softmax in float32 under mixed precision
+            name="predictions",
+        )(x)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.pixel_mode = pixel_mode
+        self.dropout = dropout
+        self.l2 = l2
+        self.class_names = list(class_names)
+        self.default_unfreeze_blocks = default_unfreeze_blocks
+
+    def get_config(self) -> dict:
+        return {
+            "backbone": keras.layers.serialize(self.backbone),
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "pixel_mode": self.pixel_mode,
+            "dropout": self.dropout,
+            "l2": self.l2,
+            "class_names": self.class_names,
+            "default_unfreeze_blocks": self.default_unfreeze_blocks,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ImageClassifier":
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+
+def build_classifier(
+    backbone: str | BackboneSpec = "mobilenet_v2",
+    num_classes: int = 2,
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    dropout: float = 0.2,
+    l2: float = 0.0,
+    class_names: Sequence[str] | None = None,
+) -> ImageClassifier:
+    """Builds an `ImageClassifier` with a frozen pretrained backbone, BatchNormalization in inference mode.
+
+    Args:
+        backbone: a registry name, TF Hub/Kaggle handle, URL or local SavedModel folder (see
+            `tl_keras.registry.resolve_backbone`), or a `BackboneSpec`. Defaults to `"mobilenet_v2"`.
+        num_classes: number of classes. Defaults to 2.
+        weights: weights for `keras:` backbones (`"imagenet"`, `None`, or a file). Defaults to the spec's.
+        image_size: input resolution. Defaults to the backbone's.
+        dropout, l2, class_names: see `ImageClassifier`.
+
+    Build it inside `strategy.scope()` to train under tf.distribute.
+    """
+    spec = backbone if isinstance(backbone, BackboneSpec) else resolve_backbone(backbone, weights=weights, image_size=image_size)
+    if isinstance(backbone, BackboneSpec) and image_size is not None:
+        spec = spec.replace(image_size=image_size)
+    layer = build_backbone(spec, inference_mode=True)
+    return ImageClassifier(
+        layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
+        dropout=dropout, l2=l2, class_names=class_names,
+        default_unfreeze_blocks=spec.default_unfreeze_blocks, name="image_classifier",
+    )

@@ -1,0 +1,186 @@
+"""The `tl-keras` command line: train, predict, evaluate, demo. The only module that parses or prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _blocks(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return _non_negative_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer or 'all', got {text!r}") from None
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tl-keras",
+        description="Transfer learning with Keras 3 / TensorFlow: pretrained backbone + new head, two-phase fit, SavedModel export.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train on an image folder, export a SavedModel",
+                       description="Train both phases on DATA_DIR (one subfolder per class, or train/ val/ [test/]) and export for serving.")
+    t.add_argument("data_dir", metavar="DATA_DIR")
+    t.add_argument("--backbone", default="mobilenet_v2", help="registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), TF Hub/Kaggle handle or URL, or local SavedModel folder (default: mobilenet_v2)")
+    t.add_argument("--weights", metavar="H5", help="weights for keras: backbones: imagenet, none, or a .h5 file")
+    t.add_argument("--image-size", type=_positive_int, help="input size (default: the backbone's, 224)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="per-replica batch size (default: 32)")
+    t.add_argument("--head-epochs", type=_non_negative_int, default=5, help="phase 1 epochs, backbone frozen (default: 5)")
+    t.add_argument("--fine-tune-epochs", type=_non_negative_int, default=5, help="phase 2 epochs, top blocks unfrozen (default: 5)")
+    t.add_argument("--unfreeze-blocks", type=_blocks, help="top blocks trained in phase 2: N or 'all' (default: the backbone's)")
+    t.add_argument("--learning-rate", type=float, default=1e-3, help="phase 1 learning rate; phase 2 uses a tenth (default: 0.001)")
+    t.add_argument("--fine-tune-learning-rate", type=float, help="phase 2 learning rate (default: learning rate / 10)")
+    t.add_argument("--dropout", type=_probability, default=0.2, help="dropout before the output layer (default: 0.2)")
+    t.add_argument("--label-smoothing", type=_probability, default=0.0, help="label smoothing (default: 0)")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the output layer (default: 0)")
+    t.add_argument("--validation-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder (default: 0.2)")
+    t.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
+    t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without better val_loss")
+    t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"], help="tf.distribute strategy (default: auto)")
+    t.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    t.add_argument("--output", metavar="DIR", help="export folder NAME; versions go inside (default: saved_models/<data folder name>)")
+    t.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
+
+    p = sub.add_parser("predict", help="classify image files with an exported model")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="export folder NAME/ (latest version) or NAME/VERSION/")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top-k", type=_positive_int, default=1, help="classes to show per image (default: 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    e = sub.add_parser("evaluate", help="accuracy of an exported model on an image folder")
+    e.add_argument("model_dir", metavar="MODEL_DIR")
+    e.add_argument("data_dir", metavar="DATA_DIR", help="uses its test/ split, else val/, else every image")
+    e.add_argument("--json", action="store_true", help="print JSON")
+
+    d = sub.add_parser("demo", help="offline end-to-end demo on scikit-learn's bundled digits",
+                       description="Pretrain a small backbone on digits 0-4, export it in TF Hub format, transfer it to digits 5-9 with few labels through the public path, and compare with training from scratch.")
+    d.add_argument("--output", default=os.path.join("saved_models", "demo"), metavar="DIR", help="where the demo writes (default: saved_models/demo)")
+    d.add_argument("--labels-per-class", type=_positive_int, default=10, help="target-task training images per class (default: 10)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--metrics-json", metavar="PATH")
+    return parser
+
+
+def _print_train_summary(metrics: dict) -> None:
+    print("\n== tl-keras train summary ==")
+    print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px")
+    print(f"images            train {metrics['num_train_images']}, val {metrics['num_val_images']} (found {metrics['num_files_found']}, skipped {len(metrics['skipped_files'])})")
+    for item in metrics["skipped_files"]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    for item in metrics["warnings"]:
+        print(f"  warning {item['path']}: {item['message']}")
+    print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
+    print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
+    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}")
+    print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)")
+    print(f"exported to       {metrics['export_dir']}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        print(f"tl-keras {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        from tl_keras.api import train
+
+        result = train(
+            args.data_dir, args.backbone, weights=args.weights, image_size=args.image_size,
+            batch_size=args.batch_size, head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs,
+            unfreeze_blocks=args.unfreeze_blocks, learning_rate=args.learning_rate,
+            fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout,
+            label_smoothing=args.label_smoothing, l2=args.l2, validation_split=args.validation_split,
+            augment=not args.no_augment, early_stopping_patience=args.early_stopping,
+            strategy=args.strategy, seed=args.seed, output=args.output,
+        )
+        _print_train_summary(result.metrics)
+        if args.metrics_json:
+            _write_json(args.metrics_json, result.metrics)
+        return 0
+    if args.command == "predict":
+        from tl_keras.serving import ExportedModel
+
+        results = ExportedModel(args.model_dir).predict_files(args.images, top_k=args.top_k)
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            for r in results:
+                print(f"{r['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
+        return 0
+    if args.command == "evaluate":
+        from tl_keras.serving import ExportedModel
+
+        report = ExportedModel(args.model_dir).evaluate(args.data_dir)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"{report['model_dir']} on {report['data_dir']} ({report['split']}, {report['num_images']} images)")
+            print(f"accuracy {_fmt(report['accuracy'])}")
+            for name, row in report["per_class"].items():
+                print(f"  {name}: accuracy {_fmt(row['accuracy'])}, support {row['support']}")
+            for item in report["skipped_files"]:
+                print(f"  skipped {item['path']}: {item['reason']}")
+        return 0
+    if args.command == "demo":
+        from tl_keras.demo import run_demo
+
+        metrics = run_demo(args.output, labels_per_class=args.labels_per_class, seed=args.seed)
+        print("\n== tl-keras demo: transfer learning on scikit-learn's handwritten digits ==")
+        print(f"source task       {metrics['source_task']}: {metrics['source_train_images']} images, backbone saved in TF Hub format to {metrics['hub_backbone_dir']}")
+        print(f"target task       {metrics['target_task']}: {metrics['target_train_images']} training images, {metrics['target_val_images']} validation images")
+        print(f"transfer          val accuracy {metrics['head_val_accuracy']:.4f} after the head phase, {metrics['transfer_val_accuracy']:.4f} after fine-tuning")
+        print(f"from scratch      val accuracy {metrics['scratch_val_accuracy']:.4f} (same architecture, images and epochs)")
+        print(f"exported to       {metrics['export_dir']}")
+        print(f"total time        {metrics['seconds']:.1f} s")
+        if args.metrics_json:
+            _write_json(args.metrics_json, metrics)
+        return 0
+    raise AssertionError(args.command)  # argparse restricts the commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Image folders -> checked file lists -> tf.data pipelines. Imports nothing from training or export.
+
+A dataset folder holds one subfolder per class, or `train/`, `val/` (or `validation/`) and optionally
+`test/` subfolders of that shape. Every file is accounted for: each one found is either used or listed
+in `ImageFolder.skipped` with the reason, so `num_used + len(skipped) == num_found`.
+
+Example:
+
+>>> from tl_keras.data import load_image_folder
+>>> folder = load_image_folder("../shared/assets/datasets/hymenoptera", image_size=96)
+>>> folder.class_names, len(folder.train) + len(folder.skipped) >= 244
+(['ants', 'bees'], True)
+>>> train_ds = folder.dataset("train", batch_size=32, training=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+VAL_DIR_NAMES = ("val", "validation", "valid")
+# Images with fewer distinct colours than this (on a 64x64 nearest-neighbour thumbnail) are kept but
+# flagged: photographs have hundreds; web placeholders, icons and blank frames have a handful.
+FEW_COLOURS = 64
+# Decoded, resized images are kept in memory up to this many bytes; past it, files are decoded anew
+# each epoch by a parallel tf.data pipeline.
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+@dataclasses.dataclass
+class Split:
+    """The usable images of one split: file paths, labels and (when cached) decoded pixels."""
+
+    samples: list[Sample]
+    images: np.ndarray | None = None  # uint8 [n, size, size, 3] when held in memory
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int32)
+
+    @property
+    def paths(self) -> list[str]:
+        return [s.path for s in self.samples]
+
+
+@dataclasses.dataclass
+class ImageFolder:
+    """A scanned, checked image folder. Build it with `load_image_folder`.
+
+    Attributes:
+        root: the folder given.
+        class_names: class folder names, sorted; index = label.
+        image_size: the size images are resized to.
+        splits: `"train"`, `"val"` and maybe `"test"` -> `Split`.
+        skipped: `(path, reason)` for every file found but not used.
+        warnings: `(path, message)` for files used but worth a look (e.g. placeholders).
+        num_found: every file found under the class folders.
+        validation_source: `"folder"` (a val/ folder) or `"split"` (a seeded split of train).
+    """
+
+    root: str
+    class_names: list[str]
+    image_size: int
+    splits: dict[str, Split]
+    skipped: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+    num_found: int
+    validation_source: str
+    seed: int
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def num_used(self) -> int:
+        return sum(len(s) for s in self.splits.values())
+
+    def dataset(
+        self, split: str = "train", *, batch_size: int = 32, training: bool = False, augment: bool = True
+    ) -> tf.data.Dataset:
+        """A batched `tf.data.Dataset` of `(float32 images 0-255 [b, s, s, 3], int32 labels [b])`.
+
+        With `training=True` the data is shuffled each epoch (seeded) and, if `augment`, lightly
+        augmented (horizontal flip, a random crop of 80-100% of the side); evaluation data is neither.
+        """
+        if split not in self.splits:
+            raise ValueError(f"`split` must be one of {sorted(self.splits)}. Received: split={split!r}")
+        return make_dataset(
+            self.splits[split], self.image_size, batch_size=batch_size, training=training,
+            augment=augment, seed=self.seed,
+        )
+
+    def summary(self) -> str:
+        lines = [f"{self.root}: {len(self.class_names)} classes ({', '.join(self.class_names)})"]
+        lines.append(
+            "  " + ", ".join(f"{name} {len(split)} images" for name, split in self.splits.items())
+            + f" (validation from {self.validation_source})"
+        )
+        lines.append(f"  found {self.num_found} files, used {self.num_used}, skipped {len(self.skipped)}")
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        lines += [f"  warning {path}: {message}" for path, message in self.warnings]
+        return "\n".join(lines)
+
+
+def _visible(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if not n.startswith("."))
+
+
+def _class_dirs(folder: str) -> list[str]:
+    return [d for d in _visible(os.listdir(folder)) if os.path.isdir(os.path.join(folder, d))]
+
+
+def _list_files(folder: str, class_names: Sequence[str]) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """All files under each class folder (recursively): candidates, and non-image files skipped."""
+    samples, skipped = [], []
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(folder, name)
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                path = os.path.join(dirpath, filename)
+                if filename.startswith("."):
+                    skipped.append((path, "hidden file"))
+                elif not filename.lower().endswith(IMAGE_EXTENSIONS):
+                    skipped.append((path, f"not an image file type (expected one of {', '.join(IMAGE_EXTENSIONS)})"))
+                else:
+                    samples.append(Sample(path, label))
+    return samples, skipped
+
+
+def decode_image(contents: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
+    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB (grayscale and RGBA become RGB; a GIF gives its
+    first frame), optionally resized to `image_size` squared (bilinear, antialiased)."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    if image_size is not None:
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return image
+
+
+def _colour_count(image: tf.Tensor) -> int:
+    thumb = tf.image.resize(image, (64, 64), method="nearest")
+    packed = tf.cast(thumb, tf.int32)
+    packed = packed[..., 0] * 65536 + packed[..., 1] * 256 + packed[..., 2]
+    return int(tf.size(tf.unique(tf.reshape(packed, [-1]))[0]))
+
+
+def _check_one(path: str, image_size: int, keep: bool):
+    """Decodes one file; returns (pixels or None, error or None, warning or None)."""
+    try:
+        contents = tf.io.read_file(path)
+        if int(tf.strings.length(contents)) == 0:
+            return None, "empty file (0 bytes)", None
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
+    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, tf.errors.DataLossError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, f"cannot be decoded as an image ({message.split(' [Op:')[0]})", None
+    except tf.errors.NotFoundError as err:
+        return None, f"cannot be read ({err.message})", None
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        return None, "image has no pixels", None
+    colours = _colour_count(image)
+    warning = (
+        f"only {colours} distinct colours: looks like a graphic or placeholder, not a photograph; "
+        "check that it belongs to its class" if colours < FEW_COLOURS else None
+    )
+    pixels = None
+    if keep:
+        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+        pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+    return pixels, None, warning
+
+
+def check_images(
+    samples: Sequence[Sample], image_size: int, *, keep: bool = True, workers: int | None = None
+) -> tuple[Split, list[tuple[str, str]], list[tuple[str, str]]]:
+    """Decodes every file once (in parallel); returns the usable ones, the skipped, and the warnings.
+
+    With `keep=True` the resized pixels are returned in the `Split` so no epoch decodes again.
+    """
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep), samples))
+    good, pixels, skipped, warnings = [], [], [], []
+    for sample, (image, error, warning) in zip(samples, results):
+        if error:
+            skipped.append((sample.path, error))
+            continue
+        good.append(sample)
+        if keep:
+            pixels.append(image)
+        if warning:
+            warnings.append((sample.path, warning))
+    images = None
+    if keep:
+        images = np.stack(pixels) if pixels else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return Split(good, images), skipped, warnings
+
+
+def _stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    rng = random.Random(seed)
+    by_label: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_label.setdefault(s.label, []).append(s)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda s: s.path)
+        rng.shuffle(group)
+        n_val = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
+        val += group[:n_val]
+        train += group[n_val:]
+    return train, val
+
+
+def load_image_folder(
+    data_dir: str,
+    *,
+    image_size: int = 224,
+    validation_split: float = 0.2,
+    seed: int = 42,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+) -> ImageFolder:
+    """Scans and checks an image folder; see the module docstring for the layouts accepted.
+
+    Args:
+        data_dir: the dataset folder.
+        image_size: images are resized to `image_size` squared. Defaults to 224.
+        validation_split: fraction of each class held out for validation when there is no `val/`
+            folder (seeded, stratified, deterministic). Defaults to 0.2.
+        seed: seed of the split and of shuffling/augmentation. Defaults to 42.
+        memory_limit: keep decoded images in memory if they fit in this many bytes. Defaults to 2 GiB.
+
+    Raises:
+        ValueError: no such folder, fewer than two classes, a class without usable images, or `val/`
+            classes that differ from `train/`'s.
+    """
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"`data_dir` must be a folder of class subfolders. Received: data_dir={data_dir!r} (not a folder)")
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
+    top = _class_dirs(data_dir)
+    if "train" in top:
+        train_dir = os.path.join(data_dir, "train")
+        val_name = next((n for n in VAL_DIR_NAMES if n in top), None)
+        split_dirs = {"train": train_dir}
+        if val_name:
+            split_dirs["val"] = os.path.join(data_dir, val_name)
+        if "test" in top:
+            split_dirs["test"] = os.path.join(data_dir, "test")
+    else:
+        split_dirs = {"train": data_dir}
+    class_names = _class_dirs(split_dirs["train"])
+    if len(class_names) < 2:
+        raise ValueError(
+            f"{split_dirs['train']!r} must hold one subfolder per class, at least 2 classes. "
+            f"Received: {len(class_names)} ({', '.join(class_names) or 'none'})."
+        )
+    for split, folder in split_dirs.items():
+        if split != "train" and _class_dirs(folder) != class_names:
+            raise ValueError(
+                f"The classes of {folder!r} ({', '.join(_class_dirs(folder))}) differ from those of "
+                f"{split_dirs['train']!r} ({', '.join(class_names)}): give every split the same class folders."
+            )
+
+    candidates, skipped = {}, []
+    num_found = 0
+    for split, folder in split_dirs.items():
+        samples, split_skipped = _list_files(folder, class_names)
+        candidates[split] = samples
+        skipped += split_skipped
+        num_found += len(samples) + len(split_skipped)
+    total = sum(len(v) for v in candidates.values())
+    keep = total * image_size * image_size * 3 <= memory_limit
+    splits, warnings = {}, []
+    for split, samples in candidates.items():
+        checked, bad, warn = check_images(samples, image_size, keep=keep)
+        splits[split] = checked
+        skipped += bad
+        warnings += warn
+    for label, name in enumerate(class_names):
+        if not any(s.label == label for s in splits["train"].samples):
+            raise ValueError(
+                f"Class {name!r} has no usable image in {os.path.join(split_dirs['train'], name)!r}"
+                + (f" ({sum(1 for p, _ in skipped if os.sep + name + os.sep in p)} skipped)" if skipped else "")
+                + ": add images or remove the folder."
+            )
+    validation_source = "folder"
+    if "val" not in splits:
+        validation_source = "split"
+        train, val = _stratified_split(splits["train"].samples, validation_split, seed)
+        splits["train"], splits["val"] = _subset(splits["train"], train), _subset(splits["train"], val)
+    order = ["train", "val"] + (["test"] if "test" in splits else [])
+    return ImageFolder(
+        root=data_dir, class_names=class_names, image_size=image_size,
+        splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
+        num_found=num_found, validation_source=validation_source, seed=seed,
+    )
+
+
+def _subset(split: Split, samples: list[Sample]) -> Split:
+    if split.images is None:
+        return Split(samples)
+    index = {s.path: i for i, s in enumerate(split.samples)}
+    return Split(samples, split.images[[index[s.path] for s in samples]] if samples else split.images[:0])
+
+
+def _augment(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
+    image = tf.image.stateless_random_flip_left_right(image, seed)
+    scale = tf.random.stateless_uniform([], seed + 1, 0.8, 1.0)
+    side = tf.cast(tf.cast(image_size, tf.float32) * scale, tf.int32)
+    crop = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed + 2)
+    return tf.image.resize(crop, (image_size, image_size))
+
+
+def make_dataset(
+    split: Split,
+    image_size: int,
+    *,
+    batch_size: int = 32,
+    training: bool = False,
+    augment: bool = True,
+    seed: int = 42,
+) -> tf.data.Dataset:
+    """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    labels = split.labels
+    if split.images is not None:
+        ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((split.paths, labels))
+    if training:
+        ds = ds.shuffle(max(len(split), 1), seed=seed, reshuffle_each_iteration=True)
+    if split.images is None:
+        ds = ds.map(lambda p, y: (decode_image(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: (_augment(xy[0], tf.cast(s, tf.int32), image_size), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.batch(batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def read_images(paths: Sequence[str]) -> list[np.ndarray]:
+    """Reads and decodes image files (any size) to uint8 RGB arrays, with a clear error per bad file."""
+    images = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"Image file not found: {path!r}")
+        try:
+            images.append(decode_image(tf.io.read_file(path)).numpy())
+        except tf.errors.InvalidArgumentError as err:
+            raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {err.message}") from err
+    return images

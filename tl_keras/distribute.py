@@ -1,0 +1,73 @@
+"""Choosing the tf.distribute strategy: one device, several GPUs, or several machines via TF_CONFIG.
+
+Example:
+
+>>> from tl_keras.distribute import get_strategy
+>>> strategy = get_strategy()          # default strategy on a CPU-only machine
+>>> strategy.num_replicas_in_sync
+1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
+
+
+def _tf_config_workers() -> int:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {err}. Received: TF_CONFIG={raw!r}") from err
+    return sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
+
+
+def get_strategy(strategy: str | tf.distribute.Strategy | None = "auto") -> tf.distribute.Strategy:
+    """Returns the strategy to build and train under.
+
+    Args:
+        strategy: a `tf.distribute.Strategy` (returned as is), or one of
+            - `"auto"` (default): `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a cluster,
+              `MirroredStrategy` when several GPUs are visible, the default strategy otherwise;
+            - `"default"`: no distribution; `"mirrored"`: all local GPUs (or CPU);
+            - `"multi-worker"`: `MultiWorkerMirroredStrategy` (reads `TF_CONFIG`).
+
+    The global batch is the per-replica batch times `strategy.num_replicas_in_sync`.
+    """
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    strategy = strategy or "auto"
+    if strategy not in STRATEGY_NAMES:
+        raise ValueError(f"`strategy` must be a tf.distribute.Strategy or one of {STRATEGY_NAMES}. Received: strategy={strategy!r}")
+    if strategy == "auto":
+        if _tf_config_workers() > 0:
+            strategy = "multi-worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            strategy = "mirrored"
+        else:
+            strategy = "default"
+    if strategy == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process a non-chief worker (only the chief exports)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    config = json.loads(raw)
+    task = config.get("task", {})
+    cluster = config.get("cluster", {})
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster

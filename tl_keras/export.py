@@ -1,0 +1,133 @@
+"""Export for serving: a SavedModel in TF Serving layout `BASE/NAME/VERSION/`, labels as an asset.
+
+The export needs only TensorFlow to load (`tf.saved_model.load`, `saved_model_cli`, TF Serving). Its
+signatures:
+
+- `serving_default`: `images` float32 `[batch, height, width, 3]`, RGB 0-255, any size ->
+  `probabilities` float32 `[batch, num_classes]`, `label` string `[batch]` (top-1 class name);
+- `serving_uint8`: the same for `images` uint8 (a signature has one dtype per input).
+
+`assets/labels.txt` holds one class name per line, in output order. A version folder appears complete
+or not at all: the model is written to a hidden sibling and renamed into place.
+
+Example:
+
+>>> from tl_keras.export import export_saved_model
+>>> path = export_saved_model(model, "saved_models/flowers")  # doctest: +SKIP
+>>> path  # doctest: +SKIP
+'saved_models/flowers/1'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+LABELS_FILE = "labels.txt"
+
+
+def next_version(export_base: str) -> int:
+    """The next free integer version under `export_base` (1 for a new folder)."""
+    if not os.path.isdir(export_base):
+        return 1
+    versions = [int(d) for d in os.listdir(export_base) if d.isdigit() and os.path.isdir(os.path.join(export_base, d))]
+    return max(versions, default=0) + 1
+
+
+def latest_version_dir(model_dir: str) -> str:
+    """`model_dir` itself if it holds a SavedModel, else its highest numbered version folder."""
+    if os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        return model_dir
+    if os.path.isdir(model_dir):
+        versions = [d for d in os.listdir(model_dir) if d.isdigit() and os.path.exists(os.path.join(model_dir, d, "saved_model.pb"))]
+        if versions:
+            return os.path.join(model_dir, max(versions, key=int))
+    raise ValueError(
+        f"No SavedModel found at {model_dir!r}: pass an export folder NAME/ (its latest version is used) "
+        "or NAME/VERSION/ holding saved_model.pb."
+    )
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str):
+        super().__init__(name="tl_keras_export")
+        self.model = model
+        self.labels_asset = tf.saved_model.Asset(labels_path)
+        self._class_names = tf.constant(list(class_names))
+
+    def _outputs(self, images):
+        probabilities = tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
+        label = tf.gather(self._class_names, tf.argmax(probabilities, axis=-1))
+        return {"probabilities": probabilities, "label": label}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    def serve_float(self, images):
+        return self._outputs(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_uint8(self, images):
+        return self._outputs(images)
+
+
+def export_saved_model(
+    model: keras.Model,
+    export_base: str,
+    *,
+    class_names: Sequence[str] | None = None,
+    version: int | None = None,
+) -> str:
+    """Writes `model` to `export_base/VERSION/` and returns that path.
+
+    Args:
+        model: a Keras model taking 0-255 RGB images and returning class probabilities.
+        export_base: the model's folder, `.../NAME`; versions are created inside it.
+        class_names: class names in output order. Defaults to `model.class_names`.
+        version: the version number. Defaults to the next free integer.
+
+    Raises:
+        ValueError: `version` exists already, or the class names do not match the model's outputs.
+    """
+    class_names = list(class_names if class_names is not None else getattr(model, "class_names", []))
+    num_outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if not class_names or (num_outputs is not None and len(class_names) != num_outputs):
+        raise ValueError(
+            f"`class_names` must list one name per model output ({num_outputs}). Received: {len(class_names)} names"
+        )
+    if any("\n" in c for c in class_names):
+        raise ValueError("Class names cannot contain newlines (labels.txt holds one per line).")
+    os.makedirs(export_base, exist_ok=True)
+    staging = os.path.join(export_base, f".tmp-{uuid.uuid4().hex}")
+    labels_dir = tempfile.mkdtemp(prefix="tl_keras_labels_")
+    try:
+        labels_path = os.path.join(labels_dir, LABELS_FILE)
+        with open(labels_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(class_names) + "\n")
+        module = _ServingModule(model, class_names, labels_path)
+        tf.saved_model.save(
+            module, staging,
+            signatures={"serving_default": module.serve_float, "serving_uint8": module.serve_uint8},
+        )
+        while True:
+            target = os.path.join(export_base, str(version if version is not None else next_version(export_base)))
+            try:
+                os.rename(staging, target)  # atomic; fails if another export took the number
+                return target
+            except OSError:
+                if version is not None or not os.path.exists(target):
+                    raise ValueError(f"Cannot write the export to {target!r}: it exists already.") from None
+    finally:
+        shutil.rmtree(labels_dir, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_labels(version_dir: str) -> list[str]:
+    """The class names of an export, from `assets/labels.txt`."""
+    path = os.path.join(version_dir, "assets", LABELS_FILE)
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.rstrip("\n")]

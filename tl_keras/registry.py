@@ -1,0 +1,238 @@
+"""Backbone registry: name -> spec, and the block grouping used to unfreeze the top N blocks.
+
+This module imports no TensorFlow, so it is cheap to import and easy to test. It holds the facts about
+each architecture (where it comes from, its input size and pixel range, how its layers group into
+blocks) in one table; `tl_keras.backbones` builds models from these specs.
+
+Example:
+
+>>> from tl_keras.registry import resolve_backbone
+>>> spec = resolve_backbone("mobilenet_v2")
+>>> spec.source, spec.image_size, spec.pixel_range
+('hub', 224, (0.0, 1.0))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from typing import Sequence
+
+# Pixel ranges a backbone may expect. The classifier converts plain 0-255 RGB into this range inside
+# the model graph, so callers never preprocess by hand.
+PIXEL_MODES = {
+    "unit": (0.0, 1.0),  # TF Hub image modules
+    "symmetric": (-1.0, 1.0),  # keras.applications MobileNet / MobileNetV2
+    "caffe": (-123.68, 151.061),  # keras.applications ResNet50: BGR, ImageNet mean subtracted
+    "raw": (0.0, 255.0),
+}
+
+# Layer/variable-name patterns that identify a block. The first capture group is the block's name.
+MOBILENET_BLOCKS = (r"(?:^|/)(block_\d+)_",)
+RESNET_BLOCKS = (
+    r"(?:^|/)(conv\d+_block\d+)_",  # keras.applications ResNet50: conv5_block3_2_conv
+    r"(block\d+/unit_\d+)/",  # TF-slim exports on TF Hub: resnet_v2_50/block4/unit_3/...
+)
+# Tried, in order, for modules the registry does not know.
+GENERIC_BLOCKS = MOBILENET_BLOCKS + RESNET_BLOCKS + (r"(?:^|/)(block\d+[a-z]?)_", r"(?:^|/)(stage\d+)[_/]")
+
+
+class BackboneDownloadError(OSError):
+    """Pretrained weights could not be fetched (no network, wrong handle, or server error)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """What tl_keras needs to know about a pretrained feature extractor.
+
+    Attributes:
+        name: registry name, e.g. `"hub:mobilenet_v2"`, or the handle/path it was resolved from.
+        source: `"hub"` (TF Hub/Kaggle handle or URL, or a local TF2 SavedModel folder) or `"keras"`
+            (a `keras.applications` constructor).
+        handle: the Hub handle, URL or local folder (`source="hub"`), or the `keras.applications`
+            class name (`source="keras"`).
+        image_size: the size the backbone was trained at; the default input resolution.
+        pixel_mode: a key of `PIXEL_MODES`: what the backbone expects instead of 0-255 RGB.
+        feature_size: length of the feature vector, where known.
+        block_patterns: regexes whose first group names a block (see `group_blocks`).
+        default_unfreeze_blocks: how many top blocks phase 2 trains by default.
+        weights: for `source="keras"`: `"imagenet"`, `None` or a path to a weights file.
+    """
+
+    name: str
+    source: str
+    handle: str
+    image_size: int = 224
+    pixel_mode: str = "unit"
+    feature_size: int | None = None
+    block_patterns: tuple[str, ...] = GENERIC_BLOCKS
+    default_unfreeze_blocks: int = 3
+    weights: str | None = "imagenet"
+
+    @property
+    def pixel_range(self) -> tuple[float, float]:
+        """The (min, max) pixel values the backbone expects."""
+        return PIXEL_MODES[self.pixel_mode]
+
+    def replace(self, **changes) -> "BackboneSpec":
+        return dataclasses.replace(self, **changes)
+
+
+_HUB = "https://tfhub.dev/google/imagenet"
+REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "hub:mobilenet_v2", "hub", f"{_HUB}/mobilenet_v2_100_224/feature_vector/5",
+            feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=5,
+        ),
+        BackboneSpec(
+            "hub:mobilenet_v2_035", "hub", f"{_HUB}/mobilenet_v2_035_224/feature_vector/5",
+            feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=5,
+        ),
+        BackboneSpec(
+            "hub:resnet50", "hub", f"{_HUB}/resnet_v2_50/feature_vector/5",
+            feature_size=2048, block_patterns=RESNET_BLOCKS, default_unfreeze_blocks=3,
+        ),
+        BackboneSpec(
+            "keras:mobilenet_v2", "keras", "MobileNetV2", pixel_mode="symmetric",
+            feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=5,
+        ),
+        BackboneSpec(
+            "keras:resnet50", "keras", "ResNet50", pixel_mode="caffe",
+            feature_size=2048, block_patterns=RESNET_BLOCKS, default_unfreeze_blocks=3,
+        ),
+    )
+}
+# Bare names pick the TF Hub feature vector, as the design asks.
+ALIASES = {"mobilenet_v2": "hub:mobilenet_v2", "resnet50": "hub:resnet50"}
+
+
+def resolve_backbone(
+    name: str, *, weights: str | None = None, image_size: int | None = None
+) -> BackboneSpec:
+    """Turns a registry name, TF Hub/Kaggle handle or URL, or a local folder into a `BackboneSpec`.
+
+    Args:
+        name: `"mobilenet_v2"`, `"resnet50"` (TF Hub feature vectors), `"hub:mobilenet_v2_035"`,
+            `"keras:mobilenet_v2"`, `"keras:resnet50"`, an `https://` or `hub:`-prefixed handle, a
+            Kaggle Models handle (`google/mobilenet-v2/tensorFlow2/100-224-feature-vector`), or a local
+            TF2 SavedModel folder.
+        weights: for `keras:` backbones, `"imagenet"` (download), `None` (random) or a weights file.
+            Defaults to `"imagenet"`.
+        image_size: overrides the spec's input size. Defaults to the spec's.
+
+    Raises:
+        ValueError: on an unknown name (with suggestions), a bad `image_size`, or `weights` given for a
+            Hub backbone.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"`backbone` must be a non-empty string. Received: backbone={name!r}")
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key in REGISTRY:
+        spec = REGISTRY[key]
+    elif os.path.isdir(os.path.expanduser(name)):
+        spec = BackboneSpec(name=name, source="hub", handle=os.path.abspath(os.path.expanduser(name)))
+    elif _looks_like_handle(name):
+        handle = name[len("hub:"):] if name.startswith("hub:") else name
+        spec = BackboneSpec(name=name, source="hub", handle=handle)
+    elif os.path.sep in name or name.startswith("."):
+        raise ValueError(
+            f"`backbone` looks like a path, but no folder exists there. Pass a TF2 SavedModel folder "
+            f"(with saved_model.pb) or a registry name. Received: backbone={name!r}"
+        )
+    else:
+        choices = sorted(REGISTRY) + sorted(ALIASES)
+        close = difflib.get_close_matches(key, choices, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown backbone {name!r}.{hint} Known names: {', '.join(choices)}; or pass a TF Hub / "
+            f"Kaggle handle, a URL, or a local SavedModel folder."
+        )
+
+    changes: dict = {}
+    if weights is not None:
+        if spec.source != "keras":
+            raise ValueError(
+                "`weights` applies to keras.applications backbones ('keras:mobilenet_v2', "
+                f"'keras:resnet50'). Received: weights={weights!r} for backbone={name!r}"
+            )
+        changes["weights"] = None if weights in ("none", "None", "random") else weights
+    if image_size is not None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"`image_size` must be an integer >= 32. Received: image_size={image_size!r}")
+        changes["image_size"] = image_size
+    return spec.replace(**changes) if changes else spec
+
+
+def _looks_like_handle(name: str) -> bool:
+    if name.startswith(("hub:", "http://", "https://", "gs://")):
+        return True
+    # Kaggle Models handle: owner/model/framework/variation[/version]
+    parts = name.split("/")
+    return len(parts) in (4, 5) and parts[2].lower() in ("tensorflow2", "tensorflow1") and not os.path.exists(name)
+
+
+def keras_alpha_from_weights(path: str | None) -> float:
+    """Reads the width multiplier from a Keras MobileNet weights file name (`..._0.35_224_no_top.h5`)."""
+    if not path:
+        return 1.0
+    match = re.search(r"_(\d+\.\d+)_\d+", os.path.basename(path))
+    return float(match.group(1)) if match else 1.0
+
+
+def group_blocks(names: Sequence[str], patterns: Sequence[str] = GENERIC_BLOCKS) -> list[tuple[str, list[int]]]:
+    """Groups layer or variable names into blocks, in network order.
+
+    A name matching a pattern belongs to the block the pattern's first group names. A name matching
+    none belongs to the block before it (so `Conv_1` after `block_16_*` joins `block_16`), or, before
+    the first block, to a `"stem"` block. If no name matches any pattern, each distinct top-level
+    name scope (text before the first `/`) is its own block: the documented fallback for unknown
+    modules (after a model-name prefix that every name shares). Order is the order of first appearance, which follows depth for Keras-made models.
+
+    Returns:
+        A list of `(block_name, indices_into_names)`, bottom block first.
+
+    >>> group_blocks(["Conv1/kernel", "block_1_expand/kernel", "block_2_project/kernel", "Conv_1/kernel"])
+    [('stem', [0]), ('block_1', [1]), ('block_2', [2, 3])]
+    """
+    compiled = [re.compile(p) for p in patterns]
+    keys: list[str | None] = []
+    for name in names:
+        key = None
+        for regex in compiled:
+            match = regex.search(name)
+            if match:
+                key = match.group(1)
+                break
+        keys.append(key)
+    if names and all(k is None for k in keys):
+        parts = [n.split(":")[0].split("/") for n in names]
+        # Drop a model-name prefix every variable shares (`my_model/dense/kernel`).
+        depth = 1 if len({p[0] for p in parts}) == 1 and all(len(p) > 2 for p in parts) else 0
+        keys = [p[depth] for p in parts]
+    blocks: list[tuple[str, list[int]]] = []
+    index: dict[str, int] = {}
+    current = "stem"
+    for i, key in enumerate(keys):
+        current = key or current
+        if current not in index:
+            index[current] = len(blocks)
+            blocks.append((current, []))
+        blocks[index[current]][1].append(i)
+    return blocks
+
+
+def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
+    """Validates an `unfreeze_blocks` value: a non-negative int, `"all"`, or None (the spec default)."""
+    if value is None or value == "all":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"`unfreeze_blocks` must be a non-negative integer or 'all'. Received: unfreeze_blocks={value!r}"
+        )
+    return value

@@ -1,0 +1,168 @@
+"""Two-phase transfer learning: train the head on a frozen backbone, then fine-tune the top blocks.
+
+Example:
+
+>>> from tl_keras.training import fine_tune
+>>> history = fine_tune(model, train_ds, val_ds, head_epochs=5, fine_tune_epochs=5)  # doctest: +SKIP
+>>> history.history["val_accuracy"][-1]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tl_keras.registry import parse_unfreeze_blocks
+
+FINE_TUNE_LR_FACTOR = 0.1
+
+
+@dataclasses.dataclass
+class FineTuneHistory:
+    """Both phases' metrics in one history, epoch by epoch.
+
+    Attributes:
+        history: metric name -> one value per epoch, phase 1 then phase 2 (Keras `History` style).
+        head_epochs: epochs run in phase 1 (fewer than asked if early stopping ended it).
+        fine_tune_epochs: epochs run in phase 2.
+        unfrozen_blocks: names of the blocks trained in phase 2.
+        learning_rates: the phase 1 and phase 2 learning rates.
+    """
+
+    history: dict[str, list[float]]
+    head_epochs: int
+    fine_tune_epochs: int
+    unfrozen_blocks: list[str]
+    learning_rates: tuple[float, float]
+
+    @property
+    def epoch(self) -> list[int]:
+        return list(range(self.head_epochs + self.fine_tune_epochs))
+
+    def last(self, metric: str, phase: int | None = None) -> float | None:
+        """The last value of `metric` overall, or at the end of phase 1 or 2."""
+        values = self.history.get(metric, [])
+        if phase == 1:
+            values = values[: self.head_epochs]
+        elif phase == 2:
+            values = values[self.head_epochs:]
+        return float(values[-1]) if values else None
+
+
+class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing (Keras' sparse loss has none)."""
+
+    def __init__(self, label_smoothing: float = 0.0, num_classes: int | None = None, name: str = "smoothed_sparse_cce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.num_classes = num_classes
+
+    def call(self, y_true, y_pred):
+        y_true = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}
+
+
+def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, jit_compile="auto") -> None:
+    """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy."""
+    loss = (
+        SmoothedSparseCategoricalCrossentropy(label_smoothing)
+        if label_smoothing else keras.losses.SparseCategoricalCrossentropy()
+    )
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=loss,
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+
+
+def _validate_epochs(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
+
+
+def fine_tune(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset | None = None,
+    *,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 5,
+    unfreeze_blocks: int | str | None = None,
+    learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float | None = None,
+    label_smoothing: float = 0.0,
+    early_stopping_patience: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> FineTuneHistory:
+    """Phase 1 trains the head with the backbone frozen; phase 2 unfreezes the top blocks.
+
+    The model must have a `backbone` attribute with `set_trainable_blocks` (every
+    `tl_keras.ImageClassifier` has) and be built inside the strategy scope it will train under.
+    BatchNormalization stays in inference mode in both phases (the backbone's `inference_mode`).
+
+    Args:
+        model: the classifier.
+        train_data, validation_data: batched datasets of `(images, integer labels)`.
+        head_epochs: phase-1 epochs. Defaults to 5.
+        fine_tune_epochs: phase-2 epochs; 0 skips phase 2. Defaults to 5.
+        unfreeze_blocks: top blocks to train in phase 2: an int or `"all"`. Defaults to the
+            backbone's registry default (or 3 when unknown).
+        learning_rate: phase-1 Adam learning rate. Defaults to 1e-3.
+        fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
+        label_smoothing: label smoothing of the loss. Defaults to 0.
+        early_stopping_patience: stop a phase after this many epochs without a better `val_loss`,
+            restoring the best weights. Defaults to None (off).
+        callbacks: extra Keras callbacks, used in both phases.
+        verbose: Keras `fit` verbosity (progress bars by default).
+
+    Returns:
+        A `FineTuneHistory` merging both phases.
+    """
+    _validate_epochs("head_epochs", head_epochs)
+    _validate_epochs("fine_tune_epochs", fine_tune_epochs)
+    if head_epochs + fine_tune_epochs == 0:
+        raise ValueError("`head_epochs` and `fine_tune_epochs` are both 0: there is nothing to train.")
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate!r}")
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or not hasattr(backbone, "set_trainable_blocks"):
+        raise TypeError("`model` must be a tl_keras ImageClassifier (its backbone needs `set_trainable_blocks`).")
+    unfreeze = parse_unfreeze_blocks(unfreeze_blocks)
+    if unfreeze is None:
+        unfreeze = getattr(model, "default_unfreeze_blocks", 3)
+    fine_lr = fine_tune_learning_rate if fine_tune_learning_rate is not None else learning_rate * FINE_TUNE_LR_FACTOR
+
+    history: dict[str, list[float]] = {}
+    epochs_run = [0, 0]
+    unfrozen: list[str] = []
+    for phase, (epochs, lr) in enumerate(((head_epochs, learning_rate), (fine_tune_epochs, fine_lr))):
+        if epochs == 0:
+            continue
+        if phase == 0:
+            backbone.set_trainable_blocks(0)
+        else:
+            unfrozen = backbone.set_trainable_blocks(unfreeze)
+        compile_for_phase(model, lr, label_smoothing)
+        phase_callbacks = list(callbacks)
+        if early_stopping_patience and validation_data is not None:
+            phase_callbacks.append(
+                keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
+            )
+        start = epochs_run[0] if phase == 1 else 0
+        result = model.fit(
+            train_data, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
+            callbacks=phase_callbacks, verbose=verbose,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        epochs_run[phase] = len(result.epoch)
+    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (learning_rate, fine_lr))
