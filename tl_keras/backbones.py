@@ -113,8 +113,8 @@ class KerasBackbone(keras.layers.Layer):
             options["alpha"] = self.alpha
         try:
             self.model = constructor(**options)
-        except (OSError, ValueError) as err:
-            if weights == "imagenet" and ("URL" in str(err) or "fetch" in str(err) or isinstance(err, OSError)):
+        except Exception as err:  # Keras reports a failed download as a bare Exception
+            if weights == "imagenet" and ("URL fetch failure" in str(err) or isinstance(err, OSError)):
                 raise BackboneDownloadError(
                     f"Could not download ImageNet weights for keras.applications.{application}: {err}\n"
                     "To work offline, pass a local weights file (`weights=PATH`, `--weights PATH`), e.g. "

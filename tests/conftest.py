@@ -1,0 +1,43 @@
+"""Shared fixtures: the real assets in ../shared/assets, and one small trained model reused by tests."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ASSETS = os.path.join(os.path.dirname(ROOT), "shared", "assets")
+HUB_035 = os.path.join(ASSETS, "hub", "mobilenet_v2_035_224_feature_vector")
+KERAS_035 = os.path.join(ASSETS, "weights", "mobilenet_v2_0.35_224_no_top.h5")
+HYMENOPTERA = os.path.join(ASSETS, "datasets", "hymenoptera")
+FLOWERS = os.path.join(ASSETS, "datasets", "flowers")
+
+
+def asset(path: str) -> str:
+    if not os.path.exists(path):
+        pytest.fail(f"Missing real asset {path}: the tests read ../shared/assets beside the project root.")
+    return path
+
+
+def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python process (fresh TensorFlow state); fails the test on a non-zero exit."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"subprocess failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def hymenoptera_result(tmp_path_factory):
+    """tl_keras.train on the real ants/bees photos with the 0.35 Hub backbone, tiny size and budget."""
+    import tl_keras
+
+    out = tmp_path_factory.mktemp("exports") / "hymenoptera"
+    return tl_keras.train(
+        asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=96, head_epochs=3, fine_tune_epochs=2,
+        unfreeze_blocks=2, output=str(out), verbose=0,
+    )

@@ -1,0 +1,69 @@
+"""keras.applications backbones (real 0.35 weights; ResNet50 with random weights) and pixel ranges."""
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import KERAS_035, asset
+from tl_keras.backbones import KerasBackbone, PixelRange, build_backbone
+from tl_keras.registry import BackboneDownloadError, resolve_backbone
+
+
+def test_mobilenet_v2_from_a_weights_file_matches_keras_applications():
+    spec = resolve_backbone("keras:mobilenet_v2", weights=asset(KERAS_035), image_size=96)
+    backbone = build_backbone(spec)
+    assert backbone.alpha == 0.35
+    reference = keras.applications.MobileNetV2(include_top=False, weights=KERAS_035, alpha=0.35, input_shape=(96, 96, 3), pooling="avg")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    ours = backbone(PixelRange("symmetric")(pixels)).numpy()
+    theirs = reference(keras.applications.mobilenet_v2.preprocess_input(pixels.copy())).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert np.abs(ours).sum() > 0
+
+
+def test_block_unfreezing_by_layer_names():
+    backbone = KerasBackbone("MobileNetV2", weights=asset(KERAS_035), image_size=64)
+    assert backbone.block_names[0] == "stem" and backbone.block_names[-1] == "block_16"
+    assert backbone.trainable_weights == []
+    assert backbone.set_trainable_blocks(1) == ["block_16"]
+    names = {w.path.split("/")[-2] for w in backbone.trainable_weights}
+    assert names and all(n.startswith(("block_16", "Conv_1")) for n in names)
+    backbone.set_trainable_blocks("all")
+    assert len(backbone.trainable_weights) == len(backbone.model.trainable_weights)
+
+
+def test_inference_mode_keeps_batch_norm_statistics():
+    backbone = KerasBackbone("MobileNetV2", weights=asset(KERAS_035), image_size=64, inference_mode=True)
+    backbone.set_trainable_blocks("all")
+    bn = backbone.model.get_layer("Conv_1_bn")
+    before = bn.moving_mean.numpy().copy()
+    backbone(np.random.rand(4, 64, 64, 3).astype("float32"), training=True)
+    assert np.array_equal(before, bn.moving_mean.numpy())
+
+
+def test_resnet50_code_path_with_random_weights():
+    spec = resolve_backbone("keras:resnet50", weights="none", image_size=32)
+    backbone = build_backbone(spec)
+    assert backbone.block_names[0] == "stem" and backbone.block_names[-1] == "conv5_block3"
+    assert len(backbone.block_names) == 17
+    assert backbone.set_trainable_blocks(3) == ["conv5_block1", "conv5_block2", "conv5_block3"]
+    features = backbone(np.zeros((1, 32, 32, 3), "float32"))
+    assert tuple(features.shape) == (1, 2048)
+
+
+def test_caffe_pixel_range_matches_keras_resnet_preprocessing():
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = keras.applications.resnet50.preprocess_input(pixels.copy())
+    np.testing.assert_allclose(PixelRange("caffe")(pixels).numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(PixelRange("unit")(pixels).numpy(), pixels / 255.0, atol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        PixelRange("zero-one")
+
+
+def test_missing_weights_file_and_offline_imagenet_are_clear_errors():
+    with pytest.raises(ValueError, match="Weights file not found"):
+        KerasBackbone("MobileNetV2", weights="/no/such/weights.h5")
+    with pytest.raises(ValueError, match="does not look like|Could not load weights"):
+        KerasBackbone("ResNet50", weights=asset(KERAS_035), image_size=32)
+    with pytest.raises(BackboneDownloadError, match="local weights file"):
+        KerasBackbone("MobileNetV2", weights="imagenet", alpha=0.5, image_size=96)

@@ -1,0 +1,40 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import HUB_035, KERAS_035, asset
+from tl_keras.classifier import ImageClassifier, build_classifier
+
+
+def test_named_layers_any_size_uint8_input_and_float32_softmax():
+    model = build_classifier(asset(HUB_035), 3, image_size=64, class_names=["a", "b", "c"])
+    assert [layer.name for layer in model.layers] == ["images", "resize", "pixel_range", "backbone", "output_dropout", "predictions"]
+    probabilities = model.predict(np.random.randint(0, 256, (2, 50, 70, 3)).astype("uint8"), verbose=0)
+    assert probabilities.shape == (2, 3) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert model.backbone.inference_mode and model.backbone.trainable_weights == []
+
+
+def test_config_round_trip_keeps_every_argument(tmp_path):
+    model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=64, dropout=0.3, l2=1e-4, class_names=["x", "y"])
+    config = model.get_config()
+    assert {k: config[k] for k in ("num_classes", "image_size", "pixel_mode", "dropout", "l2", "class_names")} == {
+        "num_classes": 2, "image_size": 64, "pixel_mode": "symmetric", "dropout": 0.3, "l2": 1e-4, "class_names": ["x", "y"]}
+    assert model.get_layer("predictions").kernel_regularizer is not None
+    path = str(tmp_path / "c.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert isinstance(reloaded, ImageClassifier) and reloaded.class_names == ["x", "y"]
+    x = np.random.randint(0, 256, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_classes": 1}, "num_classes"),
+    ({"num_classes": 2, "dropout": 1.0}, "dropout"),
+    ({"num_classes": 2, "l2": -1.0}, "l2"),
+    ({"num_classes": 2, "class_names": ["only-one"]}, "class_names"),
+])
+def test_invalid_arguments_are_rejected_with_their_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_classifier(asset(HUB_035), image_size=64, **kwargs)

@@ -1,0 +1,59 @@
+"""The tl-keras command line, run as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HUB_035, HYMENOPTERA, asset
+
+CLI = [sys.executable, "-m", "tl_keras.cli"]
+
+
+def _run(*args, check=True):
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        pytest.fail(f"tl-keras {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["demo"]])
+def test_help_everywhere(command):
+    out = _run(*command, "--help")
+    assert "usage: tl-keras" in out.stdout
+
+
+def test_train_predict_evaluate(tmp_path):
+    metrics_path = tmp_path / "metrics.json"
+    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--batch-size", "32",
+               "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1", "--learning-rate", "0.001",
+               "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"), "--metrics-json", str(metrics_path))
+    assert "Epoch 1/2" in out.stdout or "Epoch 1/2" in out.stderr  # Keras progress
+    assert "tl-keras train summary" in out.stdout and "imageNotFound.gif" in out.stdout
+    metrics = json.loads(metrics_path.read_text())
+    for key in ("head_val_accuracy", "val_accuracy", "class_names", "export_dir", "num_train_images",
+                "num_val_images", "skipped_files", "train_seconds"):
+        assert key in metrics, key
+    assert metrics["export_dir"] == str(tmp_path / "ants_bees" / "1")
+    assert metrics["num_train_images"] + metrics["num_val_images"] + len(metrics["skipped_files"]) == 398
+    assert metrics["val_accuracy"] > 0.6
+
+    image = os.path.join(asset(HYMENOPTERA), "val", "bees", sorted(os.listdir(os.path.join(HYMENOPTERA, "val", "bees")))[0])
+    predicted = json.loads(_run("predict", metrics["export_dir"], image, "--top-k", "2", "--json").stdout)
+    assert predicted[0]["path"] == image and len(predicted[0]["top_k"]) == 2
+    text = _run("predict", str(tmp_path / "ants_bees"), image).stdout
+    assert text.startswith(image + ": ")
+
+    report = json.loads(_run("evaluate", metrics["export_dir"], asset(HYMENOPTERA), "--json").stdout)
+    assert report["num_images"] == 153 and abs(report["accuracy"] - metrics["val_accuracy"]) < 0.03
+
+
+def test_errors_are_one_clear_line_and_exit_2(tmp_path):
+    bad = _run("train", str(tmp_path / "nope"), "--backbone", asset(HUB_035), check=False)
+    assert bad.returncode == 2 and "not a folder" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _run("train", asset(HYMENOPTERA), "--backbone", "mobilenet_v3", check=False)
+    assert bad.returncode == 2 and "Did you mean" in bad.stderr
+    bad = _run("train", asset(HYMENOPTERA), "--unfreeze-blocks", "some", check=False)
+    assert bad.returncode == 2 and "--unfreeze-blocks" in bad.stderr

@@ -1,0 +1,134 @@
+"""Image folders: layouts, splits, decoding, and every skipped file accounted for."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import HYMENOPTERA, asset
+from tl_keras.data import load_image_folder, make_dataset
+
+
+def _png(path, array):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(array))
+
+
+def _photo(seed, size=24, channels=3):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, channels), dtype=np.uint8)
+
+
+def _folder(root, per_class=5, classes=("cats", "dogs")):
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            _png(str(root / name / f"{i}.png"), _photo(c * 100 + i))
+    return root
+
+
+def test_real_folder_with_train_and_val_and_the_placeholder_gif_is_flagged():
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=64)
+    assert folder.class_names == ["ants", "bees"]
+    assert (len(folder.train), len(folder.val), folder.validation_source) == (245, 153, "folder")
+    assert folder.num_used + len(folder.skipped) == folder.num_found == 398
+    flagged = [p for p, _ in folder.warnings]
+    assert any(p.endswith("imageNotFound.gif") for p in flagged)
+    assert len(flagged) < 5  # photographs are not flagged
+    assert folder.train.images.shape == (245, 64, 64, 3) and folder.train.images.dtype == np.uint8
+
+
+def test_flat_folder_gets_a_seeded_stratified_split(tmp_path):
+    root = _folder(tmp_path / "data", per_class=10)
+    a = load_image_folder(str(root), image_size=16, validation_split=0.2, seed=1)
+    b = load_image_folder(str(root), image_size=16, validation_split=0.2, seed=1)
+    c = load_image_folder(str(root), image_size=16, validation_split=0.2, seed=2)
+    assert a.validation_source == "split"
+    assert a.val.paths == b.val.paths and a.val.paths != c.val.paths
+    assert sorted(np.bincount(a.val.labels)) == [2, 2]
+    assert not set(a.val.paths) & set(a.train.paths)
+
+
+def test_bad_files_are_skipped_and_reported_by_name_and_reason(tmp_path):
+    root = _folder(tmp_path / "data", per_class=3)
+    (root / "cats" / "empty.jpg").write_bytes(b"")
+    (root / "cats" / "notes.jpg").write_text("this is text, not a JPEG")
+    (root / "dogs" / "readme.txt").write_text("hello")
+    (root / "dogs" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    good = tf.io.encode_jpeg(_photo(7, 64)).numpy()
+    (root / "dogs" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    _png(str(root / "dogs" / "gray.png"), _photo(8, channels=1))
+    _png(str(root / "dogs" / "rgba.png"), _photo(9, channels=4))
+    folder = load_image_folder(str(root), image_size=16, validation_split=0.3)
+    reasons = {os.path.basename(p): r for p, r in folder.skipped}
+    assert reasons["empty.jpg"].startswith("empty file")
+    assert "cannot be decoded" in reasons["notes.jpg"]
+    assert "not an image file type" in reasons["readme.txt"]
+    assert reasons[".DS_Store"] == "hidden file"
+    used = {os.path.basename(p) for s in folder.splits.values() for p in s.paths}
+    assert {"gray.png", "rgba.png"} <= used
+    assert folder.num_used + len(folder.skipped) == folder.num_found == 13
+    if "truncated.jpg" not in reasons:  # libjpeg may decode a truncated file with grey fill
+        assert "truncated.jpg" in used
+    assert "skipped" in folder.summary() and "notes.jpg" in folder.summary()
+
+
+def test_grayscale_rgba_and_gif_become_rgb(tmp_path):
+    root = tmp_path / "d"
+    _png(str(root / "a" / "gray.png"), np.full((10, 10, 1), 200, np.uint8))
+    _png(str(root / "a" / "rgba.png"), np.dstack([np.full((10, 10, 3), 50, np.uint8), np.full((10, 10, 1), 10, np.uint8)]))
+    _png(str(root / "b" / "x.png"), np.full((10, 10, 3), 90, np.uint8))
+    folder = load_image_folder(str(root), image_size=8, validation_split=0.5)
+    everything = np.concatenate([s.images for s in folder.splits.values()])
+    assert everything.shape[-1] == 3
+    for split in folder.splits.values():
+        for path, image in zip(split.paths, split.images):
+            if path.endswith("gray.png"):
+                assert (image == 200).all()  # grey replicated to all three channels
+            if path.endswith("rgba.png"):
+                assert (image == 50).all()  # alpha dropped, colour kept
+    # TensorFlow cannot write GIFs; the real placeholder GIF decodes to RGB.
+    real_gif = os.path.join(asset(HYMENOPTERA), "train", "ants", "imageNotFound.gif")
+    from tl_keras.data import read_images
+
+    assert read_images([real_gif])[0].shape == (300, 300, 3)
+
+
+def test_structural_errors_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        load_image_folder(str(tmp_path / "missing"))
+    _folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        load_image_folder(str(tmp_path / "one"))
+    root = tmp_path / "split"
+    _folder(root / "train")
+    _folder(root / "val", classes=("cats", "birds"))
+    with pytest.raises(ValueError, match="differ"):
+        load_image_folder(str(root))
+    empty = _folder(tmp_path / "empty")
+    for f in (empty / "dogs").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match="'dogs' has no usable image"):
+        load_image_folder(str(empty))
+
+
+def test_memory_and_streaming_pipelines_yield_the_same_batches(tmp_path):
+    root = _folder(tmp_path / "data", per_class=4)
+    cached = load_image_folder(str(root), image_size=16, validation_split=0.5)
+    streamed = load_image_folder(str(root), image_size=16, validation_split=0.5, memory_limit=0)
+    assert streamed.train.images is None and cached.train.images is not None
+    a = next(iter(cached.dataset("val", batch_size=8)))
+    b = next(iter(streamed.dataset("val", batch_size=8)))
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+
+
+def test_training_pipeline_shuffles_and_augments_deterministically(tmp_path):
+    root = _folder(tmp_path / "data", per_class=6)
+    folder = load_image_folder(str(root), image_size=16, validation_split=0.5)
+    first = [x.numpy() for x, _ in folder.dataset("train", batch_size=6, training=True)]
+    again = [x.numpy() for x, _ in folder.dataset("train", batch_size=6, training=True)]
+    plain = [x.numpy() for x, _ in folder.dataset("train", batch_size=6, training=False)]
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], plain[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        make_dataset(folder.train, 16, batch_size=0)

@@ -1,0 +1,48 @@
+"""End to end on the real ants/bees photos: train, export, reload with plain TensorFlow elsewhere."""
+
+import json
+import os
+
+import numpy as np
+
+from conftest import HYMENOPTERA, asset, run_python
+
+FRESH_PROCESS = """
+import json, sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+images = np.load(sys.argv[2])
+out = loaded.signatures["serving_default"](images=tf.constant(images, tf.float32))
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "labels": [x.decode() for x in out["label"].numpy()],
+                  "tl_keras_loaded": "tl_keras" in sys.modules}))
+"""
+
+
+def test_train_export_and_plain_tensorflow_reproduces_probabilities(hymenoptera_result, tmp_path):
+    metrics = hymenoptera_result.metrics
+    assert metrics["class_names"] == ["ants", "bees"]
+    assert metrics["num_train_images"] == 245 and metrics["num_val_images"] == 153
+    assert metrics["head_val_accuracy"] > 0.7 and metrics["val_accuracy"] > 0.7  # chance is 0.54
+    assert metrics["unfrozen_blocks"] == ["block_15", "block_16"]
+    val = hymenoptera_result.data.val
+    images = val.images[:6].astype("float32")
+    np.save(tmp_path / "batch.npy", images)
+    out = run_python(FRESH_PROCESS, hymenoptera_result.export_dir, str(tmp_path / "batch.npy"))
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["tl_keras_loaded"] is False
+    expected = hymenoptera_result.model.predict(images, verbose=0)
+    np.testing.assert_allclose(np.array(report["probabilities"]), expected, atol=1e-5)
+    assert report["labels"] == [["ants", "bees"][i] for i in expected.argmax(axis=1)]
+
+
+def test_keras_applications_path_with_the_real_weights_file(tmp_path):
+    import tl_keras
+
+    result = tl_keras.train(
+        asset(HYMENOPTERA), backbone="keras:mobilenet_v2",
+        weights=os.path.join(os.path.dirname(os.path.dirname(HYMENOPTERA)), "weights", "mobilenet_v2_0.35_224_no_top.h5"),
+        image_size=96, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1, output=str(tmp_path / "k"), verbose=0,
+    )
+    assert result.metrics["val_accuracy"] > 0.7
+    assert result.metrics["unfrozen_blocks"] == ["block_16"]
+    assert os.path.exists(os.path.join(result.export_dir, "saved_model.pb"))

@@ -1,0 +1,148 @@
+"""The Keras 3 layer over TF Hub SavedModels, on the real MobileNetV2 0.35 feature vector."""
+
+import os
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import HUB_035, asset, run_python
+from tl_keras.hub import HubBackbone, resolve_handle, save_hub_module
+from tl_keras.registry import BackboneDownloadError
+
+
+def _images(n=8, size=64, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, size, size, 3)).astype("float32")
+
+
+def _model(backbone, classes=2):
+    model = keras.Sequential([keras.Input((64, 64, 3)), backbone, keras.layers.Dense(classes, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_layer_matches_the_saved_model_forward_pass_and_reports_blocks():
+    backbone = HubBackbone(asset(HUB_035))
+    x = _images()
+    reference = tf.saved_model.load(HUB_035)(tf.constant(x), training=False).numpy()
+    np.testing.assert_allclose(backbone(x).numpy(), reference, atol=1e-5)
+    assert backbone.block_names[0] == "stem" and backbone.block_names[-1] == "block_16"
+    assert len(backbone.block_names) == 17
+    assert backbone.trainable_weights == [] and backbone.unfrozen_blocks == 0
+
+
+def test_fine_tuning_top_blocks_changes_only_them_and_the_output():
+    backbone = HubBackbone(asset(HUB_035), inference_mode=True)
+    model = _model(backbone)
+    assert backbone.set_trainable_blocks(2) == ["block_15", "block_16"]
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    x, y = _images(16), np.tile([0, 1], 8)
+    before = [v.numpy().copy() for v in backbone.hub_variables]
+    features_before = backbone(x[:4]).numpy()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    top = {i for _, idx in backbone.blocks[-2:] for i in idx}
+    for i, (name, old, var) in enumerate(zip(backbone.source_names, before, backbone.hub_variables)):
+        trainable_source = "moving_" not in name
+        if i in top and trainable_source:
+            assert not np.array_equal(old, var.numpy()), f"{name} should have trained"
+        else:
+            assert np.array_equal(old, var.numpy()), f"{name} must stay bit-identical"
+    # The SavedModel's own forward pass sees the new values: gradients reached the variables it reads.
+    direct = backbone._hub.module(tf.constant(x[:4]), training=False).numpy()
+    np.testing.assert_allclose(backbone(x[:4]).numpy(), direct, atol=1e-6)
+    assert np.abs(direct - features_before).max() > 1e-3
+
+
+def test_training_flag_reaches_batch_norm_unless_inference_mode():
+    x = _images(8)
+    free = HubBackbone(asset(HUB_035))
+    free.set_trainable_blocks("all")
+    stats = [v for n, v in zip(free.source_names, free.hub_variables) if n.endswith("moving_mean")]
+    before = stats[0].numpy().copy()
+    free(x, training=True)
+    assert not np.array_equal(before, stats[0].numpy())
+    pinned = HubBackbone(asset(HUB_035), inference_mode=True)
+    stats = [v for n, v in zip(pinned.source_names, pinned.hub_variables) if n.endswith("moving_mean")]
+    before = stats[0].numpy().copy()
+    pinned(x, training=True)
+    assert np.array_equal(before, stats[0].numpy())
+
+
+def test_keras_trainable_switch_and_block_counts():
+    backbone = HubBackbone(asset(HUB_035))
+    backbone.trainable = True
+    n_all = len(backbone.trainable_weights)
+    assert n_all == len(tf.saved_model.load(HUB_035).trainable_variables)
+    backbone.set_trainable_blocks(1)
+    assert 0 < len(backbone.trainable_weights) < n_all
+    top = {i for i in backbone.blocks[-1][1]}
+    expected = [v for i, v in enumerate(backbone.hub_variables) if i in top and v.trainable]
+    assert backbone.trainable_weights == expected
+    assert all(backbone.source_names[i].startswith(("block_16", "Conv_1")) for i in top)
+    with pytest.raises(ValueError, match="non-negative integer or 'all'"):
+        backbone.set_trainable_blocks(-1)
+
+
+def test_model_with_the_layer_saves_and_reloads(tmp_path):
+    backbone = HubBackbone(asset(HUB_035), inference_mode=True)
+    model = _model(backbone)
+    backbone.set_trainable_blocks(1)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    x = _images(8)
+    model.fit(x, np.tile([0, 1], 4), epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert reloaded.layers[0].unfrozen_blocks == 1 and reloaded.layers[0].inference_mode
+
+
+def test_functional_model_and_dict_free_output_shape():
+    backbone = HubBackbone(asset(HUB_035))
+    inputs = keras.Input((None, None, 3))
+    outputs = backbone(inputs)
+    assert tuple(outputs.shape) == (None, 1280)
+    model = keras.Model(inputs, outputs)
+    assert model.predict(_images(2, 40), verbose=0).shape == (2, 1280)
+
+
+def test_folder_without_saved_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no saved_model.pb"):
+        HubBackbone(str(tmp_path))
+
+
+def test_download_failure_names_the_handle_and_the_local_copy_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    handle = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+    started = time.monotonic()
+    with pytest.raises(BackboneDownloadError) as info:
+        resolve_handle(handle, timeout=10)
+    assert time.monotonic() - started < 60
+    message = str(info.value)
+    assert handle in message and "--backbone /path/to/folder" in message and "TFHUB_CACHE_DIR" in message
+
+
+def test_save_hub_module_round_trip_keeps_names_and_outputs(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, name="block_1_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="block_1_bn")(x)
+    x = keras.layers.Conv2D(8, 3, name="block_2_conv")(x)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    extractor = keras.Model(inputs, outputs, name="tiny")
+    path = save_hub_module(extractor, str(tmp_path / "tiny_hub"))
+    layer = HubBackbone(path)
+    assert layer.block_names == ["block_1", "block_2"]
+    x = _images(3, 16)
+    np.testing.assert_allclose(layer(x).numpy(), extractor(x).numpy(), atol=1e-6)
+
+
+def test_local_hub_backbones_never_import_tf_keras():
+    out = run_python(
+        "import sys, numpy as np, tl_keras\n"
+        f"m = tl_keras.build_classifier({HUB_035!r}, 2, image_size=64)\n"
+        "m.predict(np.zeros((1, 64, 64, 3), 'float32'), verbose=0)\n"
+        "print('tf_keras' in sys.modules, 'tensorflow_hub' in sys.modules)\n"
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False False"
