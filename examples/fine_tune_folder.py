@@ -17,12 +17,14 @@ def main() -> None:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--head-epochs", type=int, default=5)
+    parser.add_argument("--fine-tune-epochs", type=int, default=5)
     args = parser.parse_args()
 
     # 1. One call: folder -> backbone + head -> frozen phase -> top blocks at lr/10 -> export.
     result = tl_keras.train(
         args.data_dir, backbone=args.backbone, image_size=args.image_size,
-        head_epochs=5, fine_tune_epochs=5, output=args.output,
+        head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs, output=args.output,
     )
     print(f"val accuracy after the head phase {result.metrics['head_val_accuracy']:.3f}, "
           f"after fine-tuning {result.metrics['val_accuracy']:.3f}")

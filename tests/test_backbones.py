@@ -51,6 +51,24 @@ def test_resnet50_code_path_with_random_weights():
     assert tuple(features.shape) == (1, 2048)
 
 
+def test_resnet50_classifier_trains_its_top_block():
+    from tl_keras.classifier import build_classifier
+    from tl_keras.training import fine_tune
+
+    model = build_classifier("keras:resnet50", 2, weights="none", image_size=32)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.tile([0, 1], 4)
+    top = model.backbone.model.get_layer("conv5_block3_3_conv").kernel
+    low = model.backbone.model.get_layer("conv4_block6_3_conv").kernel
+    top_before, low_before = top.numpy().copy(), low.numpy().copy()
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    history = fine_tune(model, data, head_epochs=1, fine_tune_epochs=1, unfreeze_blocks=1, verbose=0)
+    assert history.unfrozen_blocks == ["conv5_block3"]
+    assert not np.array_equal(top_before, top.numpy()) and np.array_equal(low_before, low.numpy())
+
+
 def test_caffe_pixel_range_matches_keras_resnet_preprocessing():
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     expected = keras.applications.resnet50.preprocess_input(pixels.copy())

@@ -55,5 +55,8 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     assert bad.returncode == 2 and "not a folder" in bad.stderr and "Traceback" not in bad.stderr
     bad = _run("train", asset(HYMENOPTERA), "--backbone", "mobilenet_v3", check=False)
     assert bad.returncode == 2 and "Did you mean" in bad.stderr
+    offline = _run("train", asset(HYMENOPTERA), "--backbone", "mobilenet_v2", check=False)
+    assert offline.returncode == 2 and "Could not download the backbone" in offline.stderr
+    assert "--backbone /path/to/folder" in offline.stderr
     bad = _run("train", asset(HYMENOPTERA), "--unfreeze-blocks", "some", check=False)
     assert bad.returncode == 2 and "--unfreeze-blocks" in bad.stderr

@@ -51,3 +51,51 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_exports(tmp_path):
     assert set(report["kinds"]) <= {"MirroredVariable", "SyncOnReadVariable"} and "MirroredVariable" in report["kinds"]
     assert report["acc"] > 0.6
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
+
+
+MULTI_WORKER = """
+import json, sys, numpy as np
+import tl_keras
+result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=64, batch_size=16, head_epochs=2,
+                        fine_tune_epochs=1, unfreeze_blocks=1, output=sys.argv[3], verbose=0)
+weights = np.concatenate([w.numpy().ravel() for w in result.model.trainable_weights])
+print(json.dumps({"replicas": result.metrics["num_replicas"], "acc": result.metrics["val_accuracy"],
+                  "export": result.export_dir, "weights": [float(weights.sum()), float(np.abs(weights).sum())]}))
+"""
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_strategy_from_tf_config_with_two_local_workers(tmp_path):
+    import subprocess
+    import sys
+
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    out = str(tmp_path / "mw")
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen([sys.executable, "-c", MULTI_WORKER, asset(HYMENOPTERA), asset(HUB_035), out],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    reports = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    chief, other = reports
+    assert chief["replicas"] == other["replicas"] == 2
+    assert chief["weights"] == other["weights"]  # workers stay in sync, bit for bit
+    assert chief["acc"] == other["acc"] and chief["acc"] > 0.6
+    assert chief["export"] == os.path.join(out, "1") and other["export"] is None
+    assert sorted(os.listdir(out)) == ["1"]  # only the chief's version, no staging folders

@@ -48,6 +48,24 @@ def test_backbone_variables_keep_their_source_names(hymenoptera_result):
     assert any(n.startswith("block_16_project/") for n in names), sorted(names)[:10]
 
 
+def test_saved_model_cli_reads_the_signatures(hymenoptera_result):
+    import shutil
+    import subprocess
+
+    cli = shutil.which("saved_model_cli")
+    assert cli, "saved_model_cli ships with tensorflow"
+    out = subprocess.run([cli, "show", "--dir", hymenoptera_result.export_dir, "--tag_set", "serve",
+                          "--signature_def", "serving_default"], capture_output=True, text=True, check=True).stdout
+    assert "images" in out and "probabilities" in out and "label" in out and "DT_FLOAT" in out
+
+
+def test_metadata_records_the_input_size(hymenoptera_result):
+    from tl_keras.export import read_metadata
+
+    meta = read_metadata(hymenoptera_result.export_dir)
+    assert meta["image_size"] == 96 and meta["class_names"] == ["ants", "bees"]
+
+
 def test_versions_increment_and_no_staging_folder_is_left(hymenoptera_result, tmp_path):
     base = str(tmp_path / "model")
     first = export_saved_model(hymenoptera_result.model, base)

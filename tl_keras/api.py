@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 from typing import Sequence
 
@@ -25,6 +27,7 @@ from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
 from tl_keras.distribute import get_strategy, is_chief
 from tl_keras.export import export_saved_model
+from tl_keras.hub import resolve_handle
 from tl_keras.registry import resolve_backbone
 from tl_keras.training import FineTuneHistory, fine_tune
 
@@ -98,10 +101,13 @@ def train(
         `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
     """
     spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    # First, before any TensorFlow op: MultiWorkerMirroredStrategy configures collectives at startup.
+    strategy = get_strategy(strategy)
+    if spec.source == "hub":
+        resolve_handle(spec.handle)  # fail on a download before decoding the data; cached for the build
     started = time.perf_counter()
     keras.utils.set_random_seed(seed)
     folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
-    strategy = get_strategy(strategy)
     global_batch = batch_size * strategy.num_replicas_in_sync
     train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
     val_ds = folder.dataset("val", batch_size=global_batch)
@@ -117,9 +123,9 @@ def train(
     )
     train_seconds = time.perf_counter() - started
     export_dir = None
-    if export and is_chief():
-        base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model")
-        export_dir = export_saved_model(model, base, class_names=folder.class_names)
+    if export:
+        export_dir = _export(model, folder.class_names, output or os.path.join(
+            DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model"))
     metrics = {
         "backbone": spec.name,
         "image_size": spec.image_size,
@@ -144,3 +150,16 @@ def train(
         "history": history.history,
     }
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
+
+
+def _export(model: ImageClassifier, class_names: list[str], base: str) -> str | None:
+    """Exports on the chief. Under multi-worker training every worker must take part in saving
+    (reading sync-on-read variables is a collective), so the others write to a temporary folder."""
+    if is_chief():
+        return export_saved_model(model, base, class_names=class_names)
+    scratch = tempfile.mkdtemp(prefix="tl_keras_worker_export_")
+    try:
+        export_saved_model(model, scratch, class_names=class_names)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None

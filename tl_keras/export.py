@@ -7,7 +7,8 @@ signatures:
   `probabilities` float32 `[batch, num_classes]`, `label` string `[batch]` (top-1 class name);
 - `serving_uint8`: the same for `images` uint8 (a signature has one dtype per input).
 
-`assets/labels.txt` holds one class name per line, in output order. A version folder appears complete
+`assets/labels.txt` holds one class name per line, in output order; `assets/tl_keras.json` records the
+input size and backbone, so clients can decode images the way training did. A version folder appears complete
 or not at all: the model is written to a hidden sibling and renamed into place.
 
 Example:
@@ -20,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -30,6 +32,7 @@ import keras
 import tensorflow as tf
 
 LABELS_FILE = "labels.txt"
+METADATA_FILE = "tl_keras.json"
 
 
 def next_version(export_base: str) -> int:
@@ -55,10 +58,11 @@ def latest_version_dir(model_dir: str) -> str:
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str):
         super().__init__(name="tl_keras_export")
         self.model = model
         self.labels_asset = tf.saved_model.Asset(labels_path)
+        self.metadata_asset = tf.saved_model.Asset(metadata_path)
         self._class_names = tf.constant(list(class_names))
 
     def _outputs(self, images):
@@ -108,7 +112,10 @@ def export_saved_model(
         labels_path = os.path.join(labels_dir, LABELS_FILE)
         with open(labels_path, "w", encoding="utf-8") as f:
             f.write("\n".join(class_names) + "\n")
-        module = _ServingModule(model, class_names, labels_path)
+        metadata_path = os.path.join(labels_dir, METADATA_FILE)
+        with open(metadata_path, "w", encoding="utf-8") as f:
+            json.dump(export_metadata(model, class_names), f, indent=2)
+        module = _ServingModule(model, class_names, labels_path, metadata_path)
         tf.saved_model.save(
             module, staging,
             signatures={"serving_default": module.serve_float, "serving_uint8": module.serve_uint8},
@@ -124,6 +131,26 @@ def export_saved_model(
     finally:
         shutil.rmtree(labels_dir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_metadata(model: keras.Model, class_names: Sequence[str]) -> dict:
+    backbone = getattr(model, "backbone", None)
+    return {
+        "format": "tl_keras/1",
+        "class_names": list(class_names),
+        "image_size": getattr(model, "image_size", None),
+        "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
+        "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8"},
+    }
+
+
+def read_metadata(version_dir: str) -> dict:
+    """`assets/tl_keras.json` of an export, or `{}` for SavedModels made elsewhere."""
+    path = os.path.join(version_dir, "assets", METADATA_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def read_labels(version_dir: str) -> list[str]:

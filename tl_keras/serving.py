@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.data import load_image_folder, read_images
-from tl_keras.export import latest_version_dir, read_labels
+from tl_keras.export import latest_version_dir, read_labels, read_metadata
 
 
 class ExportedModel:
@@ -31,6 +31,7 @@ class ExportedModel:
         self._loaded = tf.saved_model.load(self.path)
         self._serve = self._loaded.signatures["serving_default"]
         self.class_names = read_labels(self.path)
+        self.image_size = read_metadata(self.path).get("image_size")
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Class probabilities `[n, num_classes]` for RGB 0-255 images (a batch, or a list of any sizes)."""
@@ -57,11 +58,13 @@ class ExportedModel:
             })
         return results
 
-    def evaluate(self, data_dir: str, split: str | None = None, image_size: int = 224, batch_size: int = 32) -> dict:
+    def evaluate(self, data_dir: str, split: str | None = None, image_size: int | None = None, batch_size: int = 32) -> dict:
         """Accuracy on a folder's `test/` split (else `val/`, else every image), plus skips and counts.
 
-        `image_size` only sets the size images are decoded to before the model resizes them itself.
+        Images are decoded at `image_size` (default: the export's recorded input size, else 224), as in
+        training; the model resizes whatever it gets anyway.
         """
+        image_size = image_size or self.image_size or 224
         folder = load_image_folder(data_dir, image_size=image_size, validation_split=0.5)
         if list(folder.class_names) != list(self.class_names):
             raise ValueError(

@@ -160,7 +160,7 @@ def fine_tune(
         start = epochs_run[0] if phase == 1 else 0
         result = model.fit(
             train_data, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
-            callbacks=phase_callbacks, verbose=verbose,
+            callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
         )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)

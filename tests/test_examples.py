@@ -1,0 +1,19 @@
+"""The example scripts run as documented (small sizes and budgets)."""
+
+import os
+import subprocess
+import sys
+
+from conftest import HUB_035, HYMENOPTERA, ROOT, asset
+
+
+def test_fine_tune_folder_example(tmp_path):
+    script = os.path.join(ROOT, "examples", "fine_tune_folder.py")
+    proc = subprocess.run(
+        [sys.executable, script, asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
+         "--head-epochs", "1", "--fine-tune-epochs", "1", "--output", str(tmp_path / "example")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "after fine-tuning" in proc.stdout and "'top_k'" in proc.stdout
+    assert os.path.exists(tmp_path / "example" / "1" / "saved_model.pb")
