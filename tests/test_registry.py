@@ -24,7 +24,9 @@ def test_handles_urls_and_local_folders(tmp_path):
     assert resolve_backbone("https://example.com/model/1").handle == "https://example.com/model/1"
     assert resolve_backbone("hub:https://x/y").handle == "https://x/y"
     kaggle = "google/mobilenet-v2/tensorFlow2/100-224-feature-vector"
-    assert resolve_backbone(kaggle).handle == kaggle
+    assert resolve_backbone(kaggle + "/2").handle == "https://www.kaggle.com/models/" + kaggle + "/2"
+    with pytest.raises(ValueError, match="needs a version number"):
+        resolve_backbone(kaggle)
     spec = resolve_backbone(str(tmp_path))
     assert (spec.source, spec.handle) == ("hub", str(tmp_path))
 
@@ -79,3 +81,10 @@ def test_alpha_is_read_from_keras_weight_file_names():
 def test_registry_module_does_not_depend_on_tensorflow():
     source = open(registry.__file__).read()
     assert "import tensorflow" not in source and "import keras" not in source
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    failures, attempted = doctest.testmod(registry)
+    assert attempted >= 4 and failures == 0

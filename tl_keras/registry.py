@@ -137,7 +137,7 @@ def resolve_backbone(
         spec = BackboneSpec(name=name, source="hub", handle=os.path.abspath(os.path.expanduser(name)))
     elif _looks_like_handle(name):
         handle = name[len("hub:"):] if name.startswith("hub:") else name
-        spec = BackboneSpec(name=name, source="hub", handle=handle)
+        spec = BackboneSpec(name=name, source="hub", handle=kaggle_url(handle) or handle)
     elif os.path.sep in name or name.startswith("."):
         raise ValueError(
             f"`backbone` looks like a path, but no folder exists there. Pass a TF2 SavedModel folder "
@@ -168,11 +168,30 @@ def resolve_backbone(
 
 
 def _looks_like_handle(name: str) -> bool:
-    if name.startswith(("hub:", "http://", "https://", "gs://")):
-        return True
+    return name.startswith(("hub:", "http://", "https://", "gs://")) or _is_kaggle_handle(name)
+
+
+def _is_kaggle_handle(name: str) -> bool:
     # Kaggle Models handle: owner/model/framework/variation[/version]
     parts = name.split("/")
     return len(parts) in (4, 5) and parts[2].lower() in ("tensorflow2", "tensorflow1") and not os.path.exists(name)
+
+
+def kaggle_url(handle: str) -> str | None:
+    """`owner/model/tensorFlow2/variation/version` -> its kaggle.com/models URL (what tensorflow_hub
+    downloads); None for anything else.
+
+    >>> kaggle_url("google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2")
+    'https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2'
+    """
+    if not _is_kaggle_handle(handle):
+        return None
+    parts = handle.split("/")
+    if len(parts) == 4:
+        raise ValueError(
+            f"A Kaggle Models handle needs a version number at the end, e.g. '{handle}/1'. Received: {handle!r}"
+        )
+    return "https://www.kaggle.com/models/" + handle
 
 
 def keras_alpha_from_weights(path: str | None) -> float:
