@@ -25,3 +25,21 @@ def test_evaluate_on_the_val_folder(hymenoptera_result):
     assert report["split"] == "val" and report["num_images"] == 153
     assert report["accuracy"] == pytest.approx(hymenoptera_result.metrics["val_accuracy"], abs=0.02)
     assert sum(row["support"] for row in report["per_class"].values()) == 153
+
+
+def test_evaluate_on_a_flat_folder_uses_every_image(hymenoptera_result, tmp_path):
+    import shutil
+
+    for name in ("ants", "bees"):
+        source = os.path.join(asset(HYMENOPTERA), "val", name)
+        (tmp_path / name).mkdir()
+        for f in sorted(os.listdir(source))[:4]:
+            shutil.copy(os.path.join(source, f), tmp_path / name / f)
+    report = ExportedModel(hymenoptera_result.export_dir).evaluate(str(tmp_path))
+    assert report["split"] == "all" and report["num_images"] == 8
+    assert [row["support"] for row in report["per_class"].values()] == [4, 4]
+    with pytest.raises(ValueError, match="differ from the model's"):
+        shutil.rmtree(tmp_path / "bees")
+        (tmp_path / "wasps").mkdir()
+        shutil.copy(os.path.join(source, f), tmp_path / "wasps" / f)
+        ExportedModel(hymenoptera_result.export_dir).evaluate(str(tmp_path))

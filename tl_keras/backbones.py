@@ -30,9 +30,9 @@ from tl_keras.registry import (
     PIXEL_MODES,
     BackboneDownloadError,
     BackboneSpec,
+    BlockSelection,
     group_blocks,
     keras_alpha_from_weights,
-    parse_unfreeze_blocks,
 )
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -68,7 +68,7 @@ class PixelRange(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
-class KerasBackbone(keras.layers.Layer):
+class KerasBackbone(BlockSelection, keras.layers.Layer):
     """A `keras.applications` model (no top, average-pooled) with the tl_keras block API.
 
     Args:
@@ -131,30 +131,19 @@ class KerasBackbone(keras.layers.Layer):
         self._weighted = [i for i, layer in enumerate(self.model.layers) if layer.weights]
         names = [self.model.layers[i].name for i in self._weighted]
         self.blocks = [(name, [self._weighted[j] for j in idx]) for name, idx in group_blocks(names, self.block_patterns)]
-        self._unfrozen = 0
         self.set_trainable_blocks("all" if trainable else 0)
 
-    @property
-    def block_names(self) -> list[str]:
-        """Block names, bottom first."""
-        return [name for name, _ in self.blocks]
-
-    @property
-    def unfrozen_blocks(self) -> int:
-        """How many top blocks are trainable (0 when frozen)."""
-        return self._unfrozen if self.trainable else 0
-
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
-        """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen)."""
-        num_blocks = parse_unfreeze_blocks(num_blocks)
-        total = len(self.blocks)
-        n = total if num_blocks in ("all", None) else min(num_blocks, total)
-        self.trainable = n > 0
-        top = {i for _, indices in self.blocks[total - n:] for i in indices} if n else set()
+        """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
+
+        Returns:
+            The names of the blocks now trainable, bottom first.
+        """
+        names, top = self._select_top_blocks(num_blocks)
+        self.trainable = bool(names)
         for i in self._weighted:
             self.model.layers[i].trainable = i in top
-        self._unfrozen = n
-        return [name for name, _ in self.blocks[total - n:]] if n else []
+        return names
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=bool(training) and not self.inference_mode)

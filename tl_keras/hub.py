@@ -29,7 +29,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tl_keras.registry import GENERIC_BLOCKS, BackboneDownloadError, group_blocks, parse_unfreeze_blocks
+from tl_keras.registry import GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, group_blocks
 
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
 
@@ -92,7 +92,7 @@ def _accepts_training(module) -> bool:
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
-class HubBackbone(keras.layers.Layer):
+class HubBackbone(BlockSelection, keras.layers.Layer):
     """A TF2 SavedModel in TF Hub format (image feature vector) as a trainable Keras 3 layer.
 
     Args:
@@ -153,19 +153,8 @@ class HubBackbone(keras.layers.Layer):
                     "would not reach the forward pass. Please report your keras/tensorflow versions."
                 )
         self.blocks = group_blocks(self.source_names, self.block_patterns)
-        self._unfrozen = len(self.blocks) if trainable else 0
         self.set_trainable_blocks("all" if trainable else 0)
         self.built = True
-
-    @property
-    def block_names(self) -> list[str]:
-        """Block names, bottom first (e.g. `['stem', 'block_1', ..., 'block_16']`)."""
-        return [name for name, _ in self.blocks]
-
-    @property
-    def unfrozen_blocks(self) -> int:
-        """How many top blocks are trainable (0 when the layer is frozen)."""
-        return self._unfrozen if self.trainable else 0
 
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
@@ -176,16 +165,12 @@ class HubBackbone(keras.layers.Layer):
         Returns:
             The names of the blocks now trainable, bottom first.
         """
-        num_blocks = parse_unfreeze_blocks(num_blocks)
-        total = len(self.blocks)
-        n = total if num_blocks in ("all", None) else min(num_blocks, total)
-        self.trainable = n > 0  # Keras sets every trainable variable's flag; refined below.
-        top = {i for _, indices in self.blocks[total - n:] for i in indices} if n else set()
+        names, top = self._select_top_blocks(num_blocks)
+        self.trainable = bool(names)  # Keras sets every trainable variable's flag; refined below.
         for i, (kv, source_trainable) in enumerate(zip(self.hub_variables, self._source_trainable)):
             if source_trainable:
                 kv.trainable = i in top
-        self._unfrozen = n
-        return [name for name, _ in self.blocks[total - n:]] if n else []
+        return names
 
     def call(self, inputs, training=None):
         images = tf.cast(inputs, tf.float32)

@@ -255,3 +255,32 @@ def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
             f"`unfreeze_blocks` must be a non-negative integer or 'all'. Received: unfreeze_blocks={value!r}"
         )
     return value
+
+
+class BlockSelection:
+    """The block API both backbone layers share: `block_names`, `unfrozen_blocks`, and the choice
+    of the top blocks behind `set_trainable_blocks`. Subclasses set `self.blocks` (from
+    `group_blocks`) and apply the choice to their own variables or layers."""
+
+    blocks: list[tuple[str, list[int]]]
+    _unfrozen: int = 0
+
+    @property
+    def block_names(self) -> list[str]:
+        """Block names, bottom first (e.g. `['stem', 'block_1', ..., 'block_16']`)."""
+        return [name for name, _ in self.blocks]
+
+    @property
+    def unfrozen_blocks(self) -> int:
+        """How many top blocks are trainable (0 when the layer is frozen)."""
+        return self._unfrozen if getattr(self, "trainable", True) else 0
+
+    def _select_top_blocks(self, num_blocks: int | str | None) -> tuple[list[str], set[int]]:
+        """Validates `num_blocks` (int, 'all'; None = all) and returns the chosen top blocks' names
+        (bottom first) and the indices they cover. Records the count for `unfrozen_blocks`."""
+        num_blocks = parse_unfreeze_blocks(num_blocks)
+        total = len(self.blocks)
+        n = total if num_blocks in ("all", None) else min(num_blocks, total)
+        chosen = self.blocks[total - n:] if n else []
+        self._unfrozen = n
+        return [name for name, _ in chosen], {i for _, indices in chosen for i in indices}

@@ -73,13 +73,9 @@ class ExportedModel:
             )
         if split is None:
             split = "test" if "test" in folder.splits else ("val" if folder.validation_source == "folder" else None)
-        samples = folder.splits[split] if split else None
-        parts = [samples] if samples is not None else list(folder.splits.values())
-        labels = np.concatenate([p.labels for p in parts])
-        predicted = np.concatenate([
-            np.argmax(self.predict_dataset(folder, name, batch_size), axis=-1)
-            for name in ([split] if split else list(folder.splits))
-        ])
+        names = [split] if split else list(folder.splits)  # a flat folder: every image
+        labels = np.concatenate([folder.splits[name].labels for name in names])
+        predicted = np.concatenate([np.argmax(self.predict_dataset(folder, name, batch_size), axis=-1) for name in names])
         per_class = {
             name: {"support": int((labels == i).sum()), "accuracy": float((predicted[labels == i] == i).mean()) if (labels == i).any() else None}
             for i, name in enumerate(self.class_names)

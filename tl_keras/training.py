@@ -55,17 +55,16 @@ class FineTuneHistory:
 class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
     """Sparse categorical cross-entropy with label smoothing (Keras' sparse loss has none)."""
 
-    def __init__(self, label_smoothing: float = 0.0, num_classes: int | None = None, name: str = "smoothed_sparse_cce", **kwargs):
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_cce", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
-        self.num_classes = num_classes
 
     def call(self, y_true, y_pred):
         y_true = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1])
         return keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, jit_compile="auto") -> None:
