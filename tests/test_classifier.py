@@ -38,3 +38,18 @@ def test_config_round_trip_keeps_every_argument(tmp_path):
 def test_invalid_arguments_are_rejected_with_their_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_classifier(asset(HUB_035), image_size=64, **kwargs)
+
+
+def test_keras_load_model_needs_only_import_tl_keras(tmp_path):
+    from conftest import run_python
+
+    model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=["ants", "bees"])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    out = run_python(
+        "import sys, numpy as np, keras, tl_keras\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"  # safe_mode stays on: no code in the config
+        "print(type(m).__name__, m.class_names, m.predict(np.zeros((1, 50, 70, 3)), verbose=0).shape)\n",
+        path,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "ImageClassifier ['ants', 'bees'] (1, 2)"

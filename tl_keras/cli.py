@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
