@@ -68,3 +68,14 @@ def test_argument_errors():
         fine_tune(model, None, head_epochs=-1)
     with pytest.raises(TypeError, match="ImageClassifier"):
         fine_tune(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), None)
+
+
+def test_reported_val_accuracy_is_the_exported_models_after_early_stopping(tmp_path):
+    import tl_keras
+
+    result = tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=64, head_epochs=4,
+                            fine_tune_epochs=0, learning_rate=0.3, early_stopping_patience=1,
+                            output=str(tmp_path / "es"), verbose=0)
+    measured = result.model.evaluate(result.data.dataset("val", batch_size=64), verbose=0, return_dict=True)
+    assert result.metrics["val_accuracy"] == pytest.approx(measured["accuracy"], abs=1e-6)
+    assert result.metrics["val_loss"] == pytest.approx(min(result.history.history["val_loss"]), rel=1e-4)

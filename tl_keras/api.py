@@ -121,6 +121,9 @@ def train(
         fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
         early_stopping_patience=early_stopping_patience, callbacks=callbacks, verbose=verbose,
     )
+    final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
+    if early_stopping_patience:  # the best weights were restored: measure the model that is exported
+        final = model.evaluate(val_ds, verbose=0, return_dict=True)
     train_seconds = time.perf_counter() - started
     export_dir = None
     if export:
@@ -130,8 +133,8 @@ def train(
         "backbone": spec.name,
         "image_size": spec.image_size,
         "head_val_accuracy": history.last("val_accuracy", phase=1),
-        "val_accuracy": history.last("val_accuracy"),
-        "val_loss": history.last("val_loss"),
+        "val_accuracy": float(final["accuracy"]),
+        "val_loss": float(final["loss"]),
         "class_names": folder.class_names,
         "export_dir": export_dir,
         "num_train_images": len(folder.train),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
@@ -160,6 +161,12 @@ def decode_image(contents: tf.Tensor, image_size: int | None = None) -> tf.Tenso
     return image
 
 
+def _tf_message(err: tf.errors.OpError) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", err.message or type(err).__name__)
+    return text.split(" [Op:")[0].strip().splitlines()[0]
+
+
 def _colour_count(image: tf.Tensor) -> int:
     thumb = tf.image.resize(image, (64, 64), method="nearest")
     packed = tf.cast(thumb, tf.int32)
@@ -174,11 +181,10 @@ def _check_one(path: str, image_size: int, keep: bool):
         if int(tf.strings.length(contents)) == 0:
             return None, "empty file (0 bytes)", None
         image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
-    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, tf.errors.DataLossError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return None, f"cannot be decoded as an image ({message.split(' [Op:')[0]})", None
-    except tf.errors.NotFoundError as err:
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as err:
         return None, f"cannot be read ({err.message})", None
+    except tf.errors.OpError as err:  # invalid, truncated or oversized image data
+        return None, f"cannot be decoded as an image ({_tf_message(err)})", None
     if image.shape[0] < 1 or image.shape[1] < 1:
         return None, "image has no pixels", None
     colours = _colour_count(image)
@@ -376,6 +382,6 @@ def read_images(paths: Sequence[str]) -> list[np.ndarray]:
             raise ValueError(f"Image file not found: {path!r}")
         try:
             images.append(decode_image(tf.io.read_file(path)).numpy())
-        except tf.errors.InvalidArgumentError as err:
-            raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {err.message}") from err
+        except tf.errors.OpError as err:
+            raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
     return images
