@@ -105,6 +105,8 @@ def export_saved_model(
         )
     if any("\n" in c for c in class_names):
         raise ValueError("Class names cannot contain newlines (labels.txt holds one per line).")
+    if version is not None and os.path.exists(os.path.join(export_base, str(version))):
+        raise ValueError(f"Cannot write the export to {os.path.join(export_base, str(version))!r}: it exists already.")
     os.makedirs(export_base, exist_ok=True)
     staging = os.path.join(export_base, f".tmp-{uuid.uuid4().hex}")
     labels_dir = tempfile.mkdtemp(prefix="tl_keras_labels_")
@@ -123,11 +125,14 @@ def export_saved_model(
         while True:
             target = os.path.join(export_base, str(version if version is not None else next_version(export_base)))
             try:
-                os.rename(staging, target)  # atomic; fails if another export took the number
+                os.rename(staging, target)  # atomic; fails if the version folder exists and is not empty
                 return target
             except OSError:
-                if version is not None or not os.path.exists(target):
+                if not os.path.exists(target):
+                    raise  # a real failure (permissions, disk), not a taken number
+                if version is not None:
                     raise ValueError(f"Cannot write the export to {target!r}: it exists already.") from None
+                # Another export took this number meanwhile: take the next one.
     finally:
         shutil.rmtree(labels_dir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
