@@ -81,7 +81,7 @@ def test_caffe_pixel_range_matches_keras_resnet_preprocessing():
 def test_missing_weights_file_and_offline_imagenet_are_clear_errors():
     with pytest.raises(ValueError, match="Weights file not found"):
         KerasBackbone("MobileNetV2", weights="/no/such/weights.h5")
-    with pytest.raises(ValueError, match="does not look like|Could not load weights"):
+    with pytest.raises(ValueError, match="Could not load weights"):
         KerasBackbone("ResNet50", weights=asset(KERAS_035), image_size=32)
     with pytest.raises(BackboneDownloadError, match="local weights file"):
         KerasBackbone("MobileNetV2", weights="imagenet", alpha=0.5, image_size=96)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from conftest import HYMENOPTERA, asset, run_python
+from conftest import HYMENOPTERA, KERAS_035, asset, run_python
 
 FRESH_PROCESS = """
 import json, sys, numpy as np, tensorflow as tf
@@ -40,7 +40,7 @@ def test_keras_applications_path_with_the_real_weights_file(tmp_path):
 
     result = tl_keras.train(
         asset(HYMENOPTERA), backbone="keras:mobilenet_v2",
-        weights=os.path.join(os.path.dirname(os.path.dirname(HYMENOPTERA)), "weights", "mobilenet_v2_0.35_224_no_top.h5"),
+        weights=asset(KERAS_035),
         image_size=96, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1, output=str(tmp_path / "k"), verbose=0,
     )
     assert result.metrics["val_accuracy"] > 0.7

@@ -43,3 +43,14 @@ def test_evaluate_on_a_flat_folder_uses_every_image(hymenoptera_result, tmp_path
         (tmp_path / "wasps").mkdir()
         shutil.copy(os.path.join(source, f), tmp_path / "wasps" / f)
         ExportedModel(hymenoptera_result.export_dir).evaluate(str(tmp_path))
+
+
+def test_same_size_images_are_batched_with_the_same_result(hymenoptera_result):
+    import numpy as np
+
+    model = ExportedModel(hymenoptera_result.export_dir)
+    images = list(np.random.default_rng(0).integers(0, 256, (5, 70, 90, 3)).astype("float32"))
+    batched = model.predict(images, batch_size=2)  # same size: stacked and batched
+    mixed = model.predict(images + [images[0][:69]])  # sizes differ: one image at a time
+    assert batched.shape == (5, 2) and mixed.shape == (6, 2)
+    np.testing.assert_allclose(mixed[:5], batched, atol=1e-5)

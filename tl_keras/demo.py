@@ -71,8 +71,7 @@ def _classifier_on(backbone: keras.Model, num_classes: int) -> keras.Model:
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = backbone(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    return model
+    return keras.Model(inputs, outputs)
 
 
 def _write_folder(root: str, images: np.ndarray, labels: np.ndarray) -> None:

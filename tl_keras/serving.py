@@ -35,6 +35,8 @@ class ExportedModel:
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Class probabilities `[n, num_classes]` for RGB 0-255 images (a batch, or a list of any sizes)."""
+        if not (isinstance(images, np.ndarray) and images.ndim == 4) and len({np.shape(i) for i in images}) == 1:
+            images = np.stack(images)  # a list of same-size images: batch them
         if isinstance(images, np.ndarray) and images.ndim == 4:
             batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
         else:

@@ -67,7 +67,7 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, jit_compile="auto") -> None:
+def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> None:
     """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy."""
     loss = (
         SmoothedSparseCategoricalCrossentropy(label_smoothing)
@@ -78,7 +78,6 @@ def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing:
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
         )
 
 
