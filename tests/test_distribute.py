@@ -99,3 +99,40 @@ def test_multi_worker_strategy_from_tf_config_with_two_local_workers(tmp_path):
     assert chief["acc"] == other["acc"] and chief["acc"] > 0.6
     assert chief["export"] == os.path.join(out, "1") and other["export"] is None
     assert sorted(os.listdir(out)) == ["1"]  # only the chief's version, no staging folders
+
+
+def test_mixed_precision_warns_and_stays_float32_on_cpu():
+    from tl_keras.distribute import precision_policy
+
+    with pytest.warns(UserWarning, match="needs a GPU"):
+        assert precision_policy(True) == "float32"
+    assert precision_policy(False) == "float32"
+
+
+def test_mixed_float16_build_as_on_a_gpu_keeps_hub_modules_and_the_output_in_float32():
+    """What `mixed_precision=True` builds on a GPU, built and trained here on the CPU."""
+    import keras
+    import numpy as np
+
+    from conftest import KERAS_035
+    from tl_keras.classifier import build_classifier
+    from tl_keras.distribute import dtype_policy
+    from tl_keras.training import compile_for_phase
+
+    with dtype_policy("mixed_float16"):
+        keras_model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=32)
+        hub_model = build_classifier(asset(HUB_035), 2, image_size=32)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert keras_model.backbone.compute_dtype == "float16"
+    assert hub_model.backbone.compute_dtype == "float32"  # a SavedModel runs in the dtype it was traced for
+    images = np.random.default_rng(0).uniform(0, 255, (4, 40, 40, 3)).astype("float32")
+    for model in (keras_model, hub_model):
+        assert model.get_layer("predictions").compute_dtype == "float32"
+        probabilities = model.predict(images, verbose=0)
+        assert probabilities.dtype == np.float32
+        np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+        model.backbone.set_trainable_blocks(1)
+        compile_for_phase(model, 1e-3)
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(images, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])

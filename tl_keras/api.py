@@ -25,8 +25,9 @@ import tensorflow as tf
 
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
-from tl_keras.distribute import get_strategy, is_chief
+from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy
 from tl_keras.export import export_saved_model
+from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
 from tl_keras.registry import resolve_backbone
 from tl_keras.training import FineTuneHistory, fine_tune
@@ -64,6 +65,11 @@ def train(
     validation_split: float = 0.2,
     augment: bool = True,
     early_stopping_patience: int | None = None,
+    cache_features: bool | str = "auto",
+    feature_cache_dir: str | None = None,
+    feature_copies: int = 0,
+    mixed_precision: bool = False,
+    jit_compile: bool | str = "auto",
     seed: int = 42,
     strategy: str | tf.distribute.Strategy | None = "auto",
     output: str | None = None,
@@ -88,6 +94,19 @@ def train(
         validation_split: held-out fraction when the folder has no `val/`. Defaults to 0.2.
         augment: light augmentation of training images. Defaults to True.
         early_stopping_patience: per-phase early stopping on `val_loss`. Defaults to None (off).
+        cache_features: train phase 1 on backbone features computed once per image (see
+            `tl_keras.features`) instead of running the frozen backbone every epoch: True, False, or
+            `"auto"` (default): on whenever it saves backbone passes, i.e. when `head_epochs`
+            exceeds the passes caching costs (`max(1, feature_copies)`), or a `feature_cache_dir`
+            is given.
+        feature_cache_dir: a folder to keep features in across runs (keyed by backbone weights,
+            image size and file content). Defaults to None (in memory only).
+        feature_copies: 0 (default) caches the un-augmented training images, so augmentation
+            applies in phase 2 only; K caches K augmented variants of each image.
+        mixed_precision: build in `mixed_float16` (`mixed_bfloat16` on TPU); the output layer stays
+            float32. A no-op with a warning on CPU. Defaults to False.
+        jit_compile: XLA, as `keras.Model.compile` takes it; `"auto"` (default) is on for GPU/TPU
+            without tf.distribute, off on CPU.
         seed: seeds the split, shuffling, augmentation and weight initialisation. Defaults to 42.
         strategy: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
             `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
@@ -101,6 +120,7 @@ def train(
         `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
     """
     spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    use_cache = _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)
     # First, before any TensorFlow op: MultiWorkerMirroredStrategy configures collectives at startup.
     strategy = get_strategy(strategy)
     if spec.source == "hub":
@@ -111,15 +131,19 @@ def train(
     global_batch = batch_size * strategy.num_replicas_in_sync
     train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
     val_ds = folder.dataset("val", batch_size=global_batch)
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(precision_policy(mixed_precision)):
         model = build_classifier(
             spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2, class_names=folder.class_names,
         )
+    features = None
+    if use_cache:
+        features = compute_features(model, folder, copies=feature_copies, batch_size=global_batch, store=feature_cache_dir)
     history = fine_tune(
         model, train_ds, val_ds, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
-        early_stopping_patience=early_stopping_patience, callbacks=callbacks, verbose=verbose,
+        early_stopping_patience=early_stopping_patience, features=features, jit_compile=jit_compile,
+        callbacks=callbacks, verbose=verbose,
     )
     final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
     if early_stopping_patience:  # the best weights were restored: measure the model that is exported
@@ -147,12 +171,22 @@ def train(
         "fine_tune_epochs": history.fine_tune_epochs,
         "unfrozen_blocks": history.unfrozen_blocks,
         "learning_rates": list(history.learning_rates),
+        "feature_cache": features.describe() if features is not None else {"used": False},
+        "dtype_policy": model.dtype_policy.name,
         "num_replicas": strategy.num_replicas_in_sync,
         "global_batch_size": global_batch,
         "train_seconds": round(train_seconds, 2),
         "history": history.history,
     }
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
+
+
+def _use_feature_cache(cache_features: bool | str, head_epochs: int, copies: int, cache_dir: str | None) -> bool:
+    if cache_features not in (True, False, "auto"):
+        raise ValueError(f"`cache_features` must be True, False or 'auto'. Received: cache_features={cache_features!r}")
+    if head_epochs == 0 or cache_features is False:
+        return False
+    return cache_features is True or cache_dir is not None or head_epochs > max(1, copies)
 
 
 def _export(model: ImageClassifier, class_names: list[str], base: str) -> str | None:

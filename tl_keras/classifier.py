@@ -20,8 +20,51 @@ from tl_keras.backbones import Backbone, PixelRange, build_backbone
 from tl_keras.registry import BackboneSpec, resolve_backbone
 
 
+class MultiWorkerFitMixin:
+    """Makes Keras 3 `fit`/`evaluate` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Mix it in before `keras.Model`; every tl_keras model trained with `fit` does.
+    """
+
+    def _multi_worker(self) -> bool:
+        strategy = self.distribute_strategy
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+    def _as_vectors(self, logs: dict) -> dict:
+        # Keras 3 reduces each log across workers with `strategy.reduce("MEAN", v, axis=0)`, which a
+        # scalar has no axis for (keras-team/keras#20585). A 1-element vector per worker makes that
+        # reduction the plain mean of the workers' values, a scalar again.
+        if not self._multi_worker():
+            return logs
+        return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
+
+    def train_step(self, data):
+        return self._as_vectors(super().train_step(data))
+
+    def test_step(self, data):
+        return self._as_vectors(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (keras-team/keras#20585) takes a sample batch for its symbolic build with
+        # `strategy.reduce("MEAN", (images, labels))`; MultiWorkerMirroredStrategy cannot reduce a
+        # tuple across workers, so `fit` fails before the first step. The build needs only shapes and
+        # dtypes: hand it this worker's local batch instead, consumed exactly as Keras does.
+        strategy = self.distribute_strategy
+        if iterator is not None and self._multi_worker():
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
 @keras.saving.register_keras_serializable(package="tl_keras")
-class ImageClassifier(keras.Model):
+class ImageClassifier(MultiWorkerFitMixin, keras.Model):
     """A backbone with a new softmax head, fed plain RGB pixels (0-255) of any size.
 
     Resizing and the backbone's pixel range live inside the model, so `predict` and the exported
@@ -86,42 +129,6 @@ class ImageClassifier(keras.Model):
         self.l2 = l2
         self.class_names = list(class_names)
         self.default_unfreeze_blocks = default_unfreeze_blocks
-
-    def _multi_worker(self) -> bool:
-        strategy = self.distribute_strategy
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
-
-    def _as_vectors(self, logs: dict) -> dict:
-        # Keras 3 reduces each log across workers with `strategy.reduce("MEAN", v, axis=0)`, which a
-        # scalar has no axis for (keras-team/keras#20585). A 1-element vector per worker makes that
-        # reduction the plain mean of the workers' values, a scalar again.
-        if not self._multi_worker():
-            return logs
-        return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
-
-    def train_step(self, data):
-        return self._as_vectors(super().train_step(data))
-
-    def test_step(self, data):
-        return self._as_vectors(super().test_step(data))
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 (keras-team/keras#20585) takes a sample batch for its symbolic build with
-        # `strategy.reduce("MEAN", (images, labels))`; MultiWorkerMirroredStrategy cannot reduce a
-        # tuple across workers, so `fit` fails before the first step. The build needs only shapes and
-        # dtypes: hand it this worker's local batch instead, consumed exactly as Keras does.
-        strategy = self.distribute_strategy
-        if iterator is not None and self._multi_worker():
-            for _, _, it in iterator:
-                batch = next(it)
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    batch,
-                )
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self) -> dict:
         return {

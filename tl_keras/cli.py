@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder (default: 0.2)")
     t.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
     t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without better val_loss")
+    t.add_argument("--no-feature-cache", action="store_true", help="run the frozen backbone every phase 1 epoch instead of training the head on features computed once")
+    t.add_argument("--feature-cache-dir", metavar="DIR", help="keep phase 1 features on disk across runs (keyed by backbone weights, image size, file content)")
+    t.add_argument("--feature-copies", type=_non_negative_int, default=0, metavar="K", help="cache K augmented variants per training image; 0 caches un-augmented images and augments in phase 2 only (default: 0)")
+    t.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on GPU (mixed_bfloat16 on TPU); a no-op with a warning on CPU")
+    t.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto", help="XLA: auto is on for GPU/TPU without tf.distribute, off on CPU (default: auto)")
     t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"], help="tf.distribute strategy (default: auto)")
     t.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     t.add_argument("--output", metavar="DIR", help="export folder NAME; versions go inside (default: saved_models/<data folder name>)")
@@ -97,6 +102,10 @@ def _print_train_summary(metrics: dict) -> None:
     for item in metrics["warnings"]:
         print(f"  warning {item['path']}: {item['message']}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
+    cache = metrics["feature_cache"]
+    if cache["used"]:
+        variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"
+        print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
     print(f"val accuracy      {_fmt(metrics['val_accuracy'])}")
     print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)")
@@ -133,6 +142,9 @@ def _run(args) -> int:
             fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout,
             label_smoothing=args.label_smoothing, l2=args.l2, validation_split=args.validation_split,
             augment=not args.no_augment, early_stopping_patience=args.early_stopping,
+            cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
+            feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
+            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
             strategy=args.strategy, seed=args.seed, output=args.output,
         )
         _print_train_summary(result.metrics)

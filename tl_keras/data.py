@@ -98,18 +98,25 @@ class ImageFolder:
         return sum(len(s) for s in self.splits.values())
 
     def dataset(
-        self, split: str = "train", *, batch_size: int = 32, training: bool = False, augment: bool = True
+        self,
+        split: str = "train",
+        *,
+        batch_size: int = 32,
+        training: bool = False,
+        augment: bool = True,
+        shuffle: bool | None = None,
     ) -> tf.data.Dataset:
         """A batched `tf.data.Dataset` of `(float32 images 0-255 [b, s, s, 3], int32 labels [b])`.
 
-        With `training=True` the data is shuffled each epoch (seeded) and, if `augment`, lightly
-        augmented (horizontal flip, a random crop of 80-100% of the side); evaluation data is neither.
+        With `training=True` the data is shuffled each epoch (seeded; `shuffle=False` keeps file
+        order) and, if `augment`, lightly augmented (horizontal flip, a random crop of 80-100% of the
+        side), with new random draws on every pass; evaluation data is neither.
         """
         if split not in self.splits:
             raise ValueError(f"`split` must be one of {sorted(self.splits)}. Received: split={split!r}")
         return make_dataset(
             self.splits[split], self.image_size, batch_size=batch_size, training=training,
-            augment=augment, seed=self.seed,
+            augment=augment, shuffle=shuffle, seed=self.seed,
         )
 
     def summary(self) -> str:
@@ -347,6 +354,7 @@ def make_dataset(
     batch_size: int = 32,
     training: bool = False,
     augment: bool = True,
+    shuffle: bool | None = None,
     seed: int = 42,
 ) -> tf.data.Dataset:
     """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`)."""
@@ -357,7 +365,9 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
     else:
         ds = tf.data.Dataset.from_tensor_slices((split.paths, labels))
-    if training:
+    if shuffle is None:
+        shuffle = training
+    if shuffle:
         ds = ds.shuffle(max(len(split), 1), seed=seed, reshuffle_each_iteration=True)
     if split.images is None:
         ds = ds.map(lambda p, y: (decode_image(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)

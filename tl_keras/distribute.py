@@ -10,9 +10,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from typing import Iterator
 
+import keras
 import tensorflow as tf
 
 STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
@@ -71,3 +75,36 @@ def is_chief() -> bool:
     if task.get("type") == "chief":
         return True
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster
+
+
+def has_accelerator() -> bool:
+    """True when a GPU or TPU is visible."""
+    return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+
+
+def precision_policy(mixed_precision: bool) -> str:
+    """The Keras dtype policy to build under: `"mixed_float16"` on GPU (`"mixed_bfloat16"` on TPU)
+    when asked, `"float32"` otherwise. On CPU mixed precision is slower, not faster, so asking for it
+    there warns and stays in float32."""
+    if not mixed_precision:
+        return "float32"
+    if tf.config.list_logical_devices("TPU"):
+        return "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16"
+    warnings.warn("Mixed precision needs a GPU or TPU; none is visible, so training stays in float32.")
+    return "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Builds layers under the Keras dtype policy `name`, then restores the previous global policy.
+
+    Layers keep the policy they were built with; the classifier's output layer is always float32.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -110,7 +110,9 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
             how tl_keras fine-tunes. Keras 3 functional models pass the outer `training` value to
             nested layers even when the layer was called with `training=False`, so this switch,
             not the call argument, is what pins inference mode. Defaults to `False`.
-        **kwargs: `name`, `dtype` and other `keras.layers.Layer` arguments.
+        **kwargs: `name`, `dtype` and other `keras.layers.Layer` arguments. `dtype` defaults to
+            float32 whatever the global policy: a SavedModel's functions were traced for the dtypes
+            it was exported with, so under mixed precision the module still computes in float32.
 
     The layer expects what the module expects: for TF Hub image modules, float images in [0, 1].
     `training` is passed to the module when it accepts it (BatchNormalization then follows Keras'
@@ -126,6 +128,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         inference_mode: bool = False,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(trainable=trainable, **kwargs)
         self.handle = handle
         self.block_patterns = tuple(block_patterns or GENERIC_BLOCKS)

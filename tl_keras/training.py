@@ -15,6 +15,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from tl_keras.features import FeatureSet, head_model
 from tl_keras.registry import parse_unfreeze_blocks
 
 FINE_TUNE_LR_FACTOR = 0.1
@@ -67,8 +68,13 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> None:
-    """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy."""
+def compile_for_phase(
+    model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, jit_compile: bool | str = "auto"
+) -> None:
+    """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy.
+
+    `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute, off on CPU.
+    """
     loss = (
         SmoothedSparseCategoricalCrossentropy(label_smoothing)
         if label_smoothing else keras.losses.SparseCategoricalCrossentropy()
@@ -78,6 +84,7 @@ def compile_for_phase(model: keras.Model, learning_rate: float, label_smoothing:
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
         )
 
 
@@ -98,6 +105,8 @@ def fine_tune(
     fine_tune_learning_rate: float | None = None,
     label_smoothing: float = 0.0,
     early_stopping_patience: int | None = None,
+    features: FeatureSet | None = None,
+    jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
 ) -> FineTuneHistory:
@@ -119,6 +128,11 @@ def fine_tune(
         label_smoothing: label smoothing of the loss. Defaults to 0.
         early_stopping_patience: stop a phase after this many epochs without a better `val_loss`,
             restoring the best weights. Defaults to None (off).
+        features: cached backbone features (`tl_keras.features.compute_features`) of the same
+            images: phase 1 then trains the model's head layers on them instead of running the
+            frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
+            always runs on `train_data`. Defaults to None (phase 1 on `train_data`).
+        jit_compile: XLA compilation, as `keras.Model.compile` takes it. Defaults to `"auto"`.
         callbacks: extra Keras callbacks, used in both phases.
         verbose: Keras `fit` verbosity (progress bars by default).
 
@@ -145,19 +159,26 @@ def fine_tune(
     for phase, (epochs, lr) in enumerate(((head_epochs, learning_rate), (fine_tune_epochs, fine_lr))):
         if epochs == 0:
             continue
+        trainee, fit_train, fit_val = model, train_data, validation_data
         if phase == 0:
             backbone.set_trainable_blocks(0)
+            if features is not None:  # the head's own layers, trained on the cached vectors
+                trainee = head_model(model)
+                fit_train, fit_val = features.datasets()
+                fit_val = fit_val if validation_data is not None else None
         else:
             unfrozen = backbone.set_trainable_blocks(unfreeze)
-        compile_for_phase(model, lr, label_smoothing)
+        compile_for_phase(model, lr, label_smoothing, jit_compile)  # compiled even if only its head trains
+        if trainee is not model:
+            compile_for_phase(trainee, lr, label_smoothing, jit_compile)
         phase_callbacks = list(callbacks)
-        if early_stopping_patience and validation_data is not None:
+        if early_stopping_patience and fit_val is not None:
             phase_callbacks.append(
                 keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
             )
         start = epochs_run[0] if phase == 1 else 0
-        result = model.fit(
-            train_data, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
+        result = trainee.fit(
+            fit_train, validation_data=fit_val, initial_epoch=start, epochs=start + epochs,
             callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
         )
         for key, values in result.history.items():

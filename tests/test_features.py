@@ -1,0 +1,174 @@
+"""Cached backbone features: same head as a frozen-backbone fit, seamless phase switch, on-disk store."""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import HUB_035, HYMENOPTERA, KERAS_035, asset
+from tl_keras.classifier import build_classifier
+from tl_keras.data import load_image_folder
+from tl_keras.features import FeatureStore, backbone_fingerprint, compute_features, head_model
+from tl_keras.training import fine_tune
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return load_image_folder(asset(HYMENOPTERA), image_size=64)
+
+
+def _small_folder(tmp_path, per_class=6):
+    """A copy of a few real ants/bees photos that a test may edit."""
+    root = tmp_path / "data"
+    for cls in ("ants", "bees"):
+        src = os.path.join(asset(HYMENOPTERA), "train", cls)
+        os.makedirs(root / cls)
+        for name in sorted(f for f in os.listdir(src) if f.endswith(".jpg"))[:per_class]:
+            shutil.copy(os.path.join(src, name), root / cls / name)
+    return root
+
+
+def test_head_on_cached_features_matches_the_frozen_backbone_fit(folder):
+    """Same data order, same seed: caching changes the cost of phase 1, not what it learns."""
+    accuracies = {}
+    for cached in (False, True):
+        keras.utils.set_random_seed(1)
+        model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+        features = compute_features(model, folder, batch_size=32) if cached else None
+        history = fine_tune(
+            model, folder.dataset("train", batch_size=32, training=True, augment=False),
+            folder.dataset("val", batch_size=32), head_epochs=6, fine_tune_epochs=0, features=features, verbose=0,
+        )
+        accuracies[cached] = history.last("val_accuracy")
+    assert accuracies[True] > 0.7 and accuracies[False] > 0.7
+    assert accuracies[True] == pytest.approx(accuracies[False], abs=0.03)  # 0.03 = 4-5 of 153 images
+
+
+def test_phase_two_starts_from_the_head_phase_one_trained(folder):
+    keras.utils.set_random_seed(2)
+    model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+    features = compute_features(model, folder, batch_size=32)
+    kernel_before = model.get_layer("predictions").kernel.numpy().copy()
+    history = fine_tune(model, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=32),
+                        head_epochs=3, fine_tune_epochs=0, features=features, verbose=0)
+    assert not np.array_equal(kernel_before, model.get_layer("predictions").kernel.numpy())
+    full = model.evaluate(folder.dataset("val", batch_size=32), verbose=0, return_dict=True)
+    # The full model on raw images scores exactly what the head scored on the cached vectors.
+    assert full["loss"] == pytest.approx(history.last("val_loss"), rel=1e-4)
+    assert full["accuracy"] == pytest.approx(history.last("val_accuracy"), abs=1e-6)
+    assert head_model(model).get_layer("predictions") is model.get_layer("predictions")
+
+
+def test_augmented_variants_differ_and_stay_aligned_with_their_images(folder):
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    plain = compute_features(model, folder, batch_size=64)
+    augmented = compute_features(model, folder, copies=2, batch_size=64)
+    assert augmented.train.shape == (2, len(folder.train), 1280) and augmented.augmented
+    assert not np.allclose(augmented.train[0], augmented.train[1])
+
+    def cosine(a, b):
+        return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-8)
+
+    same = cosine(augmented.train[0], plain.train[0]).mean()
+    shuffled = cosine(augmented.train[0], np.roll(plain.train[0], 1, axis=0)).mean()
+    assert same > shuffled + 0.1  # row i is a variant of image i, not of another image
+    train_ds, _ = augmented.datasets()
+    rows = sum(int(x.shape[0]) for x, _ in train_ds)
+    assert rows == len(folder.train)  # an epoch is one variant per image, not all of them
+
+
+def test_store_reuses_features_and_recomputes_what_changed(tmp_path):
+    data = _small_folder(tmp_path)
+    store = FeatureStore(str(tmp_path / "cache"))
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    folder = load_image_folder(str(data), image_size=64, validation_split=0.34)
+    first = compute_features(model, folder, store=store)
+    assert (first.computed, first.loaded) == (12, 0)
+    second = compute_features(model, folder, store=store)
+    assert (second.computed, second.loaded) == (0, 12)
+    np.testing.assert_array_equal(first.train, second.train)
+    np.testing.assert_array_equal(first.val, second.val)
+
+    # Features follow content, not names: a file overwritten with another's bytes needs no pass...
+    victim = folder.train.paths[0]
+    shutil.copy(folder.train.paths[1], victim)
+    copied = compute_features(model, load_image_folder(str(data), image_size=64, validation_split=0.34), store=store)
+    assert (copied.computed, copied.loaded) == (0, 12)
+    np.testing.assert_array_equal(copied.train[0, 0], copied.train[0, 1])
+    # ...while new content is computed, and only it.
+    flipped = tf.io.encode_jpeg(tf.image.flip_left_right(tf.io.decode_jpeg(tf.io.read_file(victim))))
+    tf.io.write_file(victim, flipped)
+    changed = compute_features(model, load_image_folder(str(data), image_size=64, validation_split=0.34), store=store)
+    assert (changed.computed, changed.loaded) == (1, 11)
+    assert not np.allclose(changed.train[0, 0], copied.train[0, 0])
+    np.testing.assert_array_equal(changed.train[0, 1:], copied.train[0, 1:])
+
+    # Another image size, or other backbone weights, is another key: everything is recomputed.
+    bigger = compute_features(build_classifier(asset(HUB_035), 2, image_size=72),
+                              load_image_folder(str(data), image_size=72, validation_split=0.34), store=store)
+    assert (bigger.computed, bigger.loaded) == (12, 0)
+    tuned = build_classifier(asset(HUB_035), 2, image_size=64)
+    before = backbone_fingerprint(tuned)
+    variable = tuned.backbone.weights[0]
+    variable.assign(variable.numpy() * 1.01)
+    assert backbone_fingerprint(tuned) != before
+    assert compute_features(tuned, folder, store=store).loaded == 0
+
+
+def test_a_damaged_store_file_is_recomputed_with_a_warning(tmp_path):
+    data = _small_folder(tmp_path, per_class=3)
+    store = FeatureStore(str(tmp_path / "cache"))
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    folder = load_image_folder(str(data), image_size=64, validation_split=0.34)
+    compute_features(model, folder, store=store)
+    (path,) = [os.path.join(store.directory, f) for f in os.listdir(store.directory)]
+    with open(path, "wb") as f:
+        f.write(b"not a zip")
+    with pytest.warns(UserWarning, match="unreadable feature cache"):
+        again = compute_features(model, folder, store=store)
+    assert again.computed == 6
+    assert compute_features(model, folder, store=store).loaded == 6  # rewritten whole
+
+
+def test_train_uses_the_cache_by_default_and_reports_it(tmp_path):
+    import tl_keras
+
+    data = _small_folder(tmp_path, per_class=8)
+    kwargs = dict(backbone=asset(HUB_035), image_size=64, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1,
+                  export=False, verbose=0, validation_split=0.25)
+    cached = tl_keras.train(str(data), feature_cache_dir=str(tmp_path / "cache"), **kwargs).metrics
+    assert cached["feature_cache"] == {"used": True, "copies": 1, "augmented": False, "computed": 16, "loaded": 0,
+                                       "seconds": cached["feature_cache"]["seconds"]}
+    again = tl_keras.train(str(data), feature_cache_dir=str(tmp_path / "cache"), **kwargs).metrics
+    assert again["feature_cache"]["loaded"] == 16 and again["feature_cache"]["computed"] == 0
+    assert again["head_val_accuracy"] == cached["head_val_accuracy"]  # same seed, same features
+    off = tl_keras.train(str(data), cache_features=False, **kwargs).metrics
+    assert off["feature_cache"] == {"used": False}
+    with pytest.raises(ValueError, match="cache_features"):
+        tl_keras.train(str(data), cache_features="sometimes", **kwargs)
+
+
+def test_auto_rule_caches_only_when_it_saves_backbone_passes():
+    from tl_keras.api import _use_feature_cache
+
+    assert _use_feature_cache("auto", head_epochs=5, copies=0, cache_dir=None)
+    assert not _use_feature_cache("auto", head_epochs=1, copies=0, cache_dir=None)  # one pass either way
+    assert _use_feature_cache("auto", head_epochs=1, copies=0, cache_dir="cache")  # the next run gains
+    assert not _use_feature_cache("auto", head_epochs=3, copies=3, cache_dir=None)
+    assert _use_feature_cache("auto", head_epochs=4, copies=3, cache_dir=None)
+    assert not _use_feature_cache(True, head_epochs=0, copies=0, cache_dir=None)
+    assert not _use_feature_cache(False, head_epochs=9, copies=0, cache_dir=None)
+
+
+def test_cached_phase_one_works_with_a_keras_backbone(folder):
+    keras.utils.set_random_seed(3)
+    model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=64)
+    features = compute_features(model, folder, batch_size=64)
+    history = fine_tune(model, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=64),
+                        head_epochs=4, fine_tune_epochs=0, features=features, verbose=0)
+    assert history.last("val_accuracy") > 0.6
+    full = model.evaluate(folder.dataset("val", batch_size=64), verbose=0, return_dict=True)
+    assert full["loss"] == pytest.approx(history.last("val_loss"), rel=1e-4)

@@ -1,0 +1,274 @@
+"""Cached backbone features ("bottlenecks") for the frozen phase, in memory or on disk.
+
+While the backbone is frozen (phase 1), its output for an image never changes, so it is computed once
+and the head is trained on the stored vectors: an epoch then costs a pass through one Dense layer
+instead of the whole backbone. The head trained this way *is* the classifier's head (the same layer
+objects), so phase 2 starts from exactly the model phase 1 ended with.
+
+Augmentation and the cache: by default (`copies=0`) phase 1 trains on the features of the
+un-augmented images, and augmentation applies in phase 2 only. `copies=K` caches K augmented variants
+of each training image instead, and every epoch picks one of them per image at random.
+
+A `FeatureStore` keeps features on disk, keyed by the backbone (its class, input size, pixel range and
+the values of all its weights), and each file's content (SHA-1), so a second run over the same images
+with another head, or with files added, computes only what is new.
+
+Example:
+
+>>> from tl_keras.classifier import build_classifier
+>>> from tl_keras.data import load_image_folder
+>>> from tl_keras.features import compute_features
+>>> folder = load_image_folder("../shared/assets/datasets/hymenoptera", image_size=96)
+>>> model = build_classifier("../shared/assets/hub/mobilenet_v2_035_224_feature_vector", 2, image_size=96)
+>>> features = compute_features(model, folder, store="~/.cache/tl_keras/features")
+>>> features.train.shape, features.val.shape
+((1, 245, 1280), (153, 1280))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tl_keras.classifier import MultiWorkerFitMixin
+from tl_keras.data import ImageFolder, Split
+
+DEFAULT_BATCH_SIZE = 64
+
+
+class FeatureHead(MultiWorkerFitMixin, keras.Model):
+    """The classifier's own head layers (`output_dropout`, `predictions`) on a feature-vector input.
+
+    Training it trains the classifier's head: the layers, and so the weights, are shared.
+    """
+
+
+def head_model(model: keras.Model) -> FeatureHead:
+    """A `FeatureHead` sharing `model`'s head layers, built in `model`'s distribution strategy."""
+    dim = int(model.backbone.output.shape[-1])
+    with model.distribute_strategy.scope():
+        inputs = keras.Input((dim,), name="features")
+        x = model.get_layer("output_dropout")(inputs)
+        return FeatureHead(inputs, model.get_layer("predictions")(x), name="feature_head")
+
+
+def backbone_fingerprint(model: keras.Model) -> str:
+    """A SHA-256 over what decides the features: backbone class, input size, pixel range, weights."""
+    h = hashlib.sha256()
+    backbone = model.backbone
+    h.update(f"{type(backbone).__module__}.{type(backbone).__name__}|{model.image_size}|{model.pixel_mode}".encode())
+    for variable in sorted(backbone.weights, key=lambda v: v.path):
+        h.update(variable.path.encode())
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+    return h.hexdigest()
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes: the cache key of its features."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FeatureStore:
+    """Features on disk: one `<fingerprint>.npz` per backbone, holding file digests and vectors.
+
+    Writes go to a temporary file in the same folder and are renamed into place, so a reader never
+    sees a half-written file; two runs writing at once each leave a complete file (one of them wins).
+    """
+
+    def __init__(self, directory: str):
+        self.directory = os.path.abspath(os.path.expanduser(directory))
+
+    def _path(self, fingerprint: str) -> str:
+        return os.path.join(self.directory, f"{fingerprint}.npz")
+
+    def load(self, fingerprint: str) -> dict[str, np.ndarray]:
+        """Digest -> feature vector, for every entry stored under `fingerprint` (empty if none)."""
+        path = self._path(fingerprint)
+        if not os.path.exists(path):
+            return {}
+        try:
+            with np.load(path) as data:
+                return dict(zip(data["keys"].tolist(), data["features"]))
+        except (OSError, ValueError, KeyError) as err:  # a damaged cache file is recomputed, not fatal
+            import warnings
+
+            warnings.warn(f"Ignoring the unreadable feature cache {path!r} ({err}); it will be rewritten.")
+            return {}
+
+    def save(self, fingerprint: str, entries: dict[str, np.ndarray]) -> None:
+        """Merges `entries` into the file of `fingerprint`."""
+        if not entries:
+            return
+        merged = {**self.load(fingerprint), **entries}
+        os.makedirs(self.directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=np.array(list(merged)), features=np.stack(list(merged.values())))
+            os.replace(tmp, self._path(fingerprint))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Backbone features of a folder's train and val images, ready to train a head on.
+
+    Attributes:
+        train: float32 `[copies, n_train, dim]`: one row per training image and cached variant.
+        train_labels: int32 `[n_train]`.
+        val: float32 `[n_val, dim]`, from the un-augmented images.
+        val_labels: int32 `[n_val]`.
+        batch_size: the batch size of `datasets()`.
+        augmented: whether the train variants are augmented.
+        computed: feature vectors computed by the backbone this time.
+        loaded: feature vectors read from the `FeatureStore`.
+        seconds: time spent computing and loading.
+    """
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    val: np.ndarray
+    val_labels: np.ndarray
+    batch_size: int = DEFAULT_BATCH_SIZE
+    augmented: bool = False
+    seed: int = 42
+    computed: int = 0
+    loaded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def copies(self) -> int:
+        return int(self.train.shape[0])
+
+    def datasets(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """(train, val) datasets of `(features, labels)`; train is shuffled (seeded) every epoch and,
+        with several cached variants, takes a random one per image each epoch."""
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.deterministic = True
+        per_image = np.ascontiguousarray(np.transpose(self.train, (1, 0, 2)))  # [n, copies, dim]
+        n = len(self.train_labels)
+        train = tf.data.Dataset.from_tensor_slices((per_image, self.train_labels))
+        train = train.shuffle(max(n, 1), seed=self.seed, reshuffle_each_iteration=True)
+        picks = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
+        copies = self.copies
+        train = tf.data.Dataset.zip((train, picks)).map(
+            lambda fy, r: (fy[0][tf.math.floormod(r, copies)], fy[1]), num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        val = tf.data.Dataset.from_tensor_slices((self.val, self.val_labels))
+        return (
+            train.batch(self.batch_size).with_options(options).prefetch(tf.data.AUTOTUNE),
+            val.batch(self.batch_size).with_options(options).prefetch(tf.data.AUTOTUNE),
+        )
+
+    def describe(self) -> dict:
+        """A JSON-able summary, as `train`'s metrics report it."""
+        return {
+            "used": True,
+            "copies": self.copies,
+            "augmented": self.augmented,
+            "computed": self.computed,
+            "loaded": self.loaded,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _extractor(model: keras.Model):
+    sub = keras.Model(model.inputs, model.backbone.output, name="feature_extractor")
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        return sub(images, training=False)
+
+    run.dim = int(model.backbone.output.shape[-1])
+    return run
+
+
+def _extract(run, dataset: tf.data.Dataset) -> np.ndarray:
+    out = [run(images).numpy() for images, _ in dataset]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, run.dim), np.float32)
+
+
+def _features_for(
+    run, folder: ImageFolder, split: str, batch_size: int, store: FeatureStore | None, fingerprint: str | None
+) -> tuple[np.ndarray, int, int]:
+    """Un-augmented features of `split`, through the store when there is one: (features, computed, loaded)."""
+    data = folder.splits[split]
+    if store is None:
+        return _extract(run, folder.dataset(split, batch_size=batch_size)), len(data), 0
+    digests = [file_digest(p) for p in data.paths]
+    known = store.load(fingerprint)
+    missing = [i for i, d in enumerate(digests) if d not in known]
+    if missing:
+        todo = Split([data.samples[i] for i in missing], data.images[missing] if data.images is not None else None)
+        subset = dataclasses.replace(folder, splits={**folder.splits, split: todo})
+        new = _extract(run, subset.dataset(split, batch_size=batch_size))
+        fresh = {digests[i]: new[j] for j, i in enumerate(missing)}
+        store.save(fingerprint, fresh)
+        known.update(fresh)
+    rows = [known[d] for d in digests]
+    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, run.dim), np.float32)
+    return features, len(missing), len(data) - len(missing)
+
+
+def compute_features(
+    model: keras.Model,
+    folder: ImageFolder,
+    *,
+    copies: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    store: FeatureStore | str | None = None,
+) -> FeatureSet:
+    """Runs the frozen backbone of `model` once over `folder`'s train and val images.
+
+    Args:
+        model: a `tl_keras.ImageClassifier` (its `backbone` output is what is cached).
+        folder: the `ImageFolder` to train on.
+        copies: 0 caches the un-augmented training images; K > 0 caches K augmented variants of each.
+            Defaults to 0.
+        batch_size: batch size for the backbone pass and of the returned `datasets()`. Defaults to 64.
+        store: a `FeatureStore` or a folder for one, to reuse features across runs. Augmented
+            variants are never stored (they depend on the seed and epoch). Defaults to None.
+
+    Returns:
+        A `FeatureSet`.
+    """
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise ValueError(f"`copies` must be a non-negative integer. Received: copies={copies!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    if isinstance(store, str):
+        store = FeatureStore(store)
+    started = time.perf_counter()
+    run = _extractor(model)
+    fingerprint = backbone_fingerprint(model) if store is not None else None
+    computed = loaded = 0
+    if copies == 0:
+        train, c, l = _features_for(run, folder, "train", batch_size, store, fingerprint)
+        train, computed, loaded = train[None], computed + c, loaded + l
+    else:
+        # One pass of the augmenting pipeline, unshuffled so rows stay aligned with labels, per variant;
+        # the augmentation seeds are re-drawn on every pass.
+        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=True, shuffle=False)
+        train = np.stack([_extract(run, augmenting) for _ in range(copies)])
+        computed += train.shape[0] * train.shape[1]
+    val, c, l = _features_for(run, folder, "val", batch_size, store, fingerprint)
+    return FeatureSet(
+        train=train, train_labels=folder.train.labels, val=val, val_labels=folder.val.labels,
+        batch_size=batch_size, augmented=copies > 0, seed=folder.seed,
+        computed=computed + c, loaded=loaded + l, seconds=time.perf_counter() - started,
+    )
