@@ -127,3 +127,26 @@ def test_training_pipeline_shuffles_and_augments_deterministically(tmp_path):
     assert not np.array_equal(first[0], plain[0])
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(folder.train, 16, batch_size=0)
+
+
+def _passes(ds, n):
+    return [np.concatenate([np.concatenate([x.numpy().reshape(len(y), -1), y.numpy()[:, None]], 1) for x, y in ds])
+            for _ in range(n)]
+
+
+def test_each_epoch_is_a_function_of_seed_and_epoch_only(tmp_path):
+    """What makes a resumed run repeat an uninterrupted one: epoch e's data ignores earlier passes."""
+    from tl_keras.data import epoch_variable
+
+    root = _folder(tmp_path / "data", per_class=6)
+    for memory_limit in (None, 0):  # in memory, and streamed from the files
+        kwargs = {} if memory_limit is None else {"memory_limit": memory_limit}
+        folder = load_image_folder(str(root), image_size=16, validation_split=0.5, **kwargs)
+        uninterrupted = _passes(folder.dataset("train", batch_size=4, training=True), 3)
+        assert not np.array_equal(uninterrupted[0], uninterrupted[1])  # reshuffled and re-augmented
+        resumed_ds = folder.dataset("train", batch_size=4, training=True)
+        epoch_variable(resumed_ds).assign(2)
+        np.testing.assert_array_equal(_passes(resumed_ds, 1)[0], uninterrupted[2])
+        labels = sorted(uninterrupted[1][:, -1].tolist())
+        assert labels == sorted(folder.train.labels.tolist())  # every image once per epoch
+    assert epoch_variable(folder.dataset("val", batch_size=4)) is None

@@ -13,6 +13,7 @@ Example (offline, with the local copies beside the project):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -25,7 +26,8 @@ import tensorflow as tf
 
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
-from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy
+from tl_keras.checkpoint import RunCheckpoint
+from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy, task_info
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
@@ -71,6 +73,8 @@ def train(
     mixed_precision: bool = False,
     jit_compile: bool | str = "auto",
     seed: int = 42,
+    deterministic: bool = True,
+    checkpoint_dir: str | None = "auto",
     strategy: str | tf.distribute.Strategy | None = "auto",
     output: str | None = None,
     export: bool = True,
@@ -108,6 +112,13 @@ def train(
         jit_compile: XLA, as `keras.Model.compile` takes it; `"auto"` (default) is on for GPU/TPU
             without tf.distribute, off on CPU.
         seed: seeds the split, shuffling, augmentation and weight initialisation. Defaults to 42.
+        deterministic: turn on TensorFlow op determinism, so two runs with the same seed on the same
+            machine give identical metrics and weights. On GPU some ops are slower, and a few have no
+            deterministic kernel and raise an error: pass False there. Defaults to True.
+        checkpoint_dir: where the run saves its state at every epoch's end; running the same call
+            again after a crash or kill resumes it (see `tl_keras.checkpoint`). `"auto"` (default):
+            `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
+            run has finished and exported.
         strategy: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
             `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
@@ -125,8 +136,11 @@ def train(
     strategy = get_strategy(strategy)
     if spec.source == "hub":
         resolve_handle(spec.handle)  # fail on a download before decoding the data; cached for the build
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
     keras.utils.set_random_seed(seed)
+    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model")
     folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
     global_batch = batch_size * strategy.num_replicas_in_sync
     train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
@@ -138,12 +152,26 @@ def train(
     features = None
     if use_cache:
         features = compute_features(model, folder, copies=feature_copies, batch_size=global_batch, store=feature_cache_dir)
+    checkpoint, resumed = None, False
+    run_dir = _checkpoint_dir(checkpoint_dir, base)
+    if run_dir is not None:
+        resumed = os.path.exists(os.path.join(run_dir, "run.json"))
+        checkpoint = RunCheckpoint(run_dir, {
+            "data_dir": os.path.abspath(data_dir), "backbone": spec.name, "handle": spec.handle,
+            "weights": spec.weights, "image_size": spec.image_size, "class_names": folder.class_names,
+            "num_train_images": len(folder.train), "batch_size": global_batch, "head_epochs": head_epochs,
+            "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze_blocks, "learning_rate": learning_rate,
+            "fine_tune_learning_rate": fine_tune_learning_rate, "dropout": dropout, "label_smoothing": label_smoothing,
+            "l2": l2, "validation_split": validation_split, "augment": augment, "seed": seed,
+            "early_stopping_patience": early_stopping_patience,
+            "feature_copies": feature_copies if features is not None else None,
+        })
     history = fine_tune(
         model, train_ds, val_ds, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
         early_stopping_patience=early_stopping_patience, features=features, jit_compile=jit_compile,
-        callbacks=callbacks, verbose=verbose,
+        checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
     )
     final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
     if early_stopping_patience:  # the best weights were restored: measure the model that is exported
@@ -151,8 +179,12 @@ def train(
     train_seconds = time.perf_counter() - started
     export_dir = None
     if export:
-        export_dir = _export(model, folder.class_names, output or os.path.join(
-            DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model"))
+        export_dir = _export(model, folder.class_names, base)
+    if run_dir is not None:  # finished and exported: nothing left to resume
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if task_info() is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(run_dir))  # the workers' shared .checkpoint/, once empty
     metrics = {
         "backbone": spec.name,
         "image_size": spec.image_size,
@@ -171,6 +203,7 @@ def train(
         "fine_tune_epochs": history.fine_tune_epochs,
         "unfrozen_blocks": history.unfrozen_blocks,
         "learning_rates": list(history.learning_rates),
+        "resumed": resumed,
         "feature_cache": features.describe() if features is not None else {"used": False},
         "dtype_policy": model.dtype_policy.name,
         "num_replicas": strategy.num_replicas_in_sync,
@@ -179,6 +212,15 @@ def train(
         "history": history.history,
     }
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
+
+
+def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:
+    if checkpoint_dir is None:
+        return None
+    root = os.path.join(base, ".checkpoint") if checkpoint_dir == "auto" else checkpoint_dir
+    task = task_info()
+    # Every worker keeps its own state (a shared file system must not see two writers of one file).
+    return os.path.join(root, f"{task[0]}-{task[1]}") if task else root
 
 
 def _use_feature_cache(cache_features: bool | str, head_epochs: int, copies: int, cache_dir: str | None) -> bool:

@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on GPU (mixed_bfloat16 on TPU); a no-op with a warning on CPU")
     t.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto", help="XLA: auto is on for GPU/TPU without tf.distribute, off on CPU (default: auto)")
     t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"], help="tf.distribute strategy (default: auto)")
-    t.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    t.add_argument("--seed", type=int, default=42, help="random seed; with op determinism (on unless --no-deterministic) two runs give identical weights on CPU (default: 42)")
+    t.add_argument("--no-deterministic", action="store_true", help="turn off TensorFlow op determinism (some GPU ops have no deterministic kernel)")
+    t.add_argument("--checkpoint-dir", metavar="DIR", help="per-epoch state for resuming a killed run by running the same command again (default: OUTPUT/.checkpoint, deleted after export)")
+    t.add_argument("--no-checkpoint", action="store_true", help="do not save per-epoch state")
     t.add_argument("--output", metavar="DIR", help="export folder NAME; versions go inside (default: saved_models/<data folder name>)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
 
@@ -108,7 +111,8 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
     print(f"val accuracy      {_fmt(metrics['val_accuracy'])}")
-    print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)")
+    print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)"
+          + (" (resumed from a checkpoint)" if metrics["resumed"] else ""))
     print(f"exported to       {metrics['export_dir']}")
 
 
@@ -145,7 +149,8 @@ def _run(args) -> int:
             cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
             feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
             jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            strategy=args.strategy, seed=args.seed, output=args.output,
+            strategy=args.strategy, seed=args.seed, deterministic=not args.no_deterministic,
+            checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"), output=args.output,
         )
         _print_train_summary(result.metrics)
         if args.metrics_json:

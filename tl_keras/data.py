@@ -347,6 +347,43 @@ def _augment(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(crop, (image_size, image_size))
 
 
+EPOCH_ATTRIBUTE = "_tl_keras_epoch"
+
+
+def epoch_variable(dataset: tf.data.Dataset) -> tf.Variable | None:
+    """The epoch counter of a dataset built by `make_dataset(training=True)` (None for others).
+
+    Each pass over such a dataset draws its order and augmentation from `(seed, epoch)` and then
+    advances the counter. Setting it before a pass (`tl_keras.fine_tune` does, at every epoch's start)
+    makes epoch `e` see the same data whatever ran before: a resumed run repeats an uninterrupted one.
+    """
+    return getattr(dataset, EPOCH_ATTRIBUTE, None)
+
+
+def epoch_indices(n: int, seed: int, shuffle: bool, epoch: tf.Variable) -> tf.data.Dataset:
+    """`(index, epoch)` for one pass over `n` items: a permutation drawn from `(seed, epoch)` (or
+    `0..n-1`), then the counter `epoch` advances. Stateless, so a pass depends only on its epoch."""
+
+    def one_pass(_):
+        e = epoch.assign_add(1) - 1
+        if shuffle:
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), e]))
+            order = tf.argsort(keys, stable=True)
+        else:
+            order = tf.range(n)
+        return tf.data.Dataset.from_tensor_slices((tf.cast(order, tf.int64), tf.fill([n], e)))
+
+    return tf.data.Dataset.from_tensors(0).flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(n))
+
+
+def finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batch, shard by data under tf.distribute, keep element order deterministic, prefetch."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.batch(batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     split: Split,
     image_size: int,
@@ -357,41 +394,66 @@ def make_dataset(
     shuffle: bool | None = None,
     seed: int = 42,
 ) -> tf.data.Dataset:
-    """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`)."""
+    """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`).
+
+    Training datasets carry an epoch counter (`epoch_variable`): their order and augmentation are a
+    function of `(seed, epoch)` only.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     labels = split.labels
-    if split.images is not None:
-        ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((split.paths, labels))
     if shuffle is None:
         shuffle = training
-    if shuffle:
-        ds = ds.shuffle(max(len(split), 1), seed=seed, reshuffle_each_iteration=True)
-    if split.images is None:
-        ds = ds.map(lambda p, y: (decode_image(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (_augment(xy[0], tf.cast(s, tf.int32), image_size), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
-    return ds.batch(batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+    if not training and not shuffle:  # evaluation: file order, no augmentation
+        if split.images is not None:
+            ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((split.paths, labels)).map(
+                lambda p, y: (decode_image(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE), batch_size)
+
+    if split.images is not None:
+        pixels = tf.constant(split.images)
+
+        def load(i):
+            return tf.gather(pixels, i)
+    else:
+        paths = tf.constant(split.paths if split.paths else [""], tf.string)
+
+        def load(i):
+            return decode_image(tf.io.read_file(tf.gather(paths, i)), image_size)
+
+    label_table = tf.constant(labels)
+    augmenting = training and augment
+
+    def element(i, e):
+        image = tf.cast(load(i), tf.float32)
+        if augmenting:
+            image = _augment(image, tf.cast(tf.stack([seed + 7919 * e, i]), tf.int32), image_size)
+        return image, tf.gather(label_table, i)
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+    ds = epoch_indices(len(split), seed, shuffle, epoch).map(element, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = finish(ds, batch_size)
+    setattr(ds, EPOCH_ATTRIBUTE, epoch)
+    return ds
 
 
-def read_images(paths: Sequence[str]) -> list[np.ndarray]:
-    """Reads and decodes image files (any size) to uint8 RGB arrays, with a clear error per bad file."""
-    images = []
+def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None) -> list[np.ndarray]:
+    """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file.
+
+    With `image_size` every image is resized to that square exactly as training data is, so a list of
+    files becomes one batchable stack; without it images keep their own size.
+    """
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"Image file not found: {path!r}")
+
+    def read(path: str) -> np.ndarray:
         try:
-            images.append(decode_image(tf.io.read_file(path)).numpy())
+            return decode_image(tf.io.read_file(path), image_size).numpy()
         except tf.errors.OpError as err:
             raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
-    return images
+
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(read, paths))

@@ -64,6 +64,14 @@ def get_strategy(strategy: str | tf.distribute.Strategy | None = "auto") -> tf.d
     return tf.distribute.get_strategy()
 
 
+def task_info() -> tuple[str, int] | None:
+    """`(task type, index)` from TF_CONFIG when it names a cluster of several tasks, else None."""
+    if _tf_config_workers() == 0:
+        return None
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    return str(task.get("type", "worker")), int(task.get("index", 0))
+
+
 def is_chief() -> bool:
     """True unless TF_CONFIG names this process a non-chief worker (only the chief exports)."""
     raw = os.environ.get("TF_CONFIG")

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.classifier import MultiWorkerFitMixin
-from tl_keras.data import ImageFolder, Split
+from tl_keras.data import EPOCH_ATTRIBUTE, ImageFolder, Split, epoch_indices, finish
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -155,25 +155,23 @@ class FeatureSet:
         return int(self.train.shape[0])
 
     def datasets(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        """(train, val) datasets of `(features, labels)`; train is shuffled (seeded) every epoch and,
-        with several cached variants, takes a random one per image each epoch."""
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        options.deterministic = True
-        per_image = np.ascontiguousarray(np.transpose(self.train, (1, 0, 2)))  # [n, copies, dim]
-        n = len(self.train_labels)
-        train = tf.data.Dataset.from_tensor_slices((per_image, self.train_labels))
-        train = train.shuffle(max(n, 1), seed=self.seed, reshuffle_each_iteration=True)
-        picks = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
-        copies = self.copies
-        train = tf.data.Dataset.zip((train, picks)).map(
-            lambda fy, r: (fy[0][tf.math.floormod(r, copies)], fy[1]), num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        val = tf.data.Dataset.from_tensor_slices((self.val, self.val_labels))
-        return (
-            train.batch(self.batch_size).with_options(options).prefetch(tf.data.AUTOTUNE),
-            val.batch(self.batch_size).with_options(options).prefetch(tf.data.AUTOTUNE),
-        )
+        """(train, val) datasets of `(features, labels)`. Train is reshuffled every epoch and, with
+        several cached variants, takes one per image at random; both are drawn from `(seed, epoch)`
+        (see `tl_keras.data.epoch_variable`), so a resumed run sees what an uninterrupted one saw."""
+        per_image = tf.constant(np.ascontiguousarray(np.transpose(self.train, (1, 0, 2))))  # [n, copies, dim]
+        labels = tf.constant(self.train_labels)
+        copies, seed = self.copies, self.seed
+
+        def element(i, e):
+            pick = tf.random.stateless_uniform([], tf.stack([seed + 104729 * e, i]), 0, copies, dtype=tf.int64)
+            return tf.gather(tf.gather(per_image, i), pick), tf.gather(labels, i)
+
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="feature_epoch")
+        train = epoch_indices(len(self.train_labels), seed, True, epoch).map(element, num_parallel_calls=tf.data.AUTOTUNE)
+        train = finish(train, self.batch_size)
+        setattr(train, EPOCH_ATTRIBUTE, epoch)
+        val = finish(tf.data.Dataset.from_tensor_slices((self.val, self.val_labels)), self.batch_size)
+        return train, val
 
     def describe(self) -> dict:
         """A JSON-able summary, as `train`'s metrics report it."""

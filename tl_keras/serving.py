@@ -45,10 +45,13 @@ class ExportedModel:
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), np.float32)
 
     def predict_files(self, paths: Sequence[str], top_k: int = 1) -> list[dict]:
-        """For each image file: its top-1 `label` and the `top_k` `[class, probability]` pairs."""
+        """For each image file: its top-1 `label` and the `top_k` `[class, probability]` pairs.
+
+        Files are decoded in parallel at the export's input size (as in training) and run in batches.
+        """
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
-        probabilities = self.predict(read_images(paths))
+        probabilities = self.predict(read_images(paths, self.image_size))
         k = min(top_k, len(self.class_names))
         results = []
         for path, p in zip(paths, probabilities):

@@ -15,6 +15,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from tl_keras.checkpoint import RunCheckpoint
+from tl_keras.data import epoch_variable
 from tl_keras.features import FeatureSet, head_model
 from tl_keras.registry import parse_unfreeze_blocks
 
@@ -88,6 +90,18 @@ def compile_for_phase(
         )
 
 
+class EpochSeed(keras.callbacks.Callback):
+    """Sets a training dataset's epoch counter at each epoch's start (see `tl_keras.data.epoch_variable`),
+    so epoch `e`'s order and augmentation do not depend on how many passes ran before in this process."""
+
+    def __init__(self, epoch: tf.Variable):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
 def _validate_epochs(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
@@ -107,6 +121,7 @@ def fine_tune(
     early_stopping_patience: int | None = None,
     features: FeatureSet | None = None,
     jit_compile: bool | str = "auto",
+    checkpoint: str | RunCheckpoint | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
 ) -> FineTuneHistory:
@@ -133,6 +148,11 @@ def fine_tune(
             frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
             always runs on `train_data`. Defaults to None (phase 1 on `train_data`).
         jit_compile: XLA compilation, as `keras.Model.compile` takes it. Defaults to `"auto"`.
+        checkpoint: a folder (or `tl_keras.checkpoint.RunCheckpoint`) to make the run resumable:
+            state is saved at every epoch's end, and calling `fine_tune` again the same way after a
+            crash or kill continues from the last finished epoch and ends with the same weights as an
+            uninterrupted run (with `tl_keras` datasets and a fixed seed; early stopping restarts
+            its patience count). Delete the folder to start over. Defaults to None.
         callbacks: extra Keras callbacks, used in both phases.
         verbose: Keras `fit` verbosity (progress bars by default).
 
@@ -153,6 +173,13 @@ def fine_tune(
         unfreeze = getattr(model, "default_unfreeze_blocks", 3)
     fine_lr = fine_tune_learning_rate if fine_tune_learning_rate is not None else learning_rate * FINE_TUNE_LR_FACTOR
 
+    if isinstance(checkpoint, str):
+        checkpoint = RunCheckpoint(checkpoint, {
+            "head_epochs": head_epochs, "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze,
+            "learning_rate": learning_rate, "fine_tune_learning_rate": fine_lr, "label_smoothing": label_smoothing,
+            "early_stopping_patience": early_stopping_patience, "cached_features": features is not None,
+        })
+
     history: dict[str, list[float]] = {}
     epochs_run = [0, 0]
     unfrozen: list[str] = []
@@ -171,17 +198,32 @@ def fine_tune(
         compile_for_phase(model, lr, label_smoothing, jit_compile)  # compiled even if only its head trains
         if trainee is not model:
             compile_for_phase(trainee, lr, label_smoothing, jit_compile)
-        phase_callbacks = list(callbacks)
-        if early_stopping_patience and fit_val is not None:
-            phase_callbacks.append(
-                keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
-            )
         start = epochs_run[0] if phase == 1 else 0
-        result = trainee.fit(
-            fit_train, validation_data=fit_val, initial_epoch=start, epochs=start + epochs,
-            callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
-        )
-        for key, values in result.history.items():
+        done = checkpoint.finished(phase + 1) if checkpoint is not None else None
+        if done is not None:  # finished before a restart: take its result, skip the work
+            checkpoint.restore(phase + 1, model)
+            phase_history, epochs_run[phase] = done["history"], done["epochs"]
+        else:
+            phase_callbacks = list(callbacks)
+            if epoch_variable(fit_train) is not None:
+                phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
+            if early_stopping_patience and fit_val is not None:
+                phase_callbacks.append(
+                    keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
+                )
+            resume_at = start
+            backup = checkpoint.backup(phase + 1, start) if checkpoint is not None else None
+            if backup is not None:
+                resume_at = backup.restore(trainee)  # after a kill: the last finished epoch's state
+                phase_callbacks.append(backup)
+            result = trainee.fit(
+                fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=start + epochs,
+                callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
+            )
+            phase_history = backup.history if backup is not None else result.history
+            epochs_run[phase] = len(next(iter(phase_history.values()), []))
+            if checkpoint is not None:
+                checkpoint.finish(phase + 1, model, epochs_run[phase], phase_history)
+        for key, values in phase_history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
-        epochs_run[phase] = len(result.epoch)
     return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (learning_rate, fine_lr))

@@ -1,0 +1,165 @@
+"""Resumable two-phase training: per-epoch backups, finished-phase records, and run settings.
+
+A checkpoint folder holds:
+
+- `run.json`: the settings the run was started with; resuming with other settings is refused;
+- `phase1/`, `phase2/`: the running phase's last epoch state (`PhaseBackup`): weights and optimizer
+  as Keras saves them, the random-generator states Keras does not save (dropout's), the epoch and the
+  phase's history so far;
+- `phase1.npz` + `phase1.json`, `phase2.npz` + `phase2.json`: a finished phase's model weights and
+  history, so a restart skips it.
+
+Every file is written to a temporary name and renamed, so a kill at any moment leaves either the
+previous or the new state, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def _atomic_write(path: str, write) -> None:
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, payload: Any) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(payload, indent=1).encode()))
+
+
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _rng_variables(model: keras.Model) -> list:
+    """Variables a model owns besides its weights: the seed-generator states of dropout and other
+    random layers, which `save_weights` leaves out but a repeatable run needs."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+class PhaseBackup(keras.callbacks.Callback):
+    """Saves a phase's full training state at every epoch's end; `restore` picks it up after a restart.
+
+    The state is the model's weights with its optimizer's (Keras `save_weights`), the random-generator
+    states `save_weights` leaves out (dropout's), the finished epoch and the history so far. Each epoch
+    is written to a temporary folder, renamed to `epoch-NNNNN/`, and only then named in `LATEST`
+    (itself replaced atomically), so a kill at any instant leaves a complete state to resume from.
+
+    Args:
+        directory: the phase's backup folder.
+        initial_epoch: the phase's first epoch (epochs count on across phases).
+    """
+
+    def __init__(self, directory: str, initial_epoch: int = 0):
+        super().__init__()
+        self.directory = directory
+        self.initial_epoch = initial_epoch
+        self.history: dict[str, list[float]] = {}
+
+    def _latest(self) -> str | None:
+        pointer = os.path.join(self.directory, "LATEST")
+        if not os.path.exists(pointer):
+            return None
+        with open(pointer, encoding="utf-8") as f:
+            return os.path.join(self.directory, f.read().strip())
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the last saved state into `model` (compiled); returns the epoch to continue from."""
+        state = self._latest()
+        if state is None:
+            return self.initial_epoch
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+        model.load_weights(os.path.join(state, "model.weights.h5"))
+        with np.load(os.path.join(state, "rng.npz")) as saved:
+            for i, variable in enumerate(_rng_variables(model)):
+                variable.assign(saved[f"v{i}"])
+        meta = read_json(os.path.join(state, "state.json"))
+        self.history = meta["history"]
+        return meta["epoch"] + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        os.makedirs(self.directory, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
+        self.model.save_weights(os.path.join(staging, "model.weights.h5"))
+        values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(_rng_variables(self.model))}
+        np.savez(os.path.join(staging, "rng.npz"), **values)
+        write_json(os.path.join(staging, "state.json"), {"epoch": epoch, "history": self.history})
+        name = f"epoch-{epoch:05d}"
+        target = os.path.join(self.directory, name)
+        if os.path.exists(target):  # left by a run killed between this rename and the pointer update
+            shutil.rmtree(target)
+        os.rename(staging, target)
+        _atomic_write(os.path.join(self.directory, "LATEST"), lambda f: f.write(name.encode()))
+        for old in os.listdir(self.directory):
+            if old != name and (old.startswith("epoch-") or old.startswith(".tmp-")):
+                shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
+
+
+class RunCheckpoint:
+    """The checkpoint folder of one training run (see the module docstring).
+
+    Args:
+        directory: the folder; created on first use.
+        settings: what defines the run (JSON-able). A folder started with other settings is refused
+            with an error saying how to start over.
+    """
+
+    def __init__(self, directory: str, settings: dict):
+        self.directory = directory
+        path = os.path.join(directory, "run.json")
+        if os.path.exists(path):
+            saved = read_json(path)
+            if saved != settings:
+                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+                raise ValueError(
+                    f"The checkpoint folder {directory!r} holds an interrupted run with other settings "
+                    f"({', '.join(f'{k}: {saved.get(k)!r} then, {settings.get(k)!r} now' for k in changed)}). "
+                    "Run the same command again to resume it, or delete the folder (or pass another) to start over."
+                )
+        else:
+            write_json(path, settings)
+
+    def backup(self, phase: int, initial_epoch: int) -> PhaseBackup:
+        return PhaseBackup(os.path.join(self.directory, f"phase{phase}"), initial_epoch)
+
+    def finished(self, phase: int) -> dict | None:
+        """The record of a finished phase (`epochs`, `history`), or None."""
+        path = os.path.join(self.directory, f"phase{phase}.json")
+        return read_json(path) if os.path.exists(path) else None
+
+    def finish(self, phase: int, model: keras.Model, epochs: int, history: dict) -> None:
+        """Records a finished phase: all of `model`'s variables, then its history (the marker)."""
+        values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+        _atomic_write(os.path.join(self.directory, f"phase{phase}.npz"), lambda f: np.savez(f, **values))
+        write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history})
+        shutil.rmtree(os.path.join(self.directory, f"phase{phase}"), ignore_errors=True)  # superseded
+
+    def restore(self, phase: int, model: keras.Model) -> None:
+        with np.load(os.path.join(self.directory, f"phase{phase}.npz")) as saved:
+            if len(saved.files) != len(model.variables):
+                raise ValueError(f"The checkpoint in {self.directory!r} does not fit this model: delete it to start over.")
+            for i, variable in enumerate(model.variables):
+                variable.assign(saved[f"v{i}"])
