@@ -80,3 +80,104 @@ def test_versions_increment_and_no_staging_folder_is_left(hymenoptera_result, tm
         export_saved_model(hymenoptera_result.model, base, class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="No SavedModel"):
         latest_version_dir(str(tmp_path))
+
+
+def _bmp(array):
+    """A 24-bit BMP file's bytes (TensorFlow decodes BMP but has no encoder)."""
+    import struct
+
+    height, width, _ = array.shape
+    row = (width * 3 + 3) // 4 * 4
+    pixels = b"".join(array[y, :, ::-1].tobytes().ljust(row, b"\0") for y in range(height - 1, -1, -1))
+    header = struct.pack("<2sIHHI", b"BM", 54 + len(pixels), 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    return header + info + pixels
+
+
+@pytest.fixture(scope="module")
+def encoded_images(tmp_path_factory):
+    """A real JPEG, the real placeholder GIF, and a val photo as PNG and BMP: name -> bytes."""
+    from conftest import HYMENOPTERA
+
+    folder = os.path.join(HYMENOPTERA, "val", "bees")
+    jpeg_path = os.path.join(folder, sorted(os.listdir(folder))[0])
+    with open(jpeg_path, "rb") as f:
+        jpeg = f.read()
+    with open(os.path.join(HYMENOPTERA, "train", "ants", "imageNotFound.gif"), "rb") as f:
+        gif = f.read()
+    pixels = tf.io.decode_jpeg(jpeg).numpy()[:150, :170]
+    return {"jpeg": jpeg, "gif": gif, "png": tf.io.encode_png(pixels).numpy(), "bmp": _bmp(pixels)}
+
+
+BYTES_CLIENT = """
+import json, sys, numpy as np, tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_bytes"]
+blobs = [open(path, "rb").read() for path in sys.argv[2:]]
+out = serve(image_bytes=tf.constant(blobs))
+report = {"labels": [l.decode() for l in out["label"].numpy()], "probabilities": out["probabilities"].numpy().tolist()}
+for bad in (b"this is not an image", b"", blobs[0][:200]):
+    try:
+        serve(image_bytes=tf.constant([blobs[0], bad]))
+        report.setdefault("errors", []).append(None)
+    except tf.errors.InvalidArgumentError as err:
+        report.setdefault("errors", []).append(err.message)
+report["after_errors"] = serve(image_bytes=tf.constant(blobs[:1]))["label"].numpy()[0].decode()
+print(json.dumps(report))
+"""
+
+
+def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result, encoded_images, tmp_path):
+    import json
+
+    from conftest import run_python
+    from tl_keras.data import decode_image
+
+    paths = []
+    for name, blob in encoded_images.items():
+        paths.append(str(tmp_path / f"image.{name}"))
+        with open(paths[-1], "wb") as f:
+            f.write(blob)
+    report = json.loads(run_python(BYTES_CLIENT, hymenoptera_result.export_dir, *paths).stdout.strip().splitlines()[-1])
+    # Same outputs as serving_default on the images decoded the way training decodes them.
+    serve = tf.saved_model.load(hymenoptera_result.export_dir).signatures["serving_default"]
+    expected = np.concatenate([serve(images=tf.cast(decode_image(blob, 96), tf.float32)[None])["probabilities"].numpy()
+                               for blob in encoded_images.values()])
+    np.testing.assert_allclose(report["probabilities"], expected, atol=1e-5)
+    assert report["labels"] == [["ants", "bees"][i] for i in expected.argmax(1)]
+    not_image, empty, truncated = report["errors"]
+    assert "is not a JPEG, PNG, GIF or BMP image" in not_image
+    assert "is not a JPEG, PNG, GIF or BMP image" in empty
+    assert truncated is not None  # a cut JPEG is refused by the decoder, with its message
+    assert report["after_errors"] == report["labels"][0]  # the process keeps serving
+
+
+def test_saved_model_cli_runs_the_bytes_signature(hymenoptera_result, encoded_images, tmp_path):
+    import shutil
+    import subprocess
+
+    batch = tmp_path / "batch.npy"
+    np.save(batch, np.array([encoded_images["jpeg"], encoded_images["png"]], dtype=object).astype(bytes))
+    out = subprocess.run([shutil.which("saved_model_cli"), "run", "--dir", hymenoptera_result.export_dir,
+                          "--tag_set", "serve", "--signature_def", "serving_bytes", "--inputs", f"image_bytes={batch}"],
+                         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "probabilities" in out.stdout and "label" in out.stdout
+    assert out.stdout.count("b'bees'") + out.stdout.count("b'ants'") == 2
+
+
+def test_tf1_session_loader_runs_the_default_signature_and_variables_are_stored_once(hymenoptera_result, tmp_path):
+    """TF Serving's C++ loader restores variables the way `saved_model_cli run` (a TF1 session) does."""
+    import shutil
+    import subprocess
+
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(0).uniform(0, 255, (2, 80, 100, 3)).astype("float32"))
+    out = subprocess.run([shutil.which("saved_model_cli"), "run", "--dir", hymenoptera_result.export_dir,
+                          "--tag_set", "serve", "--signature_def", "serving_default", "--inputs", f"images={images}"],
+                         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "probabilities" in out.stdout
+    stored = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in
+                 os.walk(os.path.join(hymenoptera_result.export_dir, "variables")) for f in files)
+    weights = sum(np.asarray(v.numpy()).nbytes for v in hymenoptera_result.model.variables)
+    assert stored < 1.2 * weights  # each variable once, not a copy per Keras variable

@@ -5,7 +5,10 @@ signatures:
 
 - `serving_default`: `images` float32 `[batch, height, width, 3]`, RGB 0-255, any size ->
   `probabilities` float32 `[batch, num_classes]`, `label` string `[batch]` (top-1 class name);
-- `serving_uint8`: the same for `images` uint8 (a signature has one dtype per input).
+- `serving_uint8`: the same for `images` uint8 (a signature has one dtype per input);
+- `serving_bytes`: `image_bytes` string `[batch]`, each an encoded JPEG, PNG, GIF or BMP (any
+  sizes, mixed) -> the same outputs; decoded and resized in the graph exactly as training data was.
+  A payload that is not an image fails the call with an `InvalidArgumentError` naming its index.
 
 `assets/labels.txt` holds one class name per line, in output order; `assets/tl_keras.json` records the
 input size and backbone, so clients can decode images the way training did. A version folder appears complete
@@ -25,12 +28,18 @@ import json
 import os
 import shutil
 import tempfile
+import types
 import uuid
 from typing import Sequence
 
 import keras
 import tensorflow as tf
 
+from tl_keras.data import decode_image
+
+# Leading bytes of the encodings `serving_bytes` decodes.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
+DEFAULT_BYTES_IMAGE_SIZE = 224
 LABELS_FILE = "labels.txt"
 METADATA_FILE = "tl_keras.json"
 
@@ -60,13 +69,19 @@ def latest_version_dir(model_dir: str) -> str:
 class _ServingModule(tf.Module):
     def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str):
         super().__init__(name="tl_keras_export")
-        self.model = model
+        # Track the model's TensorFlow variables themselves, not the Keras model: Keras variables
+        # export as copies of their tf.Variables, which the TF1 session loader (TF Serving,
+        # `saved_model_cli run`) would restore while the serving functions read the uninitialised
+        # originals, and which would double the export's size.
+        self._untracked = types.SimpleNamespace(model=model)
+        self.tf_variables = [v.value for v in model.variables]
         self.labels_asset = tf.saved_model.Asset(labels_path)
         self.metadata_asset = tf.saved_model.Asset(metadata_path)
         self._class_names = tf.constant(list(class_names))
+        self._image_size = int(getattr(model, "image_size", None) or DEFAULT_BYTES_IMAGE_SIZE)
 
     def _outputs(self, images):
-        probabilities = tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
+        probabilities = tf.cast(self._untracked.model(tf.cast(images, tf.float32), training=False), tf.float32)
         label = tf.gather(self._class_names, tf.argmax(probabilities, axis=-1))
         return {"probabilities": probabilities, "label": label}
 
@@ -76,6 +91,25 @@ class _ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_uint8(self, images):
+        return self._outputs(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        size = self._image_size
+
+        def decode(index):
+            contents = image_bytes[index]
+            known = tf.reduce_any([tf.strings.substr(contents, 0, len(magic)) == magic for magic in IMAGE_MAGIC])
+            check = tf.debugging.Assert(known, [
+                "image_bytes[", index, "] is not a JPEG, PNG, GIF or BMP image: it has",
+                tf.strings.length(contents), "bytes, starting", tf.strings.substr(contents, 0, 8),
+            ], summarize=8)
+            with tf.control_dependencies([check]):  # checked before the decoder sees it
+                contents = tf.identity(contents)
+            return tf.cast(decode_image(contents, size), tf.float32)  # resized as training data was
+
+        images = tf.map_fn(decode, tf.range(tf.shape(image_bytes)[0]),
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         return self._outputs(images)
 
 
@@ -120,7 +154,8 @@ def export_saved_model(
         module = _ServingModule(model, class_names, labels_path, metadata_path)
         tf.saved_model.save(
             module, staging,
-            signatures={"serving_default": module.serve_float, "serving_uint8": module.serve_uint8},
+            signatures={"serving_default": module.serve_float, "serving_uint8": module.serve_uint8,
+                        "serving_bytes": module.serve_bytes},
         )
         while True:
             target = os.path.join(export_base, str(version if version is not None else next_version(export_base)))
@@ -145,7 +180,8 @@ def export_metadata(model: keras.Model, class_names: Sequence[str]) -> dict:
         "class_names": list(class_names),
         "image_size": getattr(model, "image_size", None),
         "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
-        "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8"},
+        "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
+                       "serving_bytes": "image_bytes string: encoded JPEG, PNG, GIF or BMP"},
     }
 
 
