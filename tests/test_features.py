@@ -12,7 +12,7 @@ from conftest import HUB_035, HYMENOPTERA, KERAS_035, asset
 from tl_keras.classifier import build_classifier
 from tl_keras.data import load_image_folder
 from tl_keras.features import FeatureStore, backbone_fingerprint, compute_features, head_model
-from tl_keras.training import fine_tune
+from tl_keras.training import compile_for_phase, fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +172,17 @@ def test_cached_phase_one_works_with_a_keras_backbone(folder):
     assert history.last("val_accuracy") > 0.6
     full = model.evaluate(folder.dataset("val", batch_size=64), verbose=0, return_dict=True)
     assert full["loss"] == pytest.approx(history.last("val_loss"), rel=1e-4)
+
+
+def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize(folder):
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    features = compute_features(model, folder, batch_size=64)
+    with pytest.warns(UserWarning, match="XLA cannot compile layer.*resize"):
+        history = fine_tune(model, folder.dataset("train", batch_size=32, training=True),
+                            folder.dataset("val", batch_size=64), head_epochs=2, fine_tune_epochs=0,
+                            features=features, jit_compile=True, verbose=0)
+    assert history.last("val_accuracy") > 0.6
+    assert model.jit_compile is False  # the full model, with its antialiased resize
+    head = head_model(model)
+    compile_for_phase(head, 1e-3, jit_compile=True)
+    assert head.jit_compile is True  # while the head alone compiles with XLA

@@ -109,7 +109,9 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
                 f"`class_names` must have `num_classes` ({num_classes}) entries. Received: {len(class_names)} names"
             )
         inputs = keras.Input((None, None, 3), name="images")
-        x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")(inputs)
+        resize = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")
+        resize.supports_jit = False  # XLA has no kernel for antialiased resizing (ScaleAndTranslate)
+        x = resize(inputs)
         x = PixelRange(pixel_mode, name="pixel_range")(x)
         x = backbone(x)
         x = keras.layers.Dropout(dropout, name="output_dropout")(x)

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Sequence
 
 import keras
@@ -75,8 +76,19 @@ def compile_for_phase(
 ) -> None:
     """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy.
 
-    `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute, off on CPU.
+    `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute for models whose layers
+    all support it, off on CPU. The classifier's antialiased resize has no XLA kernel, so XLA applies
+    to the head trained on cached features; `True` asks for XLA on CPU too, and warns for a model XLA
+    cannot compile, which then runs without it.
     """
+    if jit_compile is True:
+        blockers = [layer.name for layer in model.layers if not getattr(layer, "supports_jit", True)]
+        if blockers:
+            warnings.warn(
+                f"jit_compile=True: XLA cannot compile layer(s) {', '.join(blockers)} of {model.name!r}, "
+                "so this model runs without XLA (the head trained on cached features still uses it)."
+            )
+            jit_compile = False
     loss = (
         SmoothedSparseCategoricalCrossentropy(label_smoothing)
         if label_smoothing else keras.losses.SparseCategoricalCrossentropy()
