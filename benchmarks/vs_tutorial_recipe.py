@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import DATASETS, HUB_100, KERAS_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
 IMAGE_SIZE = 160
-TL_KERAS_SETTINGS = dict(head_epochs=10, fine_tune_epochs=5)
+TL_KERAS_SETTINGS = dict(head_epochs=10, fine_tune_epochs=2)
 
 
 def recipe(data_dir: str) -> dict:

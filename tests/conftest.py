@@ -41,3 +41,33 @@ def hymenoptera_result(tmp_path_factory):
         asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=96, head_epochs=3, fine_tune_epochs=2,
         unfreeze_blocks=2, output=str(out), verbose=0,
     )
+
+
+@pytest.fixture
+def black_hole_url():
+    """An http URL on 127.0.0.1 whose server accepts connections and never answers: a network that
+    hangs rather than fails fast (a captive portal, a dropped route)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # never read from, never answered
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()

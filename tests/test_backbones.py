@@ -85,3 +85,16 @@ def test_missing_weights_file_and_offline_imagenet_are_clear_errors():
         KerasBackbone("ResNet50", weights=asset(KERAS_035), image_size=32)
     with pytest.raises(BackboneDownloadError, match="local weights file"):
         KerasBackbone("MobileNetV2", weights="imagenet", alpha=0.5, image_size=96)
+
+
+def test_imagenet_download_on_a_hanging_network_fails_within_the_timeout(monkeypatch, black_hole_url):
+    import time
+
+    from keras.src.applications import mobilenet_v2
+
+    monkeypatch.setattr(mobilenet_v2, "BASE_WEIGHT_PATH", black_hole_url)
+    monkeypatch.setenv("TL_KERAS_DOWNLOAD_TIMEOUT", "2")
+    started = time.monotonic()
+    with pytest.raises(BackboneDownloadError, match="local weights file"):
+        KerasBackbone("MobileNetV2", weights="imagenet", alpha=0.75, image_size=96)
+    assert time.monotonic() - started < 20

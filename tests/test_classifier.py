@@ -53,3 +53,26 @@ def test_keras_load_model_needs_only_import_tl_keras(tmp_path):
         path,
     )
     assert out.stdout.strip().splitlines()[-1] == "ImageClassifier ['ants', 'bees'] (1, 2)"
+
+
+def test_load_classifier_runs_no_code_from_the_file(tmp_path):
+    from tl_keras.classifier import load_classifier
+
+    model = build_classifier(asset(HUB_035), 2, image_size=32, class_names=["x", "y"])
+    model.save(str(tmp_path / "ok.keras"))
+    reloaded = load_classifier(str(tmp_path / "ok.keras"))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+    # A file that would run Python on load: a Lambda layer carries its function's bytecode.
+    marker = tmp_path / "ran.txt"
+    inputs = keras.Input((2,))
+    touch = eval(f"lambda t: t + len(open({str(marker)!r}, 'w').name)")  # no closure: a literal path
+    outputs = keras.layers.Lambda(touch)(inputs)
+    keras.Model(inputs, outputs).save(str(tmp_path / "evil.keras"))
+    marker.unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="safe_mode"):
+        load_classifier(str(tmp_path / "evil.keras"))
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="No model file"):
+        load_classifier(str(tmp_path / "missing.keras"))

@@ -181,3 +181,95 @@ def test_tf1_session_loader_runs_the_default_signature_and_variables_are_stored_
                  os.walk(os.path.join(hymenoptera_result.export_dir, "variables")) for f in files)
     weights = sum(np.asarray(v.numpy()).nbytes for v in hymenoptera_result.model.variables)
     assert stored < 1.2 * weights  # each variable once, not a copy per Keras variable
+
+
+EXPORTER = """
+import sys, time
+from tl_keras.classifier import build_classifier
+from tl_keras.export import export_saved_model
+model = build_classifier(sys.argv[1], 2, image_size=32, class_names=["a", "b"])
+start_at = float(sys.argv[3])
+time.sleep(max(0.0, start_at - time.time()))  # all processes export at the same instant
+print(export_saved_model(model, sys.argv[2]))
+"""
+
+
+def _spawn(*args):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", EXPORTER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_concurrent_exports_to_one_name_get_distinct_complete_versions(tmp_path):
+    import time
+
+    from conftest import HUB_035
+
+    base = str(tmp_path / "model")
+    start_at = str(time.time() + 15)
+    procs = [_spawn(HUB_035, base, start_at) for _ in range(3)]
+    paths = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        paths.append(out.strip().splitlines()[-1])
+    assert sorted(os.path.basename(p) for p in paths) == ["1", "2", "3"]
+    assert sorted(os.listdir(base)) == ["1", "2", "3"]
+    for path in paths:
+        assert tf.saved_model.load(path).signatures["serving_default"] is not None
+
+
+def test_a_taken_version_number_moves_the_export_to_the_next(hymenoptera_result, tmp_path, monkeypatch):
+    """The race window: another process takes the number between our check and our rename."""
+    from tl_keras import export
+
+    base = str(tmp_path / "model")
+    first = export_saved_model(hymenoptera_result.model, base)
+    monkeypatch.setattr(export, "next_version", lambda _: 1 if not hasattr(export, "_raced") else 2)
+    original_rename = os.rename
+
+    def rename(src, dst):
+        export._raced = True
+        return original_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    try:
+        second = export_saved_model(hymenoptera_result.model, base)
+    finally:
+        del export._raced
+    assert os.path.basename(second) == "2" and sorted(os.listdir(base)) == ["1", "2"]
+    assert os.path.exists(os.path.join(first, "saved_model.pb"))
+
+
+def test_an_export_killed_midway_leaves_earlier_versions_untouched(tmp_path):
+    import hashlib
+    import signal
+    import time
+
+    from conftest import HUB_035
+
+    base = str(tmp_path / "model")
+    proc = _spawn(HUB_035, base, "0")
+    assert proc.communicate(timeout=300)[0].strip().endswith("1")
+
+    def digest(folder):
+        h = hashlib.sha256()
+        for root, dirs, files in sorted(os.walk(folder)):
+            for name in sorted(files):
+                with open(os.path.join(root, name), "rb") as f:
+                    h.update(name.encode() + f.read())
+        return h.hexdigest()
+
+    before = digest(os.path.join(base, "1"))
+    proc = _spawn(HUB_035, base, "0")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(d.startswith(".tmp-") for d in os.listdir(base)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # while the SavedModel is being written
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(d for d in os.listdir(base) if not d.startswith(".")) == ["1"]  # no half version 2
+    assert digest(os.path.join(base, "1")) == before
+    assert latest_version_dir(base) == os.path.join(base, "1") and next_version(base) == 2

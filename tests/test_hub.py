@@ -146,3 +146,15 @@ def test_local_hub_backbones_never_import_tf_keras():
         "print('tf_keras' in sys.modules, 'tensorflow_hub' in sys.modules)\n"
     )
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_a_hanging_network_fails_within_the_timeout(tmp_path, monkeypatch, black_hole_url):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TL_KERAS_DOWNLOAD_TIMEOUT", "2")
+    started = time.monotonic()
+    with pytest.raises(BackboneDownloadError, match="timed out|time"):
+        resolve_handle(black_hole_url + "models/feature_vector/5")
+    assert time.monotonic() - started < 20  # not the minutes a socket with no timeout would wait
+    monkeypatch.setenv("TL_KERAS_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="TL_KERAS_DOWNLOAD_TIMEOUT"):
+        resolve_handle(black_hole_url + "models/feature_vector/5")

@@ -7,7 +7,7 @@
 from tl_keras.registry import BackboneDownloadError, BackboneSpec, resolve_backbone  # noqa: F401
 from tl_keras.hub import HubBackbone  # noqa: F401
 from tl_keras.backbones import KerasBackbone, PixelRange, build_backbone  # noqa: F401
-from tl_keras.classifier import ImageClassifier, build_classifier  # noqa: F401
+from tl_keras.classifier import ImageClassifier, build_classifier, load_classifier  # noqa: F401
 from tl_keras.data import ImageFolder, load_image_folder  # noqa: F401
 from tl_keras.distribute import get_strategy  # noqa: F401
 from tl_keras.training import FineTuneHistory, fine_tune  # noqa: F401

@@ -33,6 +33,7 @@ from tl_keras.registry import (
     BlockSelection,
     group_blocks,
     keras_alpha_from_weights,
+    socket_timeout,
 )
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -112,7 +113,8 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         if application.startswith("MobileNet"):
             options["alpha"] = self.alpha
         try:
-            self.model = constructor(**options)
+            with socket_timeout():  # an ImageNet download must not hang without network
+                self.model = constructor(**options)
         except Exception as err:  # Keras reports a failed download as a bare Exception
             if weights == "imagenet" and ("URL fetch failure" in str(err) or isinstance(err, OSError)):
                 raise BackboneDownloadError(

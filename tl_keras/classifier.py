@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import keras
@@ -184,3 +185,24 @@ def build_classifier(
         dropout=dropout, l2=l2, class_names=class_names,
         default_unfreeze_blocks=spec.default_unfreeze_blocks, name="image_classifier",
     )
+
+
+def load_classifier(path: str) -> ImageClassifier:
+    """Loads an `ImageClassifier` saved with `model.save("name.keras")`, without running code from the file.
+
+    Keras' `safe_mode` is on: a file whose config asks for a `Lambda` layer or any other Python code
+    is refused. What it does load is trusted to be what it says: the backbone's TF Hub / SavedModel
+    folder named in the config is loaded as a TensorFlow graph (graphs can read and write files, so
+    load only backbones you trust), and the weights are plain arrays.
+
+    Example:
+
+    >>> model.save("flowers.keras")  # doctest: +SKIP
+    >>> model = load_classifier("flowers.keras")  # doctest: +SKIP
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"No model file at {path!r}: pass a `.keras` file written by `model.save`.")
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if not isinstance(model, ImageClassifier):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tl_keras ImageClassifier.")
+    return model

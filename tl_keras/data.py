@@ -19,6 +19,7 @@ import dataclasses
 import os
 import random
 import re
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
@@ -33,6 +34,10 @@ FEW_COLOURS = 64
 # Decoded, resized images are kept in memory up to this many bytes; past it, files are decoded anew
 # each epoch by a parallel tf.data pipeline.
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+# Images with a side under MIN_SIDE carry nothing to classify; images over MAX_PIXELS (read from the
+# header, before decoding) would take gigabytes to decode: both are skipped and reported.
+MIN_SIDE = 8
+MAX_PIXELS = 100 * 10**6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,29 +186,82 @@ def _colour_count(image: tf.Tensor) -> int:
     return int(tf.size(tf.unique(tf.reshape(packed, [-1]))[0]))
 
 
+def declared_size(contents: bytes) -> tuple[int, int] | None:
+    """`(width, height)` from an image's header, without decoding it (None if not recognised)."""
+    try:
+        if contents[:8] == b"\x89PNG\r\n\x1a\n" and contents[12:16] == b"IHDR":
+            return struct.unpack(">II", contents[16:24])
+        if contents[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", contents[6:10])
+        if contents[:2] == b"BM":
+            width, height = struct.unpack("<ii", contents[18:26])
+            return abs(width), abs(height)
+        if contents[:3] == b"\xff\xd8\xff":
+            height, width, _ = tf.image.extract_jpeg_shape(contents).numpy().tolist()
+            return width, height
+    except (struct.error, tf.errors.OpError):
+        return None
+    return None
+
+
+def exif_orientation(contents: bytes) -> int:
+    """A JPEG's EXIF orientation tag (1 = upright; 2-8 = mirrored and/or rotated), 1 when absent."""
+    if contents[:2] != b"\xff\xd8":
+        return 1
+    try:
+        i = 2
+        while i + 4 <= len(contents) and contents[i] == 0xFF:
+            marker, length = contents[i + 1], struct.unpack(">H", contents[i + 2:i + 4])[0]
+            if marker == 0xDA:  # start of the image data: no more metadata
+                return 1
+            if marker == 0xE1 and contents[i + 4:i + 10] == b"Exif\0\0":
+                tiff = contents[i + 10:i + 2 + length]
+                order = "<" if tiff[:2] == b"II" else ">"
+                ifd = struct.unpack(order + "I", tiff[4:8])[0]
+                for k in range(struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]):
+                    entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+                    if struct.unpack(order + "H", entry[:2])[0] == 0x0112:
+                        return struct.unpack(order + "H", entry[8:10])[0]
+                return 1
+            i += 2 + length
+    except struct.error:
+        return 1
+    return 1
+
+
 def _check_one(path: str, image_size: int, keep: bool):
     """Decodes one file; returns (pixels or None, error or None, warning or None)."""
     try:
         contents = tf.io.read_file(path)
-        if int(tf.strings.length(contents)) == 0:
+        raw = contents.numpy()
+        if not raw:
             return None, "empty file (0 bytes)", None
+        size = declared_size(raw)
+        if size and size[0] * size[1] > MAX_PIXELS:
+            return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
+                          "downscale it to use it"), None
         image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
     except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as err:
         return None, f"cannot be read ({err.message})", None
     except tf.errors.OpError as err:  # invalid, truncated or oversized image data
         return None, f"cannot be decoded as an image ({_tf_message(err)})", None
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        return None, "image has no pixels", None
+    height, width = image.shape[0], image.shape[1]
+    if min(height, width) < MIN_SIDE:
+        return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None
+    notes = []
     colours = _colour_count(image)
-    warning = (
-        f"only {colours} distinct colours: looks like a graphic or placeholder, not a photograph; "
-        "check that it belongs to its class" if colours < FEW_COLOURS else None
-    )
+    if colours < FEW_COLOURS:
+        notes.append(f"only {colours} distinct colours: looks like a graphic or placeholder, not a photograph; "
+                     "check that it belongs to its class")
+    orientation = exif_orientation(raw)
+    if orientation not in (0, 1):
+        notes.append(f"EXIF orientation {orientation} (rotated or mirrored when shown) is ignored, as TensorFlow "
+                     "decodes it: used as stored; re-save it upright if it looks sideways")
     pixels = None
     if keep:
         resized = tf.image.resize(image, (image_size, image_size), antialias=True)
         pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
-    return pixels, None, warning
+    return pixels, None, "; ".join(notes) or None
 
 
 def check_images(
@@ -450,8 +508,12 @@ def read_images(paths: Sequence[str], image_size: int | None = None, workers: in
             raise ValueError(f"Image file not found: {path!r}")
 
     def read(path: str) -> np.ndarray:
+        contents = tf.io.read_file(path)
+        size = declared_size(contents.numpy())
+        if size and size[0] * size[1] > MAX_PIXELS:
+            raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
         try:
-            return decode_image(tf.io.read_file(path), image_size).numpy()
+            return decode_image(contents, image_size).numpy()
         except tf.errors.OpError as err:
             raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
 

@@ -22,23 +22,20 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import types
 from typing import Sequence
 
 import keras
 import tensorflow as tf
 
-from tl_keras.registry import GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, group_blocks
+from tl_keras.registry import GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, download_timeout, group_blocks, socket_timeout
 
-DOWNLOAD_TIMEOUT_SECONDS = 30.0
-
-
-def resolve_handle(handle: str, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> str:
+def resolve_handle(handle: str, timeout: float | None = None) -> str:
     """Returns a local SavedModel folder for a TF Hub/Kaggle handle, URL or local path.
 
     Remote handles are downloaded by `tensorflow_hub` into its cache (`TFHUB_CACHE_DIR`, default
-    a temporary folder), so a second call is served from disk. `tensorflow_hub` is imported only
+    a temporary folder), so a second call is served from disk. Every network step is bounded by
+    `timeout` seconds (default: `TL_KERAS_DOWNLOAD_TIMEOUT`, else 30). `tensorflow_hub` is imported only
     here, and only for remote handles: it pulls in tf_keras, which a local folder never needs.
 
     Raises:
@@ -57,10 +54,10 @@ def resolve_handle(handle: str, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> st
         import tensorflow_hub as hub
     except ImportError as err:  # pragma: no cover - tensorflow-hub is a dependency
         raise ImportError("Downloading TF Hub handles needs `pip install tensorflow-hub`.") from err
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
+    seconds = timeout if timeout is not None else download_timeout()  # a bad setting is not a download error
     try:
-        return hub.resolve(handle)
+        with socket_timeout(seconds):
+            return hub.resolve(handle)
     except Exception as err:
         cache = os.environ.get("TFHUB_CACHE_DIR", "(unset: a temporary folder)")
         raise BackboneDownloadError(
@@ -72,8 +69,6 @@ def resolve_handle(handle: str, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> st
             "(`--backbone /path/to/folder`), or point TFHUB_CACHE_DIR at a cache that holds it "
             f"(TFHUB_CACHE_DIR={cache})."
         ) from err
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _keras_name(variable_name: str) -> str:

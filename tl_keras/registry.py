@@ -14,11 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
 import re
-from typing import Sequence
+import socket
+from typing import Iterator, Sequence
 
 # Pixel ranges a backbone may expect. The classifier converts plain 0-255 RGB into this range inside
 # the model graph, so callers never preprocess by hand.
@@ -41,6 +43,35 @@ GENERIC_BLOCKS = MOBILENET_BLOCKS + RESNET_BLOCKS + (r"(?:^|/)(block\d+[a-z]?)_"
 
 class BackboneDownloadError(OSError):
     """Pretrained weights could not be fetched (no network, wrong handle, or server error)."""
+
+
+DEFAULT_DOWNLOAD_TIMEOUT = 30.0
+
+
+def download_timeout() -> float:
+    """Seconds a download may wait on the network for any one step: `TL_KERAS_DOWNLOAD_TIMEOUT`, else 30."""
+    raw = os.environ.get("TL_KERAS_DOWNLOAD_TIMEOUT")
+    if raw is None:
+        return DEFAULT_DOWNLOAD_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"TL_KERAS_DOWNLOAD_TIMEOUT must be a number of seconds > 0. Received: {raw!r}")
+    return value
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float | None = None) -> Iterator[None]:
+    """Bounds every blocking socket operation of a download (connect, each read), then restores the
+    previous default: with no network a download fails in seconds instead of hanging."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds if seconds is not None else download_timeout())
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 @dataclasses.dataclass(frozen=True)

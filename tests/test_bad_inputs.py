@@ -1,0 +1,196 @@
+"""A corpus of bad inputs, generated here (nothing binary is committed): each is a reported skip, a
+warning on a used image, or a clear error naming the path and the fix; used + skipped == found."""
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import HUB_035, asset
+from tl_keras.data import MAX_PIXELS, load_image_folder
+
+
+def _photo(seed, size=(40, 48)):
+    """A smooth, photo-like RGB image (hundreds of colours) as uint8 (height, width, 3)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[0], 0:size[1]]
+    base = np.stack([x * 5 + y, y * 4 + 30, (x + y) * 3], -1) + rng.integers(0, 40, (*size, 3))
+    return np.clip(base + seed * 7, 0, 255).astype(np.uint8)
+
+
+def _jpeg(array, **kwargs):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=92, **kwargs)
+    return buffer.getvalue()
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _huge_png_header(width, height):
+    """A PNG that declares width x height but holds almost nothing: a decompression-bomb shape."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def _exif_rotated_jpeg(array):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    return _jpeg(array, exif=exif.tobytes())
+
+
+def _animated_gif():
+    frames = [Image.fromarray(_photo(s)).convert("P") for s in (1, 2, 3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return buffer.getvalue()
+
+
+# name -> (bytes, expected: "used", "warned" or the start of the skip reason)
+def _corpus():
+    photo = _photo(0)
+    jpeg = _jpeg(photo)
+    cmyk = io.BytesIO()
+    Image.fromarray(photo).convert("CMYK").save(cmyk, "JPEG")
+    return {
+        "zero_bytes.jpg": (b"", "empty file"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "cannot be decoded"),
+        "text_renamed.jpg": (b"these are not the pixels you are looking for\n" * 20, "cannot be decoded"),
+        "png_named.jpg": (_png(Image.fromarray(_photo(1))), "used"),
+        "cmyk.jpg": (cmyk.getvalue(), "used"),
+        "sixteen_bit.png": (tf.io.encode_png((_photo(2).astype(np.uint16) * 257)).numpy(), "used"),
+        "rgba.png": (_png(Image.fromarray(np.dstack([_photo(3), np.full((40, 48), 128, np.uint8)]))), "used"),
+        "grayscale.jpg": (_jpeg(_photo(4)[..., 0]), "used"),
+        "animated.gif": (_animated_gif(), "used"),
+        "palette.png": (_png(Image.fromarray(_photo(5)).convert("P", palette=Image.Palette.ADAPTIVE, colors=200)), "used"),
+        "one_pixel.png": (_png(Image.new("RGB", (1, 1), (200, 10, 10))), "too small"),
+        "exif_rotated.jpg": (_exif_rotated_jpeg(_photo(6)), "warned"),
+        "bomb.png": (_huge_png_header(20000, 20000), "too large"),
+        "notes.txt": (b"labelled by Sam", "not an image file type"),
+        "Thumbs.db": (b"\0" * 64, "not an image file type"),
+        ".DS_Store": (b"\0\0\0\1Bud1", "hidden file"),
+        ".hidden.jpg": (jpeg, "hidden file"),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad") / "data"
+    corpus = _corpus()
+    for name, (blob, _) in corpus.items():
+        os.makedirs(root / "train" / "fourmis rouges", exist_ok=True)
+        with open(root / "train" / "fourmis rouges" / name, "wb") as f:
+            f.write(blob)
+    # The other class, with a unicode name with spaces, and good photos in both classes and splits.
+    for split, count in (("train", 6), ("val", 3)):
+        for cls in ("fourmis rouges", "abeilles été"):
+            os.makedirs(root / split / cls, exist_ok=True)
+            for i in range(count):
+                with open(root / split / cls / f"photo_{i}.jpg", "wb") as f:
+                    f.write(_jpeg(_photo(10 + i + (50 if cls.startswith("a") else 0))))
+    return root, corpus
+
+
+def test_every_bad_file_is_used_warned_or_skipped_as_decided(corpus_folder):
+    root, corpus = corpus_folder
+    folder = load_image_folder(str(root), image_size=32)
+    assert folder.class_names == ["abeilles été", "fourmis rouges"]
+    skipped = {os.path.basename(p): reason for p, reason in folder.skipped}
+    warned = {os.path.basename(p): message for p, message in folder.warnings}
+    used = {os.path.basename(p) for split in folder.splits.values() for p in split.paths
+            if "fourmis" in p and "photo_" not in p}
+    for name, (_, expected) in corpus.items():
+        if expected == "used":
+            assert name in used and name not in skipped, name
+        elif expected == "warned":
+            assert name in used and name in warned, name
+        else:
+            assert skipped.get(name, "").startswith(expected), (name, skipped.get(name))
+    assert "EXIF orientation 6" in warned["exif_rotated.jpg"]
+    assert "20000x20000" in skipped["bomb.png"] and "downscale" in skipped["bomb.png"]
+    assert "1x1" in skipped["one_pixel.png"]
+    assert folder.num_used + len(folder.skipped) == folder.num_found == len(corpus) + 18
+    # Decoded content is right: the PNG-named-.jpg and the 16-bit PNG are the photos they hold.
+    index = {os.path.basename(p): i for i, p in enumerate(folder.train.paths)}
+    sixteen = folder.train.images[index["sixteen_bit.png"]].astype(int)
+    expected16 = tf.image.resize(_photo(2), (32, 32), antialias=True).numpy().round().astype(int)
+    assert np.abs(sixteen - expected16).max() <= 1
+
+
+def test_a_very_large_photo_is_decoded_and_used(tmp_path):
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        os.makedirs(root / cls)
+        for i in range(3):
+            with open(root / cls / f"{i}.jpg", "wb") as f:
+                f.write(_jpeg(_photo(i + (9 if cls == "b" else 0))))
+    big = np.zeros((8000, 8000, 3), np.uint8)
+    big[::2] = 120
+    with open(root / "a" / "big.jpg", "wb") as f:
+        f.write(tf.io.encode_jpeg(big, quality=50).numpy())
+    assert 8000 * 8000 < MAX_PIXELS
+    folder = load_image_folder(str(root), image_size=32, validation_split=0.34)
+    assert not folder.skipped and folder.num_used == 7
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("empty_class", r"Class 'dogs' has no usable image in .*dogs'.*add images or remove the folder"),
+    ("single_class", r"must hold one subfolder per class, at least 2 classes. Received: 1 \(cats\)"),
+    ("val_differs", r"The classes of .*val' \(cats, wolves\) differ from those of .*train' \(cats, dogs\)"),
+    ("only_junk", r"Class 'dogs' has no usable image .*\(1 skipped\)"),
+])
+def test_structural_problems_are_errors_naming_the_folder_and_the_fix(tmp_path, layout, message):
+    root = tmp_path / "data"
+    train = root / "train" if layout == "val_differs" else root
+    os.makedirs(train / "cats")
+    for i in range(3):
+        with open(train / "cats" / f"{i}.jpg", "wb") as f:
+            f.write(_jpeg(_photo(i)))
+    if layout != "single_class":
+        os.makedirs(train / "dogs")
+    if layout == "only_junk":
+        with open(train / "dogs" / "broken.jpg", "wb") as f:
+            f.write(b"junk")
+    if layout == "val_differs":
+        for cls in ("cats", "wolves"):
+            os.makedirs(root / "val" / cls)
+        with open(train / "dogs" / "0.jpg", "wb") as f:
+            f.write(_jpeg(_photo(7)))
+    with pytest.raises(ValueError, match=message):
+        load_image_folder(str(root), image_size=32)
+
+
+def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predict(corpus_folder, tmp_path):
+    root, corpus = corpus_folder
+    metrics_path, out = tmp_path / "m.json", tmp_path / "export"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", "train", str(root), "--backbone", asset(HUB_035),
+                           "--image-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--output", str(out),
+                           "--metrics-json", str(metrics_path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(metrics_path.read_text())
+    expected_skips = {n for n, (_, outcome) in corpus.items() if outcome not in ("used", "warned")}
+    assert {os.path.basename(s["path"]) for s in metrics["skipped_files"]} == expected_skips
+    for name in expected_skips:
+        assert name in proc.stdout  # the summary names each skipped file
+    assert metrics["num_train_images"] + metrics["num_val_images"] + len(metrics["skipped_files"]) == metrics["num_files_found"]
+    labels = open(os.path.join(metrics["export_dir"], "assets", "labels.txt"), encoding="utf-8").read().splitlines()
+    assert labels == ["abeilles été", "fourmis rouges"]
+    photo = root / "val" / "abeilles été" / "photo_0.jpg"
+    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", "predict", str(out), str(photo), "--json"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)[0]["label"] in labels
