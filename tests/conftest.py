@@ -71,3 +71,19 @@ def black_hole_url():
     for conn in held:
         conn.close()
     server.close()
+
+
+@pytest.fixture(scope="session")
+def flowers_result(tmp_path_factory):
+    """tl_keras.train on the real flowers photos (5 classes) with the 0.35 Hub backbone at 64 px, with
+    the reporting options on: class weights, a warm-up cosine phase 2, pictures and TensorBoard logs."""
+    import tl_keras
+
+    out = tmp_path_factory.mktemp("flowers")
+    result = tl_keras.train(
+        asset(FLOWERS), backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=2,
+        unfreeze_blocks=1, class_weight="auto", fine_tune_schedule="warmup-cosine", plots_dir=str(out / "plots"),
+        tensorboard_dir=str(out / "tb"), output=str(out / "flowers"), verbose=0,
+    )
+    result.plots_dir, result.tensorboard_dir = str(out / "plots"), str(out / "tb")
+    return result

@@ -19,7 +19,7 @@ def _run(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["export-tflite"], ["embed"], ["demo"]])
 def test_help_everywhere(command):
     out = _run(*command, "--help")
     assert "usage: tl-keras" in out.stdout
@@ -60,3 +60,42 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     assert "--backbone /path/to/folder" in offline.stderr
     bad = _run("train", asset(HYMENOPTERA), "--unfreeze-blocks", "some", check=False)
     assert bad.returncode == 2 and "--unfreeze-blocks" in bad.stderr
+
+
+def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenoptera_result, tmp_path):
+    import csv
+    import shutil
+
+    from tl_keras.cli import main
+
+    photos = tmp_path / "photos" / "nested"
+    photos.mkdir(parents=True)
+    src = os.path.join(asset(HYMENOPTERA), "val", "ants")
+    for name in sorted(os.listdir(src))[:3]:
+        shutil.copy(os.path.join(src, name), photos / name)
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    (photos / "notes.txt").write_text("hello")
+    out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
+    assert main(["predict", hymenoptera_result.export_dir, str(tmp_path / "photos"), "--top-k", "2", "--output", str(out_csv)]) == 0
+    rows = list(csv.DictReader(open(out_csv, encoding="utf-8")))
+    assert len(rows) == 5 and [r["label"] != "" for r in rows].count(True) == 3
+    errors = {os.path.basename(r["path"]): r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"broken.jpg", "notes.txt"} and "cannot be decoded" in errors["broken.jpg"]
+    assert all(len(r["top_k"].split(";")) == 2 for r in rows if r["label"])
+    pattern = str(tmp_path / "photos" / "**" / "*.jpg")
+    assert main(["predict", hymenoptera_result.export_dir, pattern, "--output", str(out_json)]) == 0
+    predicted = json.load(open(out_json))
+    assert len(predicted) == 4 and sum("error" in r for r in predicted) == 1
+    assert all(0 < r["probability"] <= 1 for r in predicted if "label" in r)
+    # Named explicitly, a bad file is an error; a pattern that matches nothing too.
+    assert main(["predict", hymenoptera_result.export_dir, str(photos / "broken.jpg")]) == 2
+    assert main(["predict", hymenoptera_result.export_dir, str(tmp_path / "*.png")]) == 2
+
+
+def test_predict_files_reports_progress_in_chunks(hymenoptera_result):
+    from tl_keras.serving import ExportedModel
+
+    paths = hymenoptera_result.data.val.paths[:5]
+    calls = []
+    results = ExportedModel(hymenoptera_result.export_dir).predict_files(paths, chunk_size=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)] and [r["path"] for r in results] == paths

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from conftest import HYMENOPTERA, KERAS_035, asset, run_python
+from conftest import HUB_035, HYMENOPTERA, KERAS_035, asset, run_python
 
 FRESH_PROCESS = """
 import json, sys, numpy as np, tensorflow as tf
@@ -46,3 +46,22 @@ def test_keras_applications_path_with_the_real_weights_file(tmp_path):
     assert result.metrics["val_accuracy"] > 0.7
     assert result.metrics["unfrozen_blocks"] == ["block_16"]
     assert os.path.exists(os.path.join(result.export_dir, "saved_model.pb"))
+
+
+SEEDED_RUN = """
+import hashlib, json, sys
+import tl_keras
+result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=32, head_epochs=2, fine_tune_epochs=1,
+                        unfreeze_blocks=1, seed=int(sys.argv[3]), export=False, verbose=0)
+weights = [w.numpy() for w in result.model.weights]
+digest = hashlib.sha256(b"".join(w.tobytes() for w in weights)).hexdigest()
+print(json.dumps({"history": result.metrics["history"], "digest": digest}))
+"""
+
+
+def test_the_same_seed_gives_identical_metrics_and_weights_in_separate_processes():
+    runs = [json.loads(run_python(SEEDED_RUN, asset(HYMENOPTERA), asset(HUB_035), seed).stdout.strip().splitlines()[-1])
+            for seed in ("3", "3", "4")]
+    assert runs[0]["history"] == runs[1]["history"]
+    assert runs[0]["digest"] == runs[1]["digest"]  # every weight, bit for bit
+    assert runs[0]["digest"] != runs[2]["digest"] and runs[0]["history"] != runs[2]["history"]

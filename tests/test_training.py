@@ -79,3 +79,58 @@ def test_reported_val_accuracy_is_the_exported_models_after_early_stopping(tmp_p
     measured = result.model.evaluate(result.data.dataset("val", batch_size=64), verbose=0, return_dict=True)
     assert result.metrics["val_accuracy"] == pytest.approx(measured["accuracy"], abs=1e-6)
     assert result.metrics["val_loss"] == pytest.approx(min(result.history.history["val_loss"]), rel=1e-4)
+
+
+def test_class_weights_shift_the_decision_toward_the_heavier_class(data):
+    from tl_keras.features import compute_features
+    from tl_keras.training import balanced_class_weights
+
+    assert balanced_class_weights([0, 0, 0, 1], 2) == {0: pytest.approx(2 / 3), 1: pytest.approx(2.0)}
+    with pytest.raises(ValueError, match="no training images"):
+        balanced_class_weights([0, 0], 2)
+    folder, train_ds, val_ds = data
+    recalls = {}
+    for name, weights in (("even", None), ("bees heavy", {0: 0.05, 1: 1.0})):
+        keras.utils.set_random_seed(5)
+        model = build_classifier(asset(HUB_035), 2, image_size=64)
+        features = compute_features(model, folder, batch_size=32)
+        fine_tune(model, train_ds, val_ds, head_epochs=4, fine_tune_epochs=0, class_weight=weights,
+                  features=features, verbose=0)
+        predicted = model.predict(val_ds, verbose=0).argmax(1)
+        recalls[name] = (predicted[folder.val.labels == 1] == 1).mean()
+    assert recalls["bees heavy"] > recalls["even"] and recalls["bees heavy"] > 0.95
+
+
+class _RateLog(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.rates.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+
+
+def test_warmup_cosine_schedule_for_phase_two(data):
+    folder, train_ds, val_ds = data
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    log = _RateLog()
+    fine_tune(model, train_ds, val_ds, head_epochs=1, fine_tune_epochs=2, unfreeze_blocks=1, learning_rate=1e-3,
+              fine_tune_schedule="warmup-cosine", callbacks=[log], verbose=0)
+    steps = int(train_ds.cardinality())
+    phase1, phase2 = log.rates[:steps], log.rates[steps:]
+    assert phase1 == pytest.approx([1e-3] * steps)  # constant in phase 1
+    assert len(phase2) == 2 * steps
+    assert phase2[0] < 1e-5 and max(phase2) == pytest.approx(1e-4, rel=0.05)  # warm-up to lr/10
+    assert np.argmax(phase2) == pytest.approx(steps, abs=1) and phase2[-1] < 0.1e-4  # then cosine to ~0
+    with pytest.raises(ValueError, match="fine_tune_schedule"):
+        fine_tune(model, train_ds, val_ds, head_epochs=1, fine_tune_schedule="linear")
+
+
+def test_tensorboard_logs_both_phases(flowers_result):
+    import os
+
+    for sub in ("train", "validation"):
+        events = [f for f in os.listdir(os.path.join(flowers_result.tensorboard_dir, sub)) if "tfevents" in f]
+        assert events and all(os.path.getsize(os.path.join(flowers_result.tensorboard_dir, sub, f)) > 0 for f in events)
+    assert len(os.listdir(os.path.join(flowers_result.tensorboard_dir, "train"))) >= 2  # one log per phase

@@ -22,17 +22,19 @@ import time
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
-from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy, task_info
+from tl_keras.evaluation import classification_report
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
 from tl_keras.registry import resolve_backbone
-from tl_keras.training import FineTuneHistory, fine_tune
+from tl_keras.training import FineTuneHistory, balanced_class_weights, fine_tune
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
 
@@ -67,6 +69,8 @@ def train(
     validation_split: float = 0.2,
     augment: bool = True,
     early_stopping_patience: int | None = None,
+    class_weight: str | dict[int, float] | None = None,
+    fine_tune_schedule: str = "constant",
     cache_features: bool | str = "auto",
     feature_cache_dir: str | None = None,
     feature_copies: int = 0,
@@ -78,6 +82,9 @@ def train(
     strategy: str | tf.distribute.Strategy | None = "auto",
     output: str | None = None,
     export: bool = True,
+    evaluate: bool = True,
+    plots_dir: str | None = None,
+    tensorboard_dir: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
 ) -> TrainResult:
@@ -97,7 +104,12 @@ def train(
         dropout, label_smoothing, l2: head regularisation. Defaults 0.2, 0, 0.
         validation_split: held-out fraction when the folder has no `val/`. Defaults to 0.2.
         augment: light augmentation of training images. Defaults to True.
-        early_stopping_patience: per-phase early stopping on `val_loss`. Defaults to None (off).
+        early_stopping_patience: per-phase early stopping on `val_loss`, restoring each phase's best
+            weights. Defaults to None (off).
+        class_weight: `"auto"` weighs each class by `n / (classes * count)` from the training
+            counts (for imbalanced folders), or a dict class index -> weight. Defaults to None.
+        fine_tune_schedule: phase-2 learning rate: `"constant"` (default), `"cosine"` decay, or
+            `"warmup-cosine"` (one epoch of linear warm-up, then cosine decay).
         cache_features: train phase 1 on backbone features computed once per image (see
             `tl_keras.features`) instead of running the frozen backbone every epoch: True, False, or
             `"auto"` (default): on whenever it saves backbone passes, i.e. when `head_epochs`
@@ -123,6 +135,12 @@ def train(
             `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
         export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
+        evaluate: report on the final model: top-1/top-k accuracy, per-class precision/recall/F1, the
+            confusion matrix and the most confidently wrong images of `val` (and `test/` when the
+            folder has one), in `metrics["evaluation"]`. Defaults to True.
+        plots_dir: write PNGs there (needs matplotlib): `curves.png` (both phases), and per split
+            `confusion_<split>.png` and `misclassified_<split>.png`. Defaults to None.
+        tensorboard_dir: write TensorBoard logs of both phases there. Defaults to None.
         callbacks: extra Keras callbacks for both phases.
         verbose: Keras progress output. Defaults to `"auto"` (progress bars).
 
@@ -132,6 +150,12 @@ def train(
     """
     spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
     use_cache = _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)
+    if tensorboard_dir:
+        _require("tensorboard", "--tensorboard needs TensorBoard: pip install tensorboard (or \"tl_keras[tensorboard]\").")
+    if plots_dir:
+        _require("matplotlib", "--plots needs matplotlib: pip install matplotlib (or \"tl_keras[plots]\").")
+    if not (class_weight is None or class_weight == "auto" or isinstance(class_weight, dict)):
+        raise ValueError(f"`class_weight` must be None, 'auto' or a dict. Received: class_weight={class_weight!r}")
     # First, before any TensorFlow op: MultiWorkerMirroredStrategy configures collectives at startup.
     strategy = get_strategy(strategy)
     if spec.source == "hub":
@@ -149,6 +173,12 @@ def train(
         model = build_classifier(
             spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2, class_names=folder.class_names,
         )
+    weights_by_class = (balanced_class_weights(folder.train.labels, len(folder.class_names))
+                        if class_weight == "auto" else class_weight)
+    callbacks = list(callbacks)
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(
+            tensorboard_dir if is_chief() else tempfile.mkdtemp(prefix="tl_keras_worker_tb_")))
     features = None
     if use_cache:
         features = compute_features(model, folder, copies=feature_copies, batch_size=global_batch, store=feature_cache_dir)
@@ -165,18 +195,26 @@ def train(
             "l2": l2, "validation_split": validation_split, "augment": augment, "seed": seed,
             "early_stopping_patience": early_stopping_patience,
             "feature_copies": feature_copies if features is not None else None,
+            "class_weight": {str(k): v for k, v in weights_by_class.items()} if weights_by_class else None,
+            "fine_tune_schedule": fine_tune_schedule,
         })
     history = fine_tune(
         model, train_ds, val_ds, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
-        early_stopping_patience=early_stopping_patience, features=features, jit_compile=jit_compile,
+        early_stopping_patience=early_stopping_patience, class_weight=weights_by_class,
+        fine_tune_schedule=fine_tune_schedule, features=features, jit_compile=jit_compile,
         checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
     )
     final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
     if early_stopping_patience:  # the best weights were restored: measure the model that is exported
         final = model.evaluate(val_ds, verbose=0, return_dict=True)
     train_seconds = time.perf_counter() - started
+    evaluation = {}
+    if evaluate:
+        evaluation = {split: _report(model, folder, split, global_batch) for split in folder.splits if split != "train"}
+    if plots_dir and is_chief():
+        _plots(plots_dir, history, evaluation)
     export_dir = None
     if export:
         export_dir = _export(model, folder.class_names, base)
@@ -204,6 +242,8 @@ def train(
         "unfrozen_blocks": history.unfrozen_blocks,
         "learning_rates": list(history.learning_rates),
         "resumed": resumed,
+        "class_weight": {str(k): v for k, v in weights_by_class.items()} if weights_by_class else None,
+        "evaluation": evaluation,
         "feature_cache": features.describe() if features is not None else {"used": False},
         "dtype_policy": model.dtype_policy.name,
         "num_replicas": strategy.num_replicas_in_sync,
@@ -212,6 +252,31 @@ def train(
         "history": history.history,
     }
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
+
+
+def _require(module: str, message: str) -> None:
+    """Fails before any work when an optional dependency an argument needs is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(message)
+
+
+def _report(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int) -> dict:
+    """The evaluation report of `model` on one split, predicted on this worker's device."""
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    batches = [predict(x).numpy() for x, _ in folder.dataset(split, batch_size=batch_size)]
+    probabilities = np.concatenate(batches) if batches else np.zeros((0, len(folder.class_names)), np.float32)
+    data = folder.splits[split]
+    return classification_report(data.labels, probabilities, folder.class_names, paths=data.paths)
+
+
+def _plots(folder: str, history: FineTuneHistory, evaluation: dict) -> None:
+    from tl_keras import plots
+
+    plots.plot_training_curves(history.history, history.head_epochs, os.path.join(folder, "curves.png"))
+    for split, report in evaluation.items():
+        plots.plot_report(report, folder, split)
 
 
 def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder (default: 0.2)")
     t.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
     t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE", help="stop a phase after PATIENCE epochs without better val_loss")
+    t.add_argument("--class-weight", choices=["auto"], help="auto: weigh classes by n / (classes * count) for imbalanced folders")
+    t.add_argument("--fine-tune-schedule", choices=["constant", "cosine", "warmup-cosine"], default="constant", help="phase 2 learning rate schedule (default: constant)")
+    t.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs of both phases to DIR")
+    t.add_argument("--plots", metavar="DIR", help="write PNGs (needs matplotlib): training curves, confusion matrices, misclassified images")
+    t.add_argument("--no-evaluate", action="store_true", help="skip the final report (per-class metrics, confusion matrix, confident errors)")
     t.add_argument("--no-feature-cache", action="store_true", help="run the frozen backbone every phase 1 epoch instead of training the head on features computed once")
     t.add_argument("--feature-cache-dir", metavar="DIR", help="keep phase 1 features on disk across runs (keyed by backbone weights, image size, file content)")
     t.add_argument("--feature-copies", type=_non_negative_int, default=0, metavar="K", help="cache K augmented variants per training image; 0 caches un-augmented images and augments in phase 2 only (default: 0)")
@@ -76,16 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", metavar="DIR", help="export folder NAME; versions go inside (default: saved_models/<data folder name>)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
 
-    p = sub.add_parser("predict", help="classify image files with an exported model")
+    p = sub.add_parser("predict", help="classify image files, folders or globs with an exported model")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="export folder NAME/ (latest version) or NAME/VERSION/")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, folders (searched recursively) or glob patterns ('photos/**/*.jpg')")
     p.add_argument("--top-k", type=_positive_int, default=1, help="classes to show per image (default: 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE: .csv or .json")
 
-    e = sub.add_parser("evaluate", help="accuracy of an exported model on an image folder")
+    e = sub.add_parser("evaluate", help="report on an exported model over an image folder")
     e.add_argument("model_dir", metavar="MODEL_DIR")
     e.add_argument("data_dir", metavar="DATA_DIR", help="uses its test/ split, else val/, else every image")
+    e.add_argument("--split", help="evaluate this split (train, val or test) instead")
+    e.add_argument("--top-k", type=_positive_int, help="k of top-k accuracy (default: 5 with more than 5 classes, else 2)")
+    e.add_argument("--plots", metavar="DIR", help="write confusion_<split>.png and misclassified_<split>.png (needs matplotlib)")
     e.add_argument("--json", action="store_true", help="print JSON")
+
+    x = sub.add_parser("export-tflite", help="convert an export to TFLite (float32 and dynamic-range int8) with labels",
+                       description="Writes model_float32.tflite and model_dynamic_int8.tflite, labels.txt and tl_keras.json to OUTPUT_DIR; with --check-data, reports how often TFLite and the SavedModel agree on the top-1 class.")
+    x.add_argument("model_dir", metavar="MODEL_DIR")
+    x.add_argument("--output", metavar="OUTPUT_DIR", help="default: MODEL_DIR's NAME folder + _tflite/VERSION")
+    x.add_argument("--variants", nargs="+", choices=["float32", "dynamic_int8"], default=["float32", "dynamic_int8"])
+    x.add_argument("--check-data", metavar="DATA_DIR", help="image folder to compare TFLite with the SavedModel on (its test/ or val/ split)")
+    x.add_argument("--json", action="store_true", help="print JSON")
+
+    m = sub.add_parser("embed", help="write one feature vector per image (with path and label) to a .npz",
+                       description="Feature extraction: runs the backbone of an export (fine-tuned) or any backbone over DATA_DIR.")
+    m.add_argument("source", metavar="MODEL_OR_BACKBONE", help="a tl_keras export, or a backbone as train --backbone takes it")
+    m.add_argument("data_dir", metavar="DATA_DIR")
+    m.add_argument("--output", required=True, metavar="FEATURES_NPZ")
+    m.add_argument("--image-size", type=_positive_int, help="default: the export's or the backbone's")
+    m.add_argument("--weights", metavar="H5", help="weights for keras: backbones")
 
     d = sub.add_parser("demo", help="offline end-to-end demo on scikit-learn's bundled digits",
                        description="Pretrain a small backbone on digits 0-4, export it in TF Hub format, transfer it to digits 5-9 with few labels through the public path, and compare with training from scratch.")
@@ -114,6 +139,63 @@ def _print_train_summary(metrics: dict) -> None:
     print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)"
           + (" (resumed from a checkpoint)" if metrics["resumed"] else ""))
     print(f"exported to       {metrics['export_dir']}")
+    from tl_keras.evaluation import format_report
+
+    for split, report in metrics["evaluation"].items():
+        print(f"\n== {split} ==")
+        print(format_report({**report, "most_confident_errors": report["most_confident_errors"][:5]}))
+
+
+def _predict(args) -> int:
+    from tl_keras.data import expand_image_paths
+    from tl_keras.serving import ExportedModel
+
+    paths, skipped = expand_image_paths(args.images)
+    explicit = set(args.images)
+    model = ExportedModel(args.model_dir)
+
+    def progress(done: int, total: int) -> None:
+        if total > 256:
+            print(f"predicted {done}/{total} images", file=sys.stderr, flush=True)
+
+    # A file named on the command line must be an image (else exit 2); files found in folders or by
+    # globs that are not are reported and skipped, never dropped silently.
+    results = model.predict_files(paths, top_k=args.top_k, skip_errors=True, progress=progress)
+    failed_explicit = [r for r in results if "error" in r and r["path"] in explicit]
+    if failed_explicit:
+        raise ValueError(failed_explicit[0]["error"])
+    results += [{"path": p, "error": reason} for p, reason in skipped]
+    if args.output:
+        _write_predictions(args.output, results, args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['path']}: skipped: {r['error']}")
+            else:
+                print(f"{r['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
+    errors = sum("error" in r for r in results)
+    if errors:
+        print(f"{len(results) - errors} images predicted, {errors} files skipped (listed above)", file=sys.stderr)
+    return 0
+
+
+def _write_predictions(path: str, results: list[dict], top_k: int) -> None:
+    if not path.lower().endswith((".csv", ".json")):
+        raise ValueError(f"`--output` must end in .csv or .json. Received: {path!r}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.lower().endswith(".json"):
+        _write_json(path, results)
+        return
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "probability", "top_k", "error"])
+        for r in results:
+            writer.writerow([r["path"], r.get("label", ""), f"{r['probability']:.6f}" if "probability" in r else "",
+                             ";".join(f"{n}:{p:.6f}" for n, p in r.get("top_k", [])), r.get("error", "")])
 
 
 def _fmt(value) -> str:
@@ -146,6 +228,8 @@ def _run(args) -> int:
             fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout,
             label_smoothing=args.label_smoothing, l2=args.l2, validation_split=args.validation_split,
             augment=not args.no_augment, early_stopping_patience=args.early_stopping,
+            class_weight=args.class_weight, fine_tune_schedule=args.fine_tune_schedule,
+            tensorboard_dir=args.tensorboard, plots_dir=args.plots, evaluate=not args.no_evaluate,
             cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
             feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
             jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
@@ -153,32 +237,55 @@ def _run(args) -> int:
             checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"), output=args.output,
         )
         _print_train_summary(result.metrics)
+        if args.plots:
+            print(f"pictures          {args.plots}")
         if args.metrics_json:
             _write_json(args.metrics_json, result.metrics)
         return 0
     if args.command == "predict":
-        from tl_keras.serving import ExportedModel
-
-        results = ExportedModel(args.model_dir).predict_files(args.images, top_k=args.top_k)
-        if args.json:
-            print(json.dumps(results, indent=2))
-        else:
-            for r in results:
-                print(f"{r['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
-        return 0
+        return _predict(args)
     if args.command == "evaluate":
+        from tl_keras.evaluation import format_report
         from tl_keras.serving import ExportedModel
 
-        report = ExportedModel(args.model_dir).evaluate(args.data_dir)
+        report = ExportedModel(args.model_dir).evaluate(args.data_dir, split=args.split, top_k=args.top_k)
+        if args.plots:
+            from tl_keras.plots import plot_report
+
+            plot_report(report, args.plots, report["split"])
         if args.json:
-            print(json.dumps(report, indent=2))
+            print(json.dumps(report, indent=2, ensure_ascii=False))
         else:
-            print(f"{report['model_dir']} on {report['data_dir']} ({report['split']}, {report['num_images']} images)")
-            print(f"accuracy {_fmt(report['accuracy'])}")
-            for name, row in report["per_class"].items():
-                print(f"  {name}: accuracy {_fmt(row['accuracy'])}, support {row['support']}")
+            print(format_report(report, f"{report['model_dir']} on {report['data_dir']} ({report['split']})"))
             for item in report["skipped_files"]:
                 print(f"  skipped {item['path']}: {item['reason']}")
+        return 0
+    if args.command == "export-tflite":
+        from tl_keras.export import latest_version_dir
+        from tl_keras.tflite import export_tflite
+
+        source = latest_version_dir(args.model_dir)
+        version = os.path.basename(os.path.normpath(source))
+        output = args.output or os.path.join(os.path.dirname(os.path.normpath(source)) + "_tflite", version)
+        report = export_tflite(source, output, variants=args.variants, check_data=args.check_data)
+        if args.json:
+            print(json.dumps(report, indent=2, ensure_ascii=False))
+        else:
+            for name, v in report["variants"].items():
+                agreement = "" if v["top1_agreement"] is None else (
+                    f", top-1 agreement with the SavedModel {v['top1_agreement']:.4f} on {v['num_check_images']} images"
+                    f" (max |p diff| {v['max_abs_diff']:.4f})")
+                print(f"{name:13} {v['path']} ({v['bytes'] / 1e6:.2f} MB){agreement}")
+            print(f"labels        {os.path.join(output, 'labels.txt')}; input float32 [1, {report['image_size']}, {report['image_size']}, 3], RGB 0-255")
+        return 0
+    if args.command == "embed":
+        from tl_keras.embed import embed
+
+        result = embed(args.source, args.data_dir, output=args.output, image_size=args.image_size, weights=args.weights)
+        print(f"{len(result['paths'])} feature vectors of size {result['features'].shape[1]} written to {args.output} "
+              f"(arrays: features, paths, labels, class_names, splits)")
+        for item in result["skipped_files"]:
+            print(f"  skipped {item['path']}: {item['reason']}")
         return 0
     if args.command == "demo":
         from tl_keras.demo import run_demo

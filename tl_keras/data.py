@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import random
 import re
@@ -497,6 +498,19 @@ def make_dataset(
     return ds
 
 
+def _read_image(path: str, image_size: int | None) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise ValueError(f"Image file not found: {path!r}")
+    contents = tf.io.read_file(path)
+    size = declared_size(contents.numpy())
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
+    try:
+        return decode_image(contents, image_size).numpy()
+    except tf.errors.OpError as err:
+        raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
+
+
 def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None) -> list[np.ndarray]:
     """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file.
 
@@ -506,16 +520,60 @@ def read_images(paths: Sequence[str], image_size: int | None = None, workers: in
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"Image file not found: {path!r}")
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(lambda p: _read_image(p, image_size), paths))
 
-    def read(path: str) -> np.ndarray:
-        contents = tf.io.read_file(path)
-        size = declared_size(contents.numpy())
-        if size and size[0] * size[1] > MAX_PIXELS:
-            raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
+
+def try_read_images(
+    paths: Sequence[str], image_size: int | None = None, workers: int | None = None
+) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Like `read_images`, but a bad file does not stop the rest: returns `(images, errors)`, where a
+    bad file's image is None and its error the reason, and a good file's error is None."""
+
+    def attempt(path: str):
         try:
-            return decode_image(contents, image_size).numpy()
-        except tf.errors.OpError as err:
-            raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
+            return _read_image(path, image_size), None
+        except ValueError as err:
+            return None, str(err)
 
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        return list(pool.map(read, paths))
+        pairs = list(pool.map(attempt, paths))
+    return [image for image, _ in pairs], [error for _, error in pairs]
+
+
+def expand_image_paths(items: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Image files named directly, found under folders (recursively, sorted), or matched by glob
+    patterns (`**` included); returns `(paths, skipped)` where `skipped` lists the hidden and
+    non-image files met in folders and globs, with the reason.
+
+    Raises:
+        ValueError: an item that is neither an existing file, a folder, nor a pattern matching something.
+    """
+    paths, skipped = [], []
+
+    def consider(path: str) -> None:
+        name = os.path.basename(path)
+        if name.startswith("."):
+            skipped.append((path, "hidden file"))
+        elif not name.lower().endswith(IMAGE_EXTENSIONS):
+            skipped.append((path, f"not an image file type (expected one of {', '.join(IMAGE_EXTENSIONS)})"))
+        else:
+            paths.append(path)
+
+    for item in items:
+        if os.path.isfile(item):
+            paths.append(item)  # named explicitly: used whatever its name
+        elif os.path.isdir(item):
+            for dirpath, dirnames, filenames in os.walk(item, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for filename in sorted(filenames):
+                    consider(os.path.join(dirpath, filename))
+        elif glob.has_magic(item):
+            matches = sorted(m for m in glob.glob(item, recursive=True) if os.path.isfile(m))
+            if not matches:
+                raise ValueError(f"No file matches {item!r}.")
+            for match in matches:
+                consider(match)
+        else:
+            raise ValueError(f"Image file or folder not found: {item!r}")
+    return paths, skipped

@@ -89,6 +89,16 @@ class _ServingModule(tf.Module):
     def serve_float(self, images):
         return self._outputs(images)
 
+    # Not serving signatures: functions `tl_keras` itself uses on an export (see `attach_functions`).
+    def _features(self, images):
+        model = self._untracked.model
+        return model.backbone(model.get_layer("pixel_range")(model.get_layer("resize")(images)), training=False)
+
+    def _probabilities_at_size(self, images):
+        model = self._untracked.model
+        features = model.backbone(model.get_layer("pixel_range")(images), training=False)
+        return tf.cast(model.get_layer("predictions")(features), tf.float32)
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_uint8(self, images):
         return self._outputs(images)
@@ -152,6 +162,7 @@ def export_saved_model(
         with open(metadata_path, "w", encoding="utf-8") as f:
             json.dump(export_metadata(model, class_names), f, indent=2)
         module = _ServingModule(model, class_names, labels_path, metadata_path)
+        attach_functions(module, model)
         tf.saved_model.save(
             module, staging,
             signatures={"serving_default": module.serve_float, "serving_uint8": module.serve_uint8,
@@ -171,6 +182,19 @@ def export_saved_model(
     finally:
         shutil.rmtree(labels_dir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def attach_functions(module: _ServingModule, model: keras.Model) -> None:
+    """For an `ImageClassifier`: `features` (images of any size -> the backbone's feature vector, used
+    by `tl-keras embed`) and `probabilities_at_size` (images already at the input size -> class
+    probabilities, without the resize layer: what the TFLite converter takes)."""
+    if not all(hasattr(model, a) for a in ("backbone", "image_size")):
+        return
+    size = int(model.image_size)
+    module.features = tf.function(
+        module._features, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    module.probabilities_at_size = tf.function(
+        module._probabilities_at_size, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
 
 
 def export_metadata(model: keras.Model, class_names: Sequence[str]) -> dict:

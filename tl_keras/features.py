@@ -185,7 +185,9 @@ class FeatureSet:
         }
 
 
-def _extractor(model: keras.Model):
+def feature_extractor(model: keras.Model):
+    """A compiled function `images (0-255, any size) -> backbone feature vectors` of a classifier;
+    its `dim` attribute is the vector length."""
     sub = keras.Model(model.inputs, model.backbone.output, name="feature_extractor")
 
     @tf.function(reduce_retracing=True)
@@ -196,7 +198,8 @@ def _extractor(model: keras.Model):
     return run
 
 
-def _extract(run, dataset: tf.data.Dataset) -> np.ndarray:
+def extract_features(run, dataset: tf.data.Dataset) -> np.ndarray:
+    """`run` (a `feature_extractor`) over every batch of `(images, labels)`, stacked `[n, dim]`."""
     out = [run(images).numpy() for images, _ in dataset]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, run.dim), np.float32)
 
@@ -207,14 +210,14 @@ def _features_for(
     """Un-augmented features of `split`, through the store when there is one: (features, computed, loaded)."""
     data = folder.splits[split]
     if store is None:
-        return _extract(run, folder.dataset(split, batch_size=batch_size)), len(data), 0
+        return extract_features(run, folder.dataset(split, batch_size=batch_size)), len(data), 0
     digests = [file_digest(p) for p in data.paths]
     known = store.load(fingerprint)
     missing = [i for i, d in enumerate(digests) if d not in known]
     if missing:
         todo = Split([data.samples[i] for i in missing], data.images[missing] if data.images is not None else None)
         subset = dataclasses.replace(folder, splits={**folder.splits, split: todo})
-        new = _extract(run, subset.dataset(split, batch_size=batch_size))
+        new = extract_features(run, subset.dataset(split, batch_size=batch_size))
         fresh = {digests[i]: new[j] for j, i in enumerate(missing)}
         store.save(fingerprint, fresh)
         known.update(fresh)
@@ -252,7 +255,7 @@ def compute_features(
     if isinstance(store, str):
         store = FeatureStore(store)
     started = time.perf_counter()
-    run = _extractor(model)
+    run = feature_extractor(model)
     fingerprint = backbone_fingerprint(model) if store is not None else None
     computed = loaded = 0
     if copies == 0:
@@ -262,7 +265,7 @@ def compute_features(
         # One pass of the augmenting pipeline, unshuffled so rows stay aligned with labels, per variant;
         # the augmentation seeds are re-drawn on every pass.
         augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=True, shuffle=False)
-        train = np.stack([_extract(run, augmenting) for _ in range(copies)])
+        train = np.stack([extract_features(run, augmenting) for _ in range(copies)])
         computed += train.shape[0] * train.shape[1]
     val, c, l = _features_for(run, folder, "val", batch_size, store, fingerprint)
     return FeatureSet(

@@ -10,12 +10,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.data import load_image_folder, read_images
+from tl_keras.data import load_image_folder, read_images, try_read_images
+from tl_keras.evaluation import classification_report
 from tl_keras.export import latest_version_dir, read_labels, read_metadata
 
 
@@ -44,27 +45,60 @@ class ExportedModel:
         outputs = [self._serve(images=tf.constant(b, tf.float32))["probabilities"].numpy() for b in batches]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), np.float32)
 
-    def predict_files(self, paths: Sequence[str], top_k: int = 1) -> list[dict]:
-        """For each image file: its top-1 `label` and the `top_k` `[class, probability]` pairs.
+    def predict_files(
+        self,
+        paths: Sequence[str],
+        top_k: int = 1,
+        *,
+        skip_errors: bool = False,
+        chunk_size: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[dict]:
+        """For each image file: its top-1 `label`, `probability`, and the `top_k` `[class, probability]` pairs.
 
-        Files are decoded in parallel at the export's input size (as in training) and run in batches.
+        Files are decoded in parallel at the export's input size (as in training) and run in batches,
+        `chunk_size` files at a time; `progress(done, total)` is called after each chunk. A file that
+        cannot be read or decoded raises a `ValueError` naming it, or with `skip_errors=True` gets an
+        entry with its `error` instead (and no label), so none goes missing silently.
         """
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
-        probabilities = self.predict(read_images(paths, self.image_size))
         k = min(top_k, len(self.class_names))
-        results = []
-        for path, p in zip(paths, probabilities):
-            order = np.argsort(-p)[:k]
-            results.append({
-                "path": path,
-                "label": self.class_names[order[0]],
-                "top_k": [[self.class_names[i], float(p[i])] for i in order],
-            })
+        results: list[dict] = []
+        for start in range(0, len(paths), chunk_size):
+            chunk = list(paths[start:start + chunk_size])
+            if skip_errors:
+                images, errors = try_read_images(chunk, self.image_size)
+            else:
+                images, errors = read_images(chunk, self.image_size), [None] * len(chunk)
+            good = [i for i, image in enumerate(images) if image is not None]
+            probabilities = self.predict([images[i] for i in good]) if good else []
+            by_index = dict(zip(good, probabilities))
+            for i, path in enumerate(chunk):
+                if i not in by_index:
+                    results.append({"path": path, "error": errors[i]})
+                    continue
+                p = by_index[i]
+                order = np.argsort(-p)[:k]
+                results.append({
+                    "path": path,
+                    "label": self.class_names[order[0]],
+                    "probability": float(p[order[0]]),
+                    "top_k": [[self.class_names[j], float(p[j])] for j in order],
+                })
+            if progress is not None:
+                progress(min(start + chunk_size, len(paths)), len(paths))
         return results
 
-    def evaluate(self, data_dir: str, split: str | None = None, image_size: int | None = None, batch_size: int = 32) -> dict:
-        """Accuracy on a folder's `test/` split (else `val/`, else every image), plus skips and counts.
+    def evaluate(
+        self, data_dir: str, split: str | None = None, image_size: int | None = None, batch_size: int = 32,
+        top_k: int | None = None,
+    ) -> dict:
+        """Evaluates on a folder's `test/` split (else `val/`, else every image).
+
+        Returns `model_dir`, `data_dir`, `split`, `skipped_files` and the keys of
+        `tl_keras.evaluation.classification_report`: `accuracy`, `top_k_accuracy`, `per_class`
+        precision/recall/F1/support, `confusion_matrix`, `most_confident_errors` (by path), ...
 
         Images are decoded at `image_size` (default: the export's recorded input size, else 224), as in
         training; the model resizes whatever it gets anyway.
@@ -80,18 +114,14 @@ class ExportedModel:
             split = "test" if "test" in folder.splits else ("val" if folder.validation_source == "folder" else None)
         names = [split] if split else list(folder.splits)  # a flat folder: every image
         labels = np.concatenate([folder.splits[name].labels for name in names])
-        predicted = np.concatenate([np.argmax(self.predict_dataset(folder, name, batch_size), axis=-1) for name in names])
-        per_class = {
-            name: {"support": int((labels == i).sum()), "accuracy": float((predicted[labels == i] == i).mean()) if (labels == i).any() else None}
-            for i, name in enumerate(self.class_names)
-        }
+        paths = [p for name in names for p in folder.splits[name].paths]
+        probabilities = np.concatenate([self.predict_dataset(folder, name, batch_size) for name in names])
+        report = classification_report(labels, probabilities, self.class_names, paths=paths, top_k=top_k)
         return {
             "model_dir": self.path,
             "data_dir": data_dir,
             "split": split or "all",
-            "num_images": int(len(labels)),
-            "accuracy": float((predicted == labels).mean()) if len(labels) else None,
-            "per_class": per_class,
+            **report,
             "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped],
         }
 

@@ -14,6 +14,7 @@ import warnings
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tl_keras.checkpoint import RunCheckpoint
@@ -72,9 +73,13 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
 
 
 def compile_for_phase(
-    model: keras.Model, learning_rate: float, label_smoothing: float = 0.0, jit_compile: bool | str = "auto"
+    model: keras.Model,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    label_smoothing: float = 0.0,
+    jit_compile: bool | str = "auto",
 ) -> None:
-    """(Re)compiles `model` with Adam at `learning_rate`, inside the model's distribution strategy.
+    """(Re)compiles `model` with Adam at `learning_rate` (a number or a schedule), inside the model's
+    distribution strategy.
 
     `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute for models whose layers
     all support it, off on CPU. The classifier's antialiased resize has no XLA kernel, so XLA applies
@@ -114,6 +119,44 @@ class EpochSeed(keras.callbacks.Callback):
         self.epoch.assign(epoch)
 
 
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+
+
+def phase_schedule(
+    kind: str, learning_rate: float, steps_per_epoch: int, epochs: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The phase-2 learning rate: `"constant"`, `"cosine"` (decays to 0 over the phase) or
+    `"warmup-cosine"` (rises linearly from 0 over the first epoch, then decays to 0)."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"`fine_tune_schedule` must be one of {SCHEDULES}. Received: {kind!r}")
+    total = max(1, steps_per_epoch * epochs)
+    if kind == "constant":
+        return learning_rate
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total)
+    warmup = min(steps_per_epoch, total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total - warmup), warmup_target=learning_rate, warmup_steps=warmup,
+    )
+
+
+def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:
+    """`n / (num_classes * count)` per class (scikit-learn's "balanced"): rare classes weigh more, and
+    the average weight over the training images is 1."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    if (counts == 0).any():
+        empty = [i for i, c in enumerate(counts) if c == 0]
+        raise ValueError(f"Cannot balance class weights: classes {empty} have no training images.")
+    return {i: float(counts.sum() / (num_classes * c)) for i, c in enumerate(counts)}
+
+
+def _steps_per_epoch(dataset: tf.data.Dataset) -> int:
+    steps = int(dataset.cardinality())
+    if steps < 1:
+        raise ValueError("A learning-rate schedule needs a training dataset of known length (`tl_keras` datasets are).")
+    return steps
+
+
 def _validate_epochs(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
@@ -131,6 +174,8 @@ def fine_tune(
     fine_tune_learning_rate: float | None = None,
     label_smoothing: float = 0.0,
     early_stopping_patience: int | None = None,
+    class_weight: dict[int, float] | None = None,
+    fine_tune_schedule: str = "constant",
     features: FeatureSet | None = None,
     jit_compile: bool | str = "auto",
     checkpoint: str | RunCheckpoint | None = None,
@@ -155,6 +200,10 @@ def fine_tune(
         label_smoothing: label smoothing of the loss. Defaults to 0.
         early_stopping_patience: stop a phase after this many epochs without a better `val_loss`,
             restoring the best weights. Defaults to None (off).
+        class_weight: class index -> loss weight, both phases (see `balanced_class_weights`).
+            Defaults to None (every image weighs 1).
+        fine_tune_schedule: phase-2 learning-rate schedule: `"constant"` (default), `"cosine"` or
+            `"warmup-cosine"` (see `phase_schedule`).
         features: cached backbone features (`tl_keras.features.compute_features`) of the same
             images: phase 1 then trains the model's head layers on them instead of running the
             frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
@@ -185,11 +234,14 @@ def fine_tune(
         unfreeze = getattr(model, "default_unfreeze_blocks", 3)
     fine_lr = fine_tune_learning_rate if fine_tune_learning_rate is not None else learning_rate * FINE_TUNE_LR_FACTOR
 
+    phase_schedule(fine_tune_schedule, fine_lr, 1, 1)  # validates the name before any work
     if isinstance(checkpoint, str):
         checkpoint = RunCheckpoint(checkpoint, {
             "head_epochs": head_epochs, "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze,
             "learning_rate": learning_rate, "fine_tune_learning_rate": fine_lr, "label_smoothing": label_smoothing,
             "early_stopping_patience": early_stopping_patience, "cached_features": features is not None,
+            "class_weight": {str(k): v for k, v in class_weight.items()} if class_weight else None,
+            "fine_tune_schedule": fine_tune_schedule,
         })
 
     history: dict[str, list[float]] = {}
@@ -207,6 +259,8 @@ def fine_tune(
                 fit_val = fit_val if validation_data is not None else None
         else:
             unfrozen = backbone.set_trainable_blocks(unfreeze)
+        if phase == 1 and fine_tune_schedule != "constant":
+            lr = phase_schedule(fine_tune_schedule, fine_lr, _steps_per_epoch(train_data), epochs)
         compile_for_phase(model, lr, label_smoothing, jit_compile)  # compiled even if only its head trains
         if trainee is not model:
             compile_for_phase(trainee, lr, label_smoothing, jit_compile)
@@ -230,7 +284,7 @@ def fine_tune(
                 phase_callbacks.append(backup)
             result = trainee.fit(
                 fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=start + epochs,
-                callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
+                class_weight=class_weight, callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
             )
             phase_history = backup.history if backup is not None else result.history
             epochs_run[phase] = len(next(iter(phase_history.values()), []))
