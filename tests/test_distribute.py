@@ -1,7 +1,9 @@
-"""Strategy selection, and real MirroredStrategy training over two logical CPU devices."""
+"""Strategy selection, MirroredStrategy over two logical CPU devices, MultiWorkerMirroredStrategy with
+2 and 3 local worker processes, a worker lost and the cluster restarted, and mixed precision."""
 
 import json
 import os
+import subprocess
 
 import pytest
 import tensorflow as tf
@@ -56,10 +58,11 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_exports(tmp_path):
 MULTI_WORKER = """
 import json, sys, numpy as np
 import tl_keras
-result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=64, batch_size=16, head_epochs=2,
-                        fine_tune_epochs=1, unfreeze_blocks=1, output=sys.argv[3], verbose=0)
+result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=48, batch_size=16, head_epochs=3,
+                        fine_tune_epochs=2, unfreeze_blocks=1, output=sys.argv[3], verbose=0)
 weights = np.concatenate([w.numpy().ravel() for w in result.model.trainable_weights])
-print(json.dumps({"replicas": result.metrics["num_replicas"], "acc": result.metrics["val_accuracy"],
+print(json.dumps({"replicas": result.metrics["num_replicas"], "batch": result.metrics["global_batch_size"],
+                  "acc": result.metrics["val_accuracy"], "head_epochs": result.metrics["head_epochs"],
                   "export": result.export_dir, "weights": [float(weights.sum()), float(np.abs(weights).sum())]}))
 """
 
@@ -76,29 +79,99 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_strategy_from_tf_config_with_two_local_workers(tmp_path):
-    import subprocess
+def _cluster(n, args, code=MULTI_WORKER, logs=None):
+    """Starts `n` worker processes on 127.0.0.1 ports, TF_CONFIG set as on n machines. Output goes to
+    pipes, or with `logs` (a folder) to files there, for chatty runs that could fill a pipe."""
     import sys
 
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    out = str(tmp_path / "mw")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(n)]
     procs = []
-    for index in range(2):
+    for index in range(n):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-c", MULTI_WORKER, asset(HYMENOPTERA), asset(HUB_035), out],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "tl_keras.cli", *args]
+        if logs is None:
+            out = err = subprocess.PIPE
+        else:
+            os.makedirs(logs, exist_ok=True)
+            out = open(os.path.join(logs, f"worker{index}.out"), "a")
+            err = open(os.path.join(logs, f"worker{index}.err"), "a")
+        procs.append(subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env))
+    return procs
+
+
+def _tail(logs, index):
+    with open(os.path.join(logs, f"worker{index}.err")) as f:
+        return f.read()[-3000:]
+
+
+def _reports(procs):
     reports = []
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = proc.communicate(timeout=900)
         assert proc.returncode == 0, stderr[-3000:]
         reports.append(json.loads(stdout.strip().splitlines()[-1]))
-    chief, other = reports
-    assert chief["replicas"] == other["replicas"] == 2
-    assert chief["weights"] == other["weights"]  # workers stay in sync, bit for bit
-    assert chief["acc"] == other["acc"] and chief["acc"] > 0.6
-    assert chief["export"] == os.path.join(out, "1") and other["export"] is None
-    assert sorted(os.listdir(out)) == ["1"]  # only the chief's version, no staging folders
+    return reports
+
+
+@pytest.fixture(scope="module")
+def single_process_accuracy(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("single") / "m")
+    report = json.loads(run_python(MULTI_WORKER, asset(HYMENOPTERA), asset(HUB_035), out).stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 1
+    return report["acc"]
+
+
+@pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_multi_worker_strategy_from_tf_config_matches_one_process(tmp_path, workers, single_process_accuracy):
+    out = str(tmp_path / "mw")
+    reports = _reports(_cluster(workers, [asset(HYMENOPTERA), asset(HUB_035), out]))
+    chief, others = reports[0], reports[1:]
+    assert all(r["replicas"] == workers and r["batch"] == 16 * workers for r in reports)  # global = per worker x workers
+    assert all(r["weights"] == chief["weights"] for r in others)  # workers stay in sync, bit for bit
+    assert all(r["acc"] == chief["acc"] and r["head_epochs"] == 3 for r in others)  # phases switch in step
+    assert chief["acc"] > 0.6 and abs(chief["acc"] - single_process_accuracy) <= 0.06  # within noise
+    assert chief["export"] == os.path.join(out, "1") and all(r["export"] is None for r in others)
+    assert sorted(os.listdir(out)) == ["1"]  # only the chief's version, no staging or checkpoint folders
+
+
+def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_chiefs_checkpoint(tmp_path):
+    import signal
+    import time
+
+    def command(output):
+        return ["train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--batch-size", "16",
+                "--head-epochs", "2", "--fine-tune-epochs", "4", "--unfreeze-blocks", "1", "--output", str(output),
+                "--metrics-json", str(output) + ".json"]
+
+    logs = str(tmp_path / "logs")
+    reference = tmp_path / "reference"
+    for i, proc in enumerate(_cluster(2, command(reference), code=None, logs=logs)):
+        assert proc.wait(timeout=900) == 0, _tail(logs, i)
+    expected = json.loads(open(str(reference) + ".json").read())
+
+    run = tmp_path / "run"
+    procs = _cluster(2, command(run), code=None, logs=logs)
+    latest = run / ".checkpoint" / "phase2" / "LATEST"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (latest.exists() and latest.read_text() >= "epoch-00003"):
+        assert all(p.poll() is None for p in procs), _tail(logs, 0)
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)  # a worker machine dies mid phase 2
+    try:  # the chief's collectives notice the lost peer and fail; a cluster manager would stop it anyway
+        chief_code = procs[0].wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        procs[0].send_signal(signal.SIGKILL)
+        chief_code = procs[0].wait()
+    assert chief_code != 0 and procs[1].wait() == -signal.SIGKILL
+    assert latest.exists()  # the chief's state survives on the shared folder
+
+    for i, proc in enumerate(_cluster(2, command(run), code=None, logs=logs)):  # the cluster restarts, same command
+        assert proc.wait(timeout=900) == 0, _tail(logs, i)
+    resumed = json.loads(open(str(run) + ".json").read())
+    assert resumed["resumed"] and resumed["export_dir"] == str(run / "1")
+    assert resumed["history"] == expected["history"]  # same epochs, same metrics as the uninterrupted cluster
+    assert not (run / ".checkpoint").exists()
 
 
 def test_mixed_precision_warns_and_stays_float32_on_cpu():

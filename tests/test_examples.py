@@ -17,3 +17,17 @@ def test_fine_tune_folder_example(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "after fine-tuning" in proc.stdout and "'top_k'" in proc.stdout
     assert os.path.exists(tmp_path / "example" / "1" / "saved_model.pb")
+
+
+def test_report_pictures_example(tmp_path):
+    from conftest import FLOWERS
+
+    script = os.path.join(ROOT, "examples", "report_pictures.py")
+    proc = subprocess.run(
+        [sys.executable, script, asset(FLOWERS), "--backbone", asset(HUB_035), "--image-size", "48",
+         "--head-epochs", "2", "--fine-tune-epochs", "1", "--output", str(tmp_path / "pictures")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "confusion matrix" in proc.stdout and "tulips" in proc.stdout
+    assert sorted(os.listdir(tmp_path / "pictures")) == ["confusion_val.png", "curves.png", "misclassified_val.png"]

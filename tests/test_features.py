@@ -12,7 +12,7 @@ from conftest import HUB_035, HYMENOPTERA, KERAS_035, asset
 from tl_keras.classifier import build_classifier
 from tl_keras.data import load_image_folder
 from tl_keras.features import FeatureStore, backbone_fingerprint, compute_features, head_model
-from tl_keras.training import compile_for_phase, fine_tune
+from tl_keras.training import fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -174,15 +174,29 @@ def test_cached_phase_one_works_with_a_keras_backbone(folder):
     assert full["loss"] == pytest.approx(history.last("val_loss"), rel=1e-4)
 
 
-def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize(folder):
-    model = build_classifier(asset(HUB_035), 2, image_size=64)
-    features = compute_features(model, folder, batch_size=64)
-    with pytest.warns(UserWarning, match="XLA cannot compile layer.*resize"):
-        history = fine_tune(model, folder.dataset("train", batch_size=32, training=True),
-                            folder.dataset("val", batch_size=64), head_epochs=2, fine_tune_epochs=0,
-                            features=features, jit_compile=True, verbose=0)
-    assert history.last("val_accuracy") > 0.6
-    assert model.jit_compile is False  # the full model, with its antialiased resize
-    head = head_model(model)
-    compile_for_phase(head, 1e-3, jit_compile=True)
-    assert head.jit_compile is True  # while the head alone compiles with XLA
+JIT = """
+import sys, warnings
+from tl_keras.classifier import build_classifier
+from tl_keras.data import load_image_folder
+from tl_keras.features import compute_features, head_model
+from tl_keras.training import compile_for_phase, fine_tune
+folder = load_image_folder(sys.argv[1], image_size=48)
+model = build_classifier(sys.argv[2], 2, image_size=48)
+features = compute_features(model, folder, batch_size=64)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    history = fine_tune(model, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=64),
+                        head_epochs=2, fine_tune_epochs=0, features=features, jit_compile=True, verbose=0)
+head = head_model(model)
+compile_for_phase(head, 1e-3, jit_compile=True)
+print(any("XLA cannot compile layer(s) resize" in str(w.message) for w in caught), model.jit_compile, head.jit_compile,
+      history.last("val_accuracy") > 0.6)
+"""
+
+
+def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize():
+    # A fresh process: op determinism (which `tl_keras.train` turns on) makes Keras switch XLA off.
+    from conftest import run_python
+
+    out = run_python(JIT, asset(HYMENOPTERA), asset(HUB_035)).stdout.strip().splitlines()[-1]
+    assert out == "True False True True"  # warned; full model without XLA; the head with it; it learned

@@ -13,7 +13,6 @@ Example (offline, with the local copies beside the project):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -28,7 +27,7 @@ import tensorflow as tf
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
-from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy, task_info
+from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy
 from tl_keras.evaluation import classification_report
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
@@ -186,7 +185,7 @@ def train(
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
-        checkpoint = RunCheckpoint(run_dir, {
+        checkpoint = RunCheckpoint(run_dir, writer=is_chief(), settings={
             "data_dir": os.path.abspath(data_dir), "backbone": spec.name, "handle": spec.handle,
             "weights": spec.weights, "image_size": spec.image_size, "class_names": folder.class_names,
             "num_train_images": len(folder.train), "batch_size": global_batch, "head_epochs": head_epochs,
@@ -218,11 +217,8 @@ def train(
     export_dir = None
     if export:
         export_dir = _export(model, folder.class_names, base)
-    if run_dir is not None:  # finished and exported: nothing left to resume
+    if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
         shutil.rmtree(run_dir, ignore_errors=True)
-        if task_info() is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(run_dir))  # the workers' shared .checkpoint/, once empty
     metrics = {
         "backbone": spec.name,
         "image_size": spec.image_size,
@@ -282,10 +278,7 @@ def _plots(folder: str, history: FineTuneHistory, evaluation: dict) -> None:
 def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:
     if checkpoint_dir is None:
         return None
-    root = os.path.join(base, ".checkpoint") if checkpoint_dir == "auto" else checkpoint_dir
-    task = task_info()
-    # Every worker keeps its own state (a shared file system must not see two writers of one file).
-    return os.path.join(root, f"{task[0]}-{task[1]}") if task else root
+    return os.path.join(base, ".checkpoint") if checkpoint_dir == "auto" else checkpoint_dir
 
 
 def _use_feature_cache(cache_features: bool | str, head_epochs: int, copies: int, cache_dir: str | None) -> bool:

@@ -68,12 +68,15 @@ class PhaseBackup(keras.callbacks.Callback):
     Args:
         directory: the phase's backup folder.
         initial_epoch: the phase's first epoch (epochs count on across phases).
+        writer: whether this process writes the state (under multi-worker training only the chief
+            does; every worker reads it). Defaults to True.
     """
 
-    def __init__(self, directory: str, initial_epoch: int = 0):
+    def __init__(self, directory: str, initial_epoch: int = 0, writer: bool = True):
         super().__init__()
         self.directory = directory
         self.initial_epoch = initial_epoch
+        self.writer = writer
         self.history: dict[str, list[float]] = {}
 
     def _latest(self) -> str | None:
@@ -83,14 +86,20 @@ class PhaseBackup(keras.callbacks.Callback):
         with open(pointer, encoding="utf-8") as f:
             return os.path.join(self.directory, f.read().strip())
 
+    def resume_epoch(self) -> int:
+        """The epoch the saved state continues from (the phase's first epoch when nothing is saved)."""
+        state = self._latest()
+        return self.initial_epoch if state is None else read_json(os.path.join(state, "state.json"))["epoch"] + 1
+
     def restore(self, model: keras.Model) -> int:
         """Loads the last saved state into `model` (compiled); returns the epoch to continue from."""
         state = self._latest()
         if state is None:
             return self.initial_epoch
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-        model.load_weights(os.path.join(state, "model.weights.h5"))
+        with model.distribute_strategy.scope():
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+            model.load_weights(os.path.join(state, "model.weights.h5"))
         with np.load(os.path.join(state, "rng.npz")) as saved:
             for i, variable in enumerate(_rng_variables(model)):
                 variable.assign(saved[f"v{i}"])
@@ -101,6 +110,14 @@ class PhaseBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
+        # Every worker reads the state (reading synchronised-on-read variables is a collective that
+        # all workers must join), but only the writer keeps it.
+        if not self.writer:
+            with tempfile.TemporaryDirectory(prefix="tl_keras_worker_state_") as scratch:
+                self.model.save_weights(os.path.join(scratch, "model.weights.h5"))
+            for variable in _rng_variables(self.model):
+                keras.ops.convert_to_numpy(variable)
+            return
         os.makedirs(self.directory, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
         self.model.save_weights(os.path.join(staging, "model.weights.h5"))
@@ -125,10 +142,14 @@ class RunCheckpoint:
         directory: the folder; created on first use.
         settings: what defines the run (JSON-able). A folder started with other settings is refused
             with an error saying how to start over.
+        writer: whether this process writes (under multi-worker training: the chief only; the other
+            workers read the chief's state on a restart, so the folder must be on storage they all
+            see). Defaults to True.
     """
 
-    def __init__(self, directory: str, settings: dict):
+    def __init__(self, directory: str, settings: dict, writer: bool = True):
         self.directory = directory
+        self.writer = writer
         path = os.path.join(directory, "run.json")
         if os.path.exists(path):
             saved = read_json(path)
@@ -139,11 +160,11 @@ class RunCheckpoint:
                     f"({', '.join(f'{k}: {saved.get(k)!r} then, {settings.get(k)!r} now' for k in changed)}). "
                     "Run the same command again to resume it, or delete the folder (or pass another) to start over."
                 )
-        else:
+        elif writer:
             write_json(path, settings)
 
     def backup(self, phase: int, initial_epoch: int) -> PhaseBackup:
-        return PhaseBackup(os.path.join(self.directory, f"phase{phase}"), initial_epoch)
+        return PhaseBackup(os.path.join(self.directory, f"phase{phase}"), initial_epoch, self.writer)
 
     def finished(self, phase: int) -> dict | None:
         """The record of a finished phase (`epochs`, `history`), or None."""
@@ -152,7 +173,9 @@ class RunCheckpoint:
 
     def finish(self, phase: int, model: keras.Model, epochs: int, history: dict) -> None:
         """Records a finished phase: all of `model`'s variables, then its history (the marker)."""
-        values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+        values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}  # all workers read
+        if not self.writer:
+            return
         _atomic_write(os.path.join(self.directory, f"phase{phase}.npz"), lambda f: np.savez(f, **values))
         write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history})
         shutil.rmtree(os.path.join(self.directory, f"phase{phase}"), ignore_errors=True)  # superseded

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from tl_keras.backbones import Backbone, PixelRange, build_backbone
+from tl_keras.distribute import in_multi_worker_mode
 from tl_keras.registry import BackboneSpec, resolve_backbone
 
 
@@ -28,8 +29,7 @@ class MultiWorkerFitMixin:
     """
 
     def _multi_worker(self) -> bool:
-        strategy = self.distribute_strategy
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+        return in_multi_worker_mode(self.distribute_strategy)
 
     def _as_vectors(self, logs: dict) -> dict:
         # Keras 3 reduces each log across workers with `strategy.reduce("MEAN", v, axis=0)`, which a

@@ -240,7 +240,15 @@ def _run(args) -> int:
         if args.plots:
             print(f"pictures          {args.plots}")
         if args.metrics_json:
-            _write_json(args.metrics_json, result.metrics)
+            from tl_keras.distribute import is_chief
+
+            path = args.metrics_json
+            if not is_chief():  # one writer per cluster: the other workers' metrics go to a temporary file
+                import tempfile
+
+                path = os.path.join(tempfile.mkdtemp(prefix="tl_keras_worker_"), os.path.basename(path))
+                print(f"metrics (non-chief worker) {path}")
+            _write_json(path, result.metrics)
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -64,14 +64,6 @@ def get_strategy(strategy: str | tf.distribute.Strategy | None = "auto") -> tf.d
     return tf.distribute.get_strategy()
 
 
-def task_info() -> tuple[str, int] | None:
-    """`(task type, index)` from TF_CONFIG when it names a cluster of several tasks, else None."""
-    if _tf_config_workers() == 0:
-        return None
-    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-    return str(task.get("type", "worker")), int(task.get("index", 0))
-
-
 def is_chief() -> bool:
     """True unless TF_CONFIG names this process a non-chief worker (only the chief exports)."""
     raw = os.environ.get("TF_CONFIG")
@@ -116,3 +108,17 @@ def dtype_policy(name: str) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def workers_agree(strategy: tf.distribute.Strategy, value: int) -> bool:
+    """Whether every worker holds the same integer `value` (one all-reduce; always True on one worker)."""
+    if not in_multi_worker_mode(strategy):
+        return True
+    v = tf.constant([float(value), float(value) ** 2, 1.0], tf.float64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(v)), axis=None).numpy()
+    mean = total[0] / total[2]
+    return abs(total[1] / total[2] - mean * mean) < 1e-9 and mean == value

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.data import epoch_variable
+from tl_keras.distribute import workers_agree
 from tl_keras.features import FeatureSet, head_model
 from tl_keras.registry import parse_unfreeze_blocks
 
@@ -266,6 +267,14 @@ def fine_tune(
             compile_for_phase(trainee, lr, label_smoothing, jit_compile)
         start = epochs_run[0] if phase == 1 else 0
         done = checkpoint.finished(phase + 1) if checkpoint is not None else None
+        if checkpoint is not None:
+            resume_at = -1 if done is not None else checkpoint.backup(phase + 1, start).resume_epoch()
+            if not workers_agree(model.distribute_strategy, resume_at):
+                raise ValueError(
+                    f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
+                    "Only the chief writes it and every worker resumes from it: put it on storage all workers "
+                    "read (a shared file system or bucket path), or delete it to start over."
+                )
         if done is not None:  # finished before a restart: take its result, skip the work
             checkpoint.restore(phase + 1, model)
             phase_history, epochs_run[phase] = done["history"], done["epochs"]
