@@ -115,11 +115,14 @@ def _reports(procs):
 
 
 @pytest.fixture(scope="module")
-def single_process_accuracy(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("single") / "m")
-    report = json.loads(run_python(MULTI_WORKER, asset(HYMENOPTERA), asset(HUB_035), out).stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 1
-    return report["acc"]
+def single_process_accuracy():
+    """The same training as MULTI_WORKER, in this process with one replica."""
+    import tl_keras
+
+    result = tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=48, batch_size=16, head_epochs=3,
+                            fine_tune_epochs=2, unfreeze_blocks=1, export=False, verbose=0)
+    assert result.metrics["num_replicas"] == 1
+    return result.metrics["val_accuracy"]
 
 
 @pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])
@@ -140,9 +143,9 @@ def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_chiefs_checkpoi
     import time
 
     def command(output):
-        return ["train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--batch-size", "16",
-                "--head-epochs", "2", "--fine-tune-epochs", "4", "--unfreeze-blocks", "1", "--output", str(output),
-                "--metrics-json", str(output) + ".json"]
+        return ["train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "32", "--batch-size", "16",
+                "--head-epochs", "1", "--fine-tune-epochs", "3", "--unfreeze-blocks", "1", "--no-evaluate",
+                "--output", str(output), "--metrics-json", str(output) + ".json"]
 
     logs = str(tmp_path / "logs")
     reference = tmp_path / "reference"
@@ -154,15 +157,17 @@ def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_chiefs_checkpoi
     procs = _cluster(2, command(run), code=None, logs=logs)
     latest = run / ".checkpoint" / "phase2" / "LATEST"
     deadline = time.time() + 600
-    while time.time() < deadline and not (latest.exists() and latest.read_text() >= "epoch-00003"):
+    while time.time() < deadline and not (latest.exists() and latest.read_text() >= "epoch-00002"):
         assert all(p.poll() is None for p in procs), _tail(logs, 0)
         time.sleep(0.05)
     procs[1].send_signal(signal.SIGKILL)  # a worker machine dies mid phase 2
+    killed_at = time.time()
     try:  # the chief's collectives notice the lost peer and fail; a cluster manager would stop it anyway
         chief_code = procs[0].wait(timeout=120)
     except subprocess.TimeoutExpired:
         procs[0].send_signal(signal.SIGKILL)
         chief_code = procs[0].wait()
+    print(f"chief stopped {time.time() - killed_at:.1f} s after the worker was killed, exit code {chief_code}")
     assert chief_code != 0 and procs[1].wait() == -signal.SIGKILL
     assert latest.exists()  # the chief's state survives on the shared folder
 

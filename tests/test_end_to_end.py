@@ -52,7 +52,8 @@ SEEDED_RUN = """
 import hashlib, json, sys
 import tl_keras
 result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=32, head_epochs=2, fine_tune_epochs=1,
-                        unfreeze_blocks=1, seed=int(sys.argv[3]), export=False, verbose=0)
+                        unfreeze_blocks=1, seed=int(sys.argv[3]), export=False, evaluate=False,
+                        checkpoint_dir=None, verbose=0)
 weights = [w.numpy() for w in result.model.weights]
 digest = hashlib.sha256(b"".join(w.tobytes() for w in weights)).hexdigest()
 print(json.dumps({"history": result.metrics["history"], "digest": digest}))

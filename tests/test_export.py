@@ -184,12 +184,15 @@ def test_tf1_session_loader_runs_the_default_signature_and_variables_are_stored_
 
 
 EXPORTER = """
-import sys, time
+import os, sys, time
 from tl_keras.classifier import build_classifier
 from tl_keras.export import export_saved_model
 model = build_classifier(sys.argv[1], 2, image_size=32, class_names=["a", "b"])
-start_at = float(sys.argv[3])
-time.sleep(max(0.0, start_at - time.time()))  # all processes export at the same instant
+barrier, count = sys.argv[3], int(sys.argv[4])
+if barrier:  # all processes export at the same instant: wait until every one is ready
+    open(os.path.join(barrier, str(os.getpid())), "w").close()
+    while len(os.listdir(barrier)) < count:
+        time.sleep(0.01)
 print(export_saved_model(model, sys.argv[2]))
 """
 
@@ -203,13 +206,12 @@ def _spawn(*args):
 
 
 def test_concurrent_exports_to_one_name_get_distinct_complete_versions(tmp_path):
-    import time
-
     from conftest import HUB_035
 
     base = str(tmp_path / "model")
-    start_at = str(time.time() + 15)
-    procs = [_spawn(HUB_035, base, start_at) for _ in range(3)]
+    barrier = tmp_path / "ready"
+    barrier.mkdir()
+    procs = [_spawn(HUB_035, base, str(barrier), "3") for _ in range(3)]
     paths = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -251,7 +253,7 @@ def test_an_export_killed_midway_leaves_earlier_versions_untouched(tmp_path):
     from conftest import HUB_035
 
     base = str(tmp_path / "model")
-    proc = _spawn(HUB_035, base, "0")
+    proc = _spawn(HUB_035, base, "", "0")
     assert proc.communicate(timeout=300)[0].strip().endswith("1")
 
     def digest(folder):
@@ -263,7 +265,7 @@ def test_an_export_killed_midway_leaves_earlier_versions_untouched(tmp_path):
         return h.hexdigest()
 
     before = digest(os.path.join(base, "1"))
-    proc = _spawn(HUB_035, base, "0")
+    proc = _spawn(HUB_035, base, "", "0")
     deadline = time.time() + 120
     while time.time() < deadline and not any(d.startswith(".tmp-") for d in os.listdir(base)):
         time.sleep(0.005)

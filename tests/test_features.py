@@ -138,7 +138,7 @@ def test_train_uses_the_cache_by_default_and_reports_it(tmp_path):
 
     data = _small_folder(tmp_path, per_class=8)
     kwargs = dict(backbone=asset(HUB_035), image_size=64, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1,
-                  export=False, verbose=0, validation_split=0.25)
+                  export=False, evaluate=False, checkpoint_dir=None, verbose=0, validation_split=0.25)
     cached = tl_keras.train(str(data), feature_cache_dir=str(tmp_path / "cache"), **kwargs).metrics
     assert cached["feature_cache"] == {"used": True, "copies": 1, "augmented": False, "computed": 16, "loaded": 0,
                                        "seconds": cached["feature_cache"]["seconds"]}
@@ -189,8 +189,9 @@ with warnings.catch_warnings(record=True) as caught:
                         head_epochs=2, fine_tune_epochs=0, features=features, jit_compile=True, verbose=0)
 head = head_model(model)
 compile_for_phase(head, 1e-3, jit_compile=True)
+loss = history.history["loss"]
 print(any("XLA cannot compile layer(s) resize" in str(w.message) for w in caught), model.jit_compile, head.jit_compile,
-      history.last("val_accuracy") > 0.6)
+      loss[-1] < loss[0])
 """
 
 
@@ -199,4 +200,4 @@ def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize()
     from conftest import run_python
 
     out = run_python(JIT, asset(HYMENOPTERA), asset(HUB_035)).stdout.strip().splitlines()[-1]
-    assert out == "True False True True"  # warned; full model without XLA; the head with it; it learned
+    assert out == "True False True True"  # warned; full model without XLA; the head with it; its loss fell
