@@ -62,7 +62,15 @@ print(json.dumps({"history": result.metrics["history"], "digest": digest}))
 
 def test_the_same_seed_gives_identical_metrics_and_weights_in_separate_processes():
     runs = [json.loads(run_python(SEEDED_RUN, asset(HYMENOPTERA), asset(HUB_035), seed).stdout.strip().splitlines()[-1])
-            for seed in ("3", "3", "4")]
+            for seed in ("3", "3")]
     assert runs[0]["history"] == runs[1]["history"]
     assert runs[0]["digest"] == runs[1]["digest"]  # every weight, bit for bit
-    assert runs[0]["digest"] != runs[2]["digest"] and runs[0]["history"] != runs[2]["history"]
+    # And the seed is what decides: another seed, same settings, here in this process.
+    import hashlib
+
+    import tl_keras
+
+    other = tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=32, head_epochs=2, fine_tune_epochs=1,
+                           unfreeze_blocks=1, seed=4, export=False, evaluate=False, checkpoint_dir=None, verbose=0)
+    digest = hashlib.sha256(b"".join(w.numpy().tobytes() for w in other.model.weights)).hexdigest()
+    assert digest != runs[0]["digest"] and other.metrics["history"] != runs[0]["history"]

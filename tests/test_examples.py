@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import HUB_035, HYMENOPTERA, ROOT, asset
 
 
@@ -19,6 +21,7 @@ def test_fine_tune_folder_example(tmp_path):
     assert os.path.exists(tmp_path / "example" / "1" / "saved_model.pb")
 
 
+@pytest.mark.slow  # the pictures themselves are covered by test_plots; this checks the script end to end
 def test_report_pictures_example(tmp_path):
     from conftest import FLOWERS
 

@@ -77,11 +77,6 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster
 
 
-def has_accelerator() -> bool:
-    """True when a GPU or TPU is visible."""
-    return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
-
-
 def precision_policy(mixed_precision: bool) -> str:
     """The Keras dtype policy to build under: `"mixed_float16"` on GPU (`"mixed_bfloat16"` on TPU)
     when asked, `"float32"` otherwise. On CPU mixed precision is slower, not faster, so asking for it

@@ -267,9 +267,9 @@ def fine_tune(
             compile_for_phase(trainee, lr, label_smoothing, jit_compile)
         start = epochs_run[0] if phase == 1 else 0
         done = checkpoint.finished(phase + 1) if checkpoint is not None else None
+        backup = checkpoint.backup(phase + 1, start) if checkpoint is not None and done is None else None
         if checkpoint is not None:
-            resume_at = -1 if done is not None else checkpoint.backup(phase + 1, start).resume_epoch()
-            if not workers_agree(model.distribute_strategy, resume_at):
+            if not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
                 raise ValueError(
                     f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
                     "Only the chief writes it and every worker resumes from it: put it on storage all workers "
@@ -287,7 +287,6 @@ def fine_tune(
                     keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
                 )
             resume_at = start
-            backup = checkpoint.backup(phase + 1, start) if checkpoint is not None else None
             if backup is not None:
                 resume_at = backup.restore(trainee)  # after a kill: the last finished epoch's state
                 phase_callbacks.append(backup)
