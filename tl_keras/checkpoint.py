@@ -25,7 +25,8 @@ import keras
 import numpy as np
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
+    """Writes `path` through `write(file)` into a temporary file beside it, then renames it into place."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -42,7 +43,7 @@ def _atomic_write(path: str, write) -> None:
 
 
 def write_json(path: str, payload: Any) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(payload, indent=1).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=1).encode()))
 
 
 def read_json(path: str) -> Any:
@@ -129,7 +130,7 @@ class PhaseBackup(keras.callbacks.Callback):
         if os.path.exists(target):  # left by a run killed between this rename and the pointer update
             shutil.rmtree(target)
         os.rename(staging, target)
-        _atomic_write(os.path.join(self.directory, "LATEST"), lambda f: f.write(name.encode()))
+        atomic_write(os.path.join(self.directory, "LATEST"), lambda f: f.write(name.encode()))
         for old in os.listdir(self.directory):
             if old != name and (old.startswith("epoch-") or old.startswith(".tmp-")):
                 shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
@@ -176,7 +177,7 @@ class RunCheckpoint:
         values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}  # all workers read
         if not self.writer:
             return
-        _atomic_write(os.path.join(self.directory, f"phase{phase}.npz"), lambda f: np.savez(f, **values))
+        atomic_write(os.path.join(self.directory, f"phase{phase}.npz"), lambda f: np.savez(f, **values))
         write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history})
         shutil.rmtree(os.path.join(self.directory, f"phase{phase}"), ignore_errors=True)  # superseded
 

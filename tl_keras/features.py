@@ -30,13 +30,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.checkpoint import atomic_write
 from tl_keras.classifier import MultiWorkerFitMixin
 from tl_keras.data import EPOCH_ATTRIBUTE, ImageFolder, Split, epoch_indices, finish
 
@@ -111,16 +111,8 @@ class FeatureStore:
         if not entries:
             return
         merged = {**self.load(fingerprint), **entries}
-        os.makedirs(self.directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=np.array(list(merged)), features=np.stack(list(merged.values())))
-            os.replace(tmp, self._path(fingerprint))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(self._path(fingerprint), lambda f: np.savez(f, keys=np.array(list(merged)),
+                                                                 features=np.stack(list(merged.values()))))
 
 
 @dataclasses.dataclass
