@@ -98,3 +98,15 @@ def test_imagenet_download_on_a_hanging_network_fails_within_the_timeout(monkeyp
     with pytest.raises(BackboneDownloadError, match="local weights file"):
         KerasBackbone("MobileNetV2", weights="imagenet", alpha=0.75, image_size=96)
     assert time.monotonic() - started < 20
+
+
+def test_cut_at_a_named_block_is_that_layers_pooled_output():
+    backbone = KerasBackbone("MobileNetV2", weights=asset(KERAS_035), image_size=96, cut="block_12")
+    reference = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, alpha=0.35, weights=asset(KERAS_035))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
+    inner = keras.Model(reference.input, reference.get_layer("block_12_add").output)(x).numpy().mean(axis=(1, 2))
+    np.testing.assert_allclose(backbone(x).numpy(), inner, atol=1e-4)
+    assert backbone.cut_layer == "block_12_add" and backbone.block_names[-1] == "block_12"
+    assert backbone.set_trainable_blocks(1) == ["block_12"]
+    config = backbone.get_config()
+    assert config["cut"] == "block_12" and KerasBackbone.from_config(config).block_names == backbone.block_names

@@ -214,3 +214,31 @@ def test_mixed_float16_build_as_on_a_gpu_keeps_hub_modules_and_the_output_in_flo
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(images, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
+
+
+MIRRORED_CUT = """
+import json, sys, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tl_keras.hub import HubBackbone
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    cut = HubBackbone(sys.argv[1], inference_mode=True, cut="block_12")
+    cut.set_trainable_blocks(1)
+    model = keras.Sequential([keras.Input((64, 64, 3)), cut, keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+index = [i for i, v in enumerate(cut.hub_variables) if v.trainable][0]
+before = cut.hub_variables[index].value.values[0].numpy().copy()
+rng = np.random.default_rng(0)
+model.fit(rng.uniform(0, 1, (16, 64, 64, 3)).astype("float32"), np.array([0, 1] * 8), batch_size=8, epochs=2, verbose=0)
+copies = [c.numpy() for c in cut.hub_variables[index].value.values]
+print(json.dumps({"changed": float(np.abs(copies[0] - before).max()), "replica_gap": float(np.abs(copies[0] - copies[1]).max()),
+                  "devices": [c.device for c in cut.hub_variables[index].value.values]}))
+"""
+
+
+def test_a_cut_hub_backbone_trains_in_sync_on_two_replicas():
+    report = json.loads(run_python(MIRRORED_CUT, asset(HUB_035)).stdout.strip().splitlines()[-1])
+    assert len(set(report["devices"])) == 2
+    assert report["changed"] > 1e-4 and report["replica_gap"] == 0.0

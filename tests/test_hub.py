@@ -158,3 +158,49 @@ def test_a_hanging_network_fails_within_the_timeout(tmp_path, monkeypatch, black
     monkeypatch.setenv("TL_KERAS_DOWNLOAD_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="TL_KERAS_DOWNLOAD_TIMEOUT"):
         resolve_handle(black_hole_url + "models/feature_vector/5")
+
+
+def test_cut_at_the_last_layer_matches_the_module_in_outputs_and_gradients():
+    full = HubBackbone(asset(HUB_035), inference_mode=True)
+    top = HubBackbone(asset(HUB_035), inference_mode=True, cut="global_average_pooling2d_3")
+    x = tf.constant(_images(4))
+    np.testing.assert_allclose(top(x).numpy(), full(x).numpy(), atol=1e-4)
+    for layer in (full, top):
+        layer.set_trainable_blocks(2)
+    grads = []
+    for layer in (full, top):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+        grads.append({v.name: g.numpy() for v, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights))})
+    assert sorted(grads[0]) == sorted(grads[1]) and any(n.startswith("Conv_1") for n in grads[0])
+    for name, g in grads[0].items():
+        np.testing.assert_allclose(grads[1][name], g, rtol=1e-3, atol=1e-5 * np.abs(g).max())
+
+
+def test_cut_at_a_middle_block_keeps_only_the_variables_below_and_fine_tunes_them():
+    cut = HubBackbone(asset(HUB_035), inference_mode=True, cut="block_12")
+    assert cut.cut_layer == "block_12_add" and cut.block_names[-1] == "block_12"
+    assert not any(n.startswith(("block_13", "block_16", "Conv_1")) for n in cut.source_names)
+    assert cut.compute_output_shape((None, 64, 64, 3)) == (None, 32)  # 0.35 x 96 channels, pooled
+    model = _model(cut)
+    assert cut.set_trainable_blocks(1) == ["block_12"]
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    x, y = _images(8), np.array([0, 1] * 4)
+    before = [v.numpy().copy() for v in cut.hub_variables]
+    out_before = cut(x).numpy()
+    model.fit(x, y, epochs=2, verbose=0)
+    changed = {cut.source_names[i].split("/")[0] for i, (v, b) in enumerate(zip(cut.hub_variables, before))
+               if not np.array_equal(v.numpy(), b)}
+    assert changed and all(name.startswith("block_12_") for name in changed)
+    assert not np.allclose(cut(x).numpy(), out_before)  # the forward pass reads the trained variables
+
+
+def test_cut_saves_and_reloads_and_bad_cut_names_list_the_blocks(tmp_path):
+    model = _model(HubBackbone(asset(HUB_035), inference_mode=True, cut="block_6"))
+    path = str(tmp_path / "cut.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    x = _images(2)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="block_99.*Blocks, bottom first: stem, block_1"):
+        HubBackbone(asset(HUB_035), cut="block_99")

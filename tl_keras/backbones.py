@@ -33,6 +33,7 @@ from tl_keras.registry import (
     BlockSelection,
     group_blocks,
     keras_alpha_from_weights,
+    resolve_cut,
     socket_timeout,
 )
 
@@ -83,6 +84,9 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         inference_mode: call the model with `training=False` always, so BatchNormalization keeps its
             moving statistics while its gamma/beta still train. Defaults to `False`.
         trainable: Defaults to `False` (frozen).
+        cut: a block name (`"block_12"`) or layer name: the backbone ends at that layer, whose
+            output is average-pooled; the layers above it are dropped. Defaults to None (the whole
+            model).
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         block_patterns: Sequence[str] | None = None,
         inference_mode: bool = False,
         trainable: bool = False,
+        cut: str | None = None,
         **kwargs,
     ):
         super().__init__(trainable=trainable, **kwargs)
@@ -130,6 +135,11 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
                     "model and width."
                 ) from err
             raise
+        self.cut = cut
+        if cut is not None:
+            self.cut_layer = resolve_cut([layer.name for layer in self.model.layers], cut, self.block_patterns)
+            pooled = keras.layers.GlobalAveragePooling2D(name="cut_pool")(self.model.get_layer(self.cut_layer).output)
+            self.model = keras.Model(self.model.inputs, pooled, name=f"{self.model.name}_to_{self.cut_layer}")
         self._weighted = [i for i, layer in enumerate(self.model.layers) if layer.weights]
         names = [self.model.layers[i].name for i in self._weighted]
         self.blocks = [(name, [self._weighted[j] for j in idx]) for name, idx in group_blocks(names, self.block_patterns)]
@@ -161,6 +171,7 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
             alpha=self.alpha,
             block_patterns=list(self.block_patterns),
             inference_mode=self.inference_mode,
+            cut=self.cut,
             unfrozen_blocks=self.unfrozen_blocks,
         )
         return config
@@ -181,10 +192,12 @@ Backbone = HubBackbone | KerasBackbone
 def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str = "backbone") -> Backbone:
     """Builds the frozen backbone layer a spec describes. Build it inside a strategy scope to distribute."""
     if spec.source == "hub":
-        return HubBackbone(spec.handle, block_patterns=spec.block_patterns, inference_mode=inference_mode, name=name)
+        return HubBackbone(
+            spec.handle, block_patterns=spec.block_patterns, inference_mode=inference_mode, cut=spec.cut, name=name,
+        )
     if spec.source == "keras":
         return KerasBackbone(
             spec.handle, weights=spec.weights, image_size=spec.image_size,
-            block_patterns=spec.block_patterns, inference_mode=inference_mode, name=name,
+            block_patterns=spec.block_patterns, inference_mode=inference_mode, cut=spec.cut, name=name,
         )
     raise ValueError(f"Unknown backbone source {spec.source!r}; expected 'hub' or 'keras'.")

@@ -28,7 +28,12 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tl_keras.registry import GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, download_timeout, group_blocks, socket_timeout
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.framework import function_def_to_graph
+
+from tl_keras.registry import (
+    GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, download_timeout, group_blocks, resolve_cut, socket_timeout,
+)
 
 def resolve_handle(handle: str, timeout: float | None = None) -> str:
     """Returns a local SavedModel folder for a TF Hub/Kaggle handle, URL or local path.
@@ -71,6 +76,182 @@ def resolve_handle(handle: str, timeout: float | None = None) -> str:
         ) from err
 
 
+# --- Cutting a SavedModel at an intermediate layer -------------------------------------------------
+# A Keras-made TF Hub module's `__call__` is one function call whose body calls one function per
+# layer. TensorFlow cannot differentiate a call op imported from a GraphDef (it falls back to the
+# legacy SymbolicGradient, which has no kernel here), so `_inline_calls` replaces every call op by its
+# function's body: the result is one flat graph of primitive ops, which can be pruned at any layer's
+# output and imported into the caller's graph, where gradients flow into the real variables.
+_CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _inline_calls(graph_def, library: dict) -> "graph_pb2.GraphDef":
+    """`graph_def` with every (Stateful)PartitionedCall replaced by its function's body, recursively.
+
+    A call node `n` becomes the body's nodes, named `n/...`, with its argument placeholders turned into
+    Identity ops of the call's inputs, plus an IdentityN named `n` holding its outputs, so every
+    reference to `n:k` (and `^n`) still resolves.
+    """
+    flat = graph_pb2.GraphDef()
+    for node in graph_def.node:
+        if node.op not in _CALL_OPS:
+            flat.node.add().CopyFrom(node)
+            continue
+        fdef = library[node.attr["f"].func.name]
+        body, flat_names = function_def_to_graph.function_def_to_graph_def(fdef)
+        body = _inline_calls(body, library)
+        prefix = node.name + "/"
+        data = [i for i in node.input if not i.startswith("^")]
+        controls = [i for i in node.input if i.startswith("^")]
+        arg_index = {arg.name: k for k, arg in enumerate(fdef.signature.input_arg)}
+        for sub in body.node:
+            new = flat.node.add()
+            new.CopyFrom(sub)
+            new.name = prefix + sub.name
+            del new.input[:]
+            if sub.op == "Placeholder" and sub.name in arg_index:
+                new.op = "Identity"
+                new.ClearField("attr")
+                new.attr["T"].type = sub.attr["dtype"].type
+                new.input.extend([data[arg_index[sub.name]]] + controls)
+            else:
+                new.input.extend("^" + prefix + i[1:] if i.startswith("^") else prefix + i for i in sub.input)
+        outputs = flat.node.add(name=node.name, op="IdentityN")
+        outputs.input.extend(prefix + flat_names[fdef.ret[arg.name]] for arg in fdef.signature.output_arg)
+        outputs.attr["T"].list.type.extend(node.attr["Tout"].list.type)
+    return flat
+
+
+class _CutGraph:
+    """The part of one of the module's concrete functions that computes one layer's output.
+
+    Attributes:
+        graph_def: the flat, pruned graph.
+        fetch: the name of the output tensor in it.
+        images: the name of the images placeholder.
+        variables: placeholder name -> the module variable it stands for, for the variables used.
+    """
+
+    def __init__(self, function, variables_by_handle: dict, layer: str):
+        graph_def = function.graph.as_graph_def()
+        library = {f.signature.name: f for f in graph_def.library.function}
+        flat = _inline_calls(graph_def, library)
+        layers = _layer_calls(flat)
+        if layer not in layers:
+            raise ValueError(f"Layer {layer!r} is not in this module. Its layers: {', '.join(layers)}")
+        self.fetch = layers[layer] + ":0"
+        self.graph_def = _prune(flat, layers[layer])
+        kept = {n.name for n in self.graph_def.node}
+        placeholders = [op.name for op in function.graph.get_operations() if op.type == "Placeholder"]
+        self.images = placeholders[0]
+        self.variables = {
+            internal.op.name: variables_by_handle[id(external)]
+            for external, internal in function.graph.captures
+            if internal.op.name in kept and id(external) in variables_by_handle
+        }
+        unknown = [n.name for n in self.graph_def.node if n.op == "Placeholder" and n.name not in self.variables and n.name != self.images]
+        if unknown:  # pragma: no cover - guards a change in how TensorFlow restores captures
+            raise RuntimeError(f"Cannot tell which variables the cut's inputs {unknown[:3]} read; please report your TF version.")
+
+    def __call__(self, images, variables: dict):
+        """Imports the cut into the current graph, reading `variables` (placeholder -> tf.Variable)."""
+        graph = tf.compat.v1.get_default_graph()
+        input_map = {self.images: images}
+        for placeholder, variable in variables.items():
+            handle = variable.handle
+            input_map[placeholder] = handle if getattr(handle, "graph", None) is graph else graph.capture(handle)
+        (output,) = tf.graph_util.import_graph_def(
+            self.graph_def, input_map=input_map, return_elements=[self.fetch], name="cut"
+        )
+        return output
+
+    def function(self):
+        """The cut as a `tf.function` of `(images, *variable handles)`: gradient tapes record it as one
+        differentiable call, and the handles are arguments, so every replica reads its own copy."""
+        names = list(self.variables)
+
+        @tf.function(autograph=False)
+        def run(images, *handles):
+            return self.__call__(images, dict(zip(names, [_Handle(h) for h in handles])))
+
+        def call(images):
+            variables = [self.variables[name] for name in names]
+            for variable in variables:
+                variable.read_value()  # registers the read, so gradient tapes watch the variable
+            return run(images, *[_local_handle(v) for v in variables])
+
+        return call
+
+
+def _all_handles(variable) -> list:
+    """Every handle a restored function may have captured for `variable` (each copy's, if distributed)."""
+    if isinstance(variable, tf.distribute.DistributedValues):
+        return [v.handle for v in variable.values]
+    return [variable.handle]
+
+
+def _local_handle(variable):
+    """The handle this replica reads; in cross-replica context (a call outside `strategy.run`), the
+    first copy's, as reading a mirrored variable there does."""
+    if isinstance(variable, tf.distribute.DistributedValues) and tf.distribute.in_cross_replica_context():
+        return variable.values[0].handle
+    return variable.handle
+
+
+class _Handle:
+    """Stands in for a variable whose handle is already a tensor of the graph being traced."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+
+def _prune(graph_def, output: str) -> "graph_pb2.GraphDef":
+    """The nodes `output` depends on (data and control inputs), in their original order."""
+    nodes = {node.name: node for node in graph_def.node}
+    keep, todo = set(), [output]
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+    pruned = graph_pb2.GraphDef()
+    pruned.versions.CopyFrom(graph_def.versions)
+    pruned.node.extend(node for node in graph_def.node if node.name in keep)
+    return pruned
+
+
+def _layer_calls(flat) -> dict[str, str]:
+    """Layer name -> its output node in an inlined Keras-made module (`<call>/<layer>/...Call`), in
+    network order."""
+    layers = {}
+    for node in flat.node:
+        parts = node.name.split("/")
+        if node.op == "IdentityN" and len(parts) == 3 and parts[2] in _CALL_OPS:
+            layers[parts[1]] = node.name
+    return layers
+
+
+def module_layers(module) -> list[str]:
+    """The layer names of a Keras-made TF Hub module, bottom first: the places it can be cut."""
+    function = _concrete_call(module, training=False)
+    graph_def = function.graph.as_graph_def()
+    library = {f.signature.name: f for f in graph_def.library.function}
+    return list(_layer_calls(_inline_calls(graph_def, library)))
+
+
+def _concrete_call(module, training: bool):
+    """The module's `__call__` traced for `training` (or its only trace)."""
+    functions = list(getattr(getattr(module, "__call__", None), "concrete_functions", ()))
+    for fn in functions:
+        args, kwargs = fn.structured_input_signature
+        flag = kwargs.get("training", args[1] if len(args) > 1 else None)
+        if flag is training:
+            return fn
+    if not functions:
+        raise ValueError("The module has no traced `__call__`: it cannot be cut.")
+    return functions[0]
+
+
 def _keras_name(variable_name: str) -> str:
     """`block_16_project/kernel:0` -> `block_16_project_kernel` (Keras names cannot hold '/')."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", variable_name.split(":")[0])
@@ -105,6 +286,11 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
             how tl_keras fine-tunes. Keras 3 functional models pass the outer `training` value to
             nested layers even when the layer was called with `training=False`, so this switch,
             not the call argument, is what pins inference mode. Defaults to `False`.
+        cut: a block name (`"block_12"`) or layer name to cut the module at: the layer outputs that
+            layer's activations, average-pooled, and holds only the variables below it. The
+            module's graph is inlined and pruned at that layer (Keras-made modules, whose layers
+            are separate functions), and gradients reach the variables it reads. Defaults to None
+            (the module's own output).
         **kwargs: `name`, `dtype` and other `keras.layers.Layer` arguments. `dtype` defaults to
             float32 whatever the global policy: a SavedModel's functions were traced for the dtypes
             it was exported with, so under mixed precision the module still computes in float32.
@@ -121,6 +307,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         block_patterns: Sequence[str] | None = None,
         output_key: str | None = None,
         inference_mode: bool = False,
+        cut: str | None = None,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -129,22 +316,26 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.block_patterns = tuple(block_patterns or GENERIC_BLOCKS)
         self.output_key = output_key
         self.inference_mode = bool(inference_mode)
+        self.cut = cut
         # Loading inside the layer's constructor puts the variables under whatever tf.distribute
         # strategy scope is active, so they become distributed variables like any Keras weight.
         module = tf.saved_model.load(resolve_handle(handle))
         # A plain holder keeps the module out of Keras/TF object tracking: the wrapped variables
         # below are the only path from this layer to the module's state, so nothing is saved twice.
-        self._hub = types.SimpleNamespace(module=module, accepts_training=_accepts_training(module))
+        self._hub = types.SimpleNamespace(module=module, accepts_training=_accepts_training(module), cuts={})
         if not module.variables:
             raise ValueError(f"The SavedModel at {handle!r} has no variables: nothing to fine-tune.")
+        variables = list(module.variables)
+        if cut is not None:
+            variables = self._make_cut(module, cut)
         trainable_ids = {id(v) for v in module.trainable_variables}
-        self.source_names = [v.name.split(":")[0] for v in module.variables]
-        self._source_trainable = [id(v) in trainable_ids for v in module.variables]
+        self.source_names = [v.name.split(":")[0] for v in variables]
+        self._source_trainable = [id(v) in trainable_ids for v in variables]
         self.hub_variables = [
             keras.Variable(initializer=v, trainable=t, name=_keras_name(v.name))
-            for v, t in zip(module.variables, self._source_trainable)
+            for v, t in zip(variables, self._source_trainable)
         ]
-        for kv, v in zip(self.hub_variables, module.variables):
+        for kv, v in zip(self.hub_variables, variables):
             if kv.value is not v:  # pragma: no cover - guards a change in Keras' TF backend
                 raise RuntimeError(
                     "keras.Variable copied a SavedModel variable instead of adopting it; training "
@@ -153,6 +344,24 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.blocks = group_blocks(self.source_names, self.block_patterns)
         self.set_trainable_blocks("all" if trainable else 0)
         self.built = True
+
+    def _make_cut(self, module, cut: str) -> list:
+        """Prunes the module at `cut` (both `training` traces); returns the variables the cut reads."""
+        layers = module_layers(module)
+        if not layers:
+            raise ValueError(
+                f"The SavedModel at {self.handle!r} has no per-layer functions, so tl_keras cannot find "
+                "its intermediate layers: cuts work on Keras-made TF Hub modules. Use cut=None."
+            )
+        self.cut_layer = resolve_cut(layers, cut, self.block_patterns)
+        # Restored functions capture a variable's handle, or under tf.distribute the variable itself.
+        by_handle = {id(h): v for v in module.variables for h in [v, *_all_handles(v)]}
+        flags = (False, True) if self._hub.accepts_training else (False,)
+        self._hub.cuts = {flag: _CutGraph(_concrete_call(module, flag), by_handle, self.cut_layer) for flag in flags}
+        used = {id(v) for c in self._hub.cuts.values() for v in c.variables.values()}
+        self._hub.run = {flag: c.function() for flag, c in self._hub.cuts.items()}
+        self._hub.channels = int(self._hub.run[False](tf.zeros([1, 64, 64, 3])).shape[-1])
+        return [v for v in module.variables if id(v) in used]
 
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
@@ -173,6 +382,10 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
     def call(self, inputs, training=None):
         images = tf.cast(inputs, tf.float32)
         module = self._hub.module
+        if self._hub.cuts:
+            flag = bool(training) and not self.inference_mode and self._hub.accepts_training
+            activations = self._hub.run[flag](images)
+            return tf.reduce_mean(activations, axis=[1, 2]) if activations.shape.rank == 4 else activations
         if self._hub.accepts_training:
             outputs = module(images, training=bool(training) and not self.inference_mode)
         else:
@@ -182,6 +395,8 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, input_shape):
+        if self._hub.cuts:
+            return (input_shape[0], self._hub.channels)
         call = getattr(self._hub.module, "__call__", None)
         for fn in getattr(call, "concrete_functions", ()):
             spec = fn.structured_outputs
@@ -198,6 +413,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
             block_patterns=list(self.block_patterns),
             output_key=self.output_key,
             inference_mode=self.inference_mode,
+            cut=self.cut,
             unfrozen_blocks=self.unfrozen_blocks,
         )
         return config

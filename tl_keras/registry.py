@@ -90,6 +90,9 @@ class BackboneSpec:
         block_patterns: regexes whose first group names a block (see `group_blocks`).
         default_unfreeze_blocks: how many top blocks phase 2 trains by default.
         weights: for `source="keras"`: `"imagenet"`, `None` or a path to a weights file.
+        cut: a block or layer name to cut the backbone at: features are that layer's output,
+            average-pooled, and the layers above it are dropped (see `resolve_cut`). None: the
+            full feature vector.
     """
 
     name: str
@@ -101,6 +104,7 @@ class BackboneSpec:
     block_patterns: tuple[str, ...] = GENERIC_BLOCKS
     default_unfreeze_blocks: int = 3
     weights: str | None = "imagenet"
+    cut: str | None = None
 
     @property
     def pixel_range(self) -> tuple[float, float]:
@@ -273,6 +277,27 @@ def group_blocks(names: Sequence[str], patterns: Sequence[str] = GENERIC_BLOCKS)
             blocks.append((current, []))
         blocks[index[current]][1].append(i)
     return blocks
+
+
+def resolve_cut(layer_names: Sequence[str], cut: str, patterns: Sequence[str] = GENERIC_BLOCKS) -> str:
+    """The layer whose output a backbone cut at `cut` ends with.
+
+    `cut` is a block name (`"block_12"`: the block's last layer, e.g. `block_12_add`) or an exact
+    layer name (`"block_12_project_BN"`).
+
+    >>> resolve_cut(["Conv1", "block_1_expand", "block_1_project", "block_2_expand", "block_2_add"], "block_1")
+    'block_1_project'
+    """
+    if cut in layer_names:
+        return cut
+    for name, indices in group_blocks(layer_names, patterns):
+        if name == cut:
+            return layer_names[indices[-1]]
+    blocks = [name for name, _ in group_blocks(layer_names, patterns)]
+    raise ValueError(
+        f"Cannot cut the backbone at {cut!r}: no block or layer has that name. Blocks, bottom first: "
+        f"{', '.join(blocks)} (or pass an exact layer name, e.g. {layer_names[len(layer_names) // 2]!r})."
+    )
 
 
 def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
