@@ -76,3 +76,22 @@ def test_load_classifier_runs_no_code_from_the_file(tmp_path):
     assert not marker.exists()
     with pytest.raises(ValueError, match="No model file"):
         load_classifier(str(tmp_path / "missing.keras"))
+
+
+def test_hidden_layers_sit_between_the_backbone_and_the_output_and_round_trip(tmp_path):
+    model = build_classifier(asset(HUB_035), 3, image_size=64, hidden_units=(32, 16), dropout=0.1)
+    names = [layer.name for layer in model.layers]
+    assert names[names.index("backbone") + 1:] == ["hidden_1_dropout", "hidden_1", "hidden_2_dropout", "hidden_2", "output_dropout", "predictions"]
+    assert model.get_layer("hidden_1").kernel.shape == (1280, 32) and model.get_layer("hidden_2").activation.__name__ == "relu"
+    path = str(tmp_path / "deep.keras")
+    model.save(path)
+    x = np.random.randint(0, 256, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="hidden_units"):
+        build_classifier(asset(HUB_035), 2, image_size=64, hidden_units=(0,))
+
+
+def test_a_classifier_on_a_cut_backbone_has_the_blocks_below_the_cut():
+    model = build_classifier(asset(HUB_035), 2, image_size=64, cut="block_8")
+    assert model.backbone.block_names[-1] == "block_8" and len(model.backbone.block_names) == 9
+    assert model.predict(np.zeros((1, 64, 64, 3), "uint8"), verbose=0).shape == (1, 2)

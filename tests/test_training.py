@@ -134,3 +134,31 @@ def test_tensorboard_logs_both_phases(flowers_result):
         events = [f for f in os.listdir(os.path.join(flowers_result.tensorboard_dir, sub)) if "tfevents" in f]
         assert events and all(os.path.getsize(os.path.join(flowers_result.tensorboard_dir, sub, f)) > 0 for f in events)
     assert len(os.listdir(os.path.join(flowers_result.tensorboard_dir, "train"))) >= 2  # one log per phase
+
+
+def _one_step_changes(data, layer_decay, unfreeze_blocks=3, lr=1e-3):
+    """Max |change| per backbone block (top first) after one phase-2 Adam step, and the head's."""
+    folder, train_ds, _ = data
+    keras.utils.set_random_seed(0)
+    model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+    one_batch = train_ds.take(1)
+    before = [(name, [w.numpy().copy() for w in weights]) for name, weights in model.backbone.block_weights()]
+    head_before = model.get_layer("predictions").kernel.numpy().copy()
+    fine_tune(model, one_batch, head_epochs=0, fine_tune_epochs=1, unfreeze_blocks=unfreeze_blocks,
+              fine_tune_learning_rate=lr, layer_decay=layer_decay, verbose=0)
+    after = dict(model.backbone.block_weights())
+    changes = [max(float(np.abs(w.numpy() - b).max()) for w, b in zip(after[name], olds)) for name, olds in reversed(before)]
+    return changes, float(np.abs(model.get_layer("predictions").kernel.numpy() - head_before).max())
+
+
+def test_layer_decay_scales_each_blocks_step_and_zero_is_freezing(data):
+    # Adam's first step moves every weight with a non-negligible gradient by about the learning rate,
+    # so each block's largest change is its learning rate.
+    changes, head = _one_step_changes(data, layer_decay=0.5)
+    assert head == pytest.approx(1e-3, rel=0.02)
+    assert changes[:3] == pytest.approx([1e-3, 5e-4, 2.5e-4], rel=0.02)
+    assert changes[3:] == [0.0] * (len(changes) - 3)  # not unfrozen: learning rate 0
+    changes, _ = _one_step_changes(data, layer_decay=0.0)
+    assert changes[0] == pytest.approx(1e-3, rel=0.02) and changes[1:] == [0.0] * (len(changes) - 1)
+    with pytest.raises(ValueError, match="layer_decay"):
+        _one_step_changes(data, layer_decay=1.5)

@@ -145,6 +145,9 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         self.blocks = [(name, [self._weighted[j] for j in idx]) for name, idx in group_blocks(names, self.block_patterns)]
         self.set_trainable_blocks("all" if trainable else 0)
 
+    def _weights_of(self, indices: list[int]) -> list:
+        return [w for i in indices for w in self.model.layers[i].weights]
+
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
 

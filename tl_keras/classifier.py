@@ -69,8 +69,9 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
     """A backbone with a new softmax head, fed plain RGB pixels (0-255) of any size.
 
     Resizing and the backbone's pixel range live inside the model, so `predict` and the exported
-    SavedModel take raw images. Layers are named `resize`, `pixel_range`, `backbone`,
-    `output_dropout` and `predictions`, so they can be found and replaced.
+    SavedModel take raw images. Layers are named `resize`, `pixel_range`, `backbone`, then for each
+    hidden layer `hidden_<i>_dropout` and `hidden_<i>`, then `output_dropout` and `predictions`, so
+    they can be found and replaced.
 
     Args:
         backbone: a backbone layer (`HubBackbone`, `KerasBackbone`, or any layer mapping images in
@@ -84,6 +85,9 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         class_names: names of the classes, in output order. Defaults to `class_0`, `class_1`, ...
         default_unfreeze_blocks: how many top blocks `fine_tune` trains in phase 2 unless told.
             Defaults to 3.
+        hidden_units: sizes of hidden ReLU Dense layers between the backbone and the output layer,
+            each after a dropout of rate `dropout`: e.g. `(512,)` or `(512, 256)`, for larger data,
+            where one linear layer underfits. Defaults to `()` (a linear softmax head).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         l2: float = 0.0,
         class_names: Sequence[str] | None = None,
         default_unfreeze_blocks: int | str = 3,
+        hidden_units: Sequence[int] = (),
         **kwargs,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -109,12 +114,18 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             raise ValueError(
                 f"`class_names` must have `num_classes` ({num_classes}) entries. Received: {len(class_names)} names"
             )
+        hidden_units = tuple(hidden_units or ())
+        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
+            raise ValueError(f"`hidden_units` must be positive integers, e.g. (512,). Received: hidden_units={hidden_units!r}")
         inputs = keras.Input((None, None, 3), name="images")
         resize = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")
         resize.supports_jit = False  # XLA has no kernel for antialiased resizing (ScaleAndTranslate)
         x = resize(inputs)
         x = PixelRange(pixel_mode, name="pixel_range")(x)
         x = backbone(x)
+        for i, units in enumerate(hidden_units, start=1):
+            x = keras.layers.Dropout(dropout, name=f"hidden_{i}_dropout")(x)
+            x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
         x = keras.layers.Dropout(dropout, name="output_dropout")(x)
         outputs = keras.layers.Dense(
             num_classes,
@@ -132,6 +143,18 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         self.l2 = l2
         self.class_names = list(class_names)
         self.default_unfreeze_blocks = default_unfreeze_blocks
+        self.hidden_units = hidden_units
+
+    @property
+    def head_layers(self) -> list[keras.layers.Layer]:
+        """The layers after the backbone, in order: the hidden layers (if any), dropout and output."""
+        return self.layers[self.layers.index(self.backbone) + 1:]
+
+    def classify_features(self, features, training: bool = False):
+        """Runs the head on backbone features: `[batch, features]` -> class probabilities."""
+        for layer in self.head_layers:
+            features = layer(features, training=training)
+        return features
 
     def get_config(self) -> dict:
         return {
@@ -143,6 +166,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             "l2": self.l2,
             "class_names": self.class_names,
             "default_unfreeze_blocks": self.default_unfreeze_blocks,
+            "hidden_units": list(self.hidden_units),
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -163,6 +187,8 @@ def build_classifier(
     dropout: float = 0.2,
     l2: float = 0.0,
     class_names: Sequence[str] | None = None,
+    hidden_units: Sequence[int] = (),
+    cut: str | None = None,
 ) -> ImageClassifier:
     """Builds an `ImageClassifier` with a frozen pretrained backbone, BatchNormalization in inference mode.
 
@@ -172,18 +198,22 @@ def build_classifier(
         num_classes: number of classes. Defaults to 2.
         weights: weights for `keras:` backbones (`"imagenet"`, `None`, or a file). Defaults to the spec's.
         image_size: input resolution. Defaults to the backbone's.
-        dropout, l2, class_names: see `ImageClassifier`.
+        dropout, l2, class_names, hidden_units: see `ImageClassifier`.
+        cut: a block or layer name to cut the backbone at (its pooled output becomes the features,
+            see `BackboneSpec.cut`). Defaults to the spec's (None: the full feature vector).
 
     Build it inside `strategy.scope()` to train under tf.distribute.
     """
     spec = backbone if isinstance(backbone, BackboneSpec) else resolve_backbone(backbone, weights=weights, image_size=image_size)
     if isinstance(backbone, BackboneSpec) and image_size is not None:
         spec = spec.replace(image_size=image_size)
+    if cut is not None:
+        spec = spec.replace(cut=cut)
     layer = build_backbone(spec, inference_mode=True)
     return ImageClassifier(
         layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
-        dropout=dropout, l2=l2, class_names=class_names,
-        default_unfreeze_blocks=spec.default_unfreeze_blocks, name="image_classifier",
+        dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
+        default_unfreeze_blocks=min(spec.default_unfreeze_blocks, len(layer.blocks)), name="image_classifier",
     )
 
 

@@ -97,7 +97,7 @@ class _ServingModule(tf.Module):
     def _probabilities_at_size(self, images):
         model = self._untracked.model
         features = model.backbone(model.get_layer("pixel_range")(images), training=False)
-        return tf.cast(model.get_layer("predictions")(features), tf.float32)
+        return tf.cast(model.classify_features(features), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_uint8(self, images):

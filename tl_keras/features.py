@@ -44,7 +44,8 @@ DEFAULT_BATCH_SIZE = 64
 
 
 class FeatureHead(MultiWorkerFitMixin, keras.Model):
-    """The classifier's own head layers (`output_dropout`, `predictions`) on a feature-vector input.
+    """The classifier's own head layers (hidden layers, `output_dropout`, `predictions`) on a
+    feature-vector input.
 
     Training it trains the classifier's head: the layers, and so the weights, are shared.
     """
@@ -55,8 +56,10 @@ def head_model(model: keras.Model) -> FeatureHead:
     dim = int(model.backbone.output.shape[-1])
     with model.distribute_strategy.scope():
         inputs = keras.Input((dim,), name="features")
-        x = model.get_layer("output_dropout")(inputs)
-        return FeatureHead(inputs, model.get_layer("predictions")(x), name="feature_head")
+        x = inputs
+        for layer in model.head_layers:
+            x = layer(x)
+        return FeatureHead(inputs, x, name="feature_head")
 
 
 def backbone_fingerprint(model: keras.Model) -> str:
@@ -64,6 +67,7 @@ def backbone_fingerprint(model: keras.Model) -> str:
     h = hashlib.sha256()
     backbone = model.backbone
     h.update(f"{type(backbone).__module__}.{type(backbone).__name__}|{model.image_size}|{model.pixel_mode}".encode())
+    h.update(f"|cut={getattr(backbone, 'cut', None)}".encode())
     for variable in sorted(backbone.weights, key=lambda v: v.path):
         h.update(variable.path.encode())
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())

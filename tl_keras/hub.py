@@ -363,6 +363,9 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self._hub.channels = int(self._hub.run[False](tf.zeros([1, 64, 64, 3])).shape[-1])
         return [v for v in module.variables if id(v) in used]
 
+    def _weights_of(self, indices: list[int]) -> list:
+        return [self.hub_variables[i] for i in indices]
+
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
 

@@ -331,6 +331,13 @@ class BlockSelection:
         """How many top blocks are trainable (0 when the layer is frozen)."""
         return self._unfrozen if getattr(self, "trainable", True) else 0
 
+    def block_weights(self) -> list[tuple[str, list]]:
+        """`(block name, its weights)` for every block, bottom first."""
+        return [(name, self._weights_of(indices)) for name, indices in self.blocks]
+
+    def _weights_of(self, indices: list[int]) -> list:  # pragma: no cover - subclasses implement it
+        raise NotImplementedError
+
     def _select_top_blocks(self, num_blocks: int | str | None) -> tuple[list[str], set[int]]:
         """Validates `num_blocks` (int, 'all'; None = all) and returns the chosen top blocks' names
         (bottom first) and the indices they cover. Records the count for `unfrozen_blocks`."""

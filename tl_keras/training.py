@@ -73,14 +73,51 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+class LayerwiseAdam(keras.optimizers.Adam):
+    """Adam with a learning-rate multiplier per variable: discriminative learning rates.
+
+    Args:
+        learning_rate: the base rate (a number or a schedule), for variables without a multiplier.
+        multipliers: `id(variable)` -> factor for the variables of `model.trainable_variables`;
+            see `layerwise_multipliers`. A factor of 0 leaves a variable unchanged: freezing is the
+            limit of a learning rate going to 0.
+        **kwargs: other `keras.optimizers.Adam` arguments.
+    """
+
+    def __init__(self, learning_rate=1e-3, multipliers: dict[int, float] | None = None, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self._multiplier_by_id = dict(multipliers or {})
+
+    def build(self, variables):
+        super().build(variables)
+        self._multipliers = [self._multiplier_by_id.get(id(v), 1.0) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._multipliers[self._get_variable_index(variable)]
+        super().update_step(gradient, variable, learning_rate * factor)
+
+
+def layerwise_multipliers(model: keras.Model, decay: float) -> dict[int, float]:
+    """Learning-rate multipliers that shrink by `decay` per block going down the backbone.
+
+    The head and the backbone's top block get 1, the block below `decay`, the next `decay ** 2`, ...
+    `decay=1` is one rate for all; `decay=0` trains only the top block (0 is freezing).
+    """
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"`layer_decay` must be in [0, 1]. Received: layer_decay={decay!r}")
+    blocks = model.backbone.block_weights()
+    return {id(w): decay ** depth for depth, (_, weights) in enumerate(reversed(blocks)) for w in weights}
+
+
 def compile_for_phase(
     model: keras.Model,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     label_smoothing: float = 0.0,
     jit_compile: bool | str = "auto",
+    lr_multipliers: dict[int, float] | None = None,
 ) -> None:
     """(Re)compiles `model` with Adam at `learning_rate` (a number or a schedule), inside the model's
-    distribution strategy.
+    distribution strategy. `lr_multipliers` (see `layerwise_multipliers`) scale it per variable.
 
     `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute for models whose layers
     all support it, off on CPU. The classifier's antialiased resize has no XLA kernel, so XLA applies
@@ -101,7 +138,7 @@ def compile_for_phase(
     )
     with model.distribute_strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=LayerwiseAdam(learning_rate, lr_multipliers) if lr_multipliers else keras.optimizers.Adam(learning_rate),
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=jit_compile,
@@ -177,6 +214,7 @@ def fine_tune(
     early_stopping_patience: int | None = None,
     class_weight: dict[int, float] | None = None,
     fine_tune_schedule: str = "constant",
+    layer_decay: float | None = None,
     features: FeatureSet | None = None,
     jit_compile: bool | str = "auto",
     checkpoint: str | RunCheckpoint | None = None,
@@ -205,6 +243,10 @@ def fine_tune(
             Defaults to None (every image weighs 1).
         fine_tune_schedule: phase-2 learning-rate schedule: `"constant"` (default), `"cosine"` or
             `"warmup-cosine"` (see `phase_schedule`).
+        layer_decay: discriminative learning rates in phase 2: the top unfrozen block trains at
+            `fine_tune_learning_rate`, each block below at `layer_decay` times the one above (see
+            `layerwise_multipliers`); blocks not unfrozen stay at 0. The head keeps the full rate.
+            Defaults to None (one rate for all).
         features: cached backbone features (`tl_keras.features.compute_features`) of the same
             images: phase 1 then trains the model's head layers on them instead of running the
             frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
@@ -236,13 +278,15 @@ def fine_tune(
     fine_lr = fine_tune_learning_rate if fine_tune_learning_rate is not None else learning_rate * FINE_TUNE_LR_FACTOR
 
     phase_schedule(fine_tune_schedule, fine_lr, 1, 1)  # validates the name before any work
+    if layer_decay is not None:
+        layerwise_multipliers(model, layer_decay)  # validates before any work
     if isinstance(checkpoint, str):
         checkpoint = RunCheckpoint(checkpoint, {
             "head_epochs": head_epochs, "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze,
             "learning_rate": learning_rate, "fine_tune_learning_rate": fine_lr, "label_smoothing": label_smoothing,
             "early_stopping_patience": early_stopping_patience, "cached_features": features is not None,
             "class_weight": {str(k): v for k, v in class_weight.items()} if class_weight else None,
-            "fine_tune_schedule": fine_tune_schedule,
+            "fine_tune_schedule": fine_tune_schedule, "layer_decay": layer_decay,
         })
 
     history: dict[str, list[float]] = {}
@@ -262,7 +306,8 @@ def fine_tune(
             unfrozen = backbone.set_trainable_blocks(unfreeze)
         if phase == 1 and fine_tune_schedule != "constant":
             lr = phase_schedule(fine_tune_schedule, fine_lr, _steps_per_epoch(train_data), epochs)
-        compile_for_phase(model, lr, label_smoothing, jit_compile)  # compiled even if only its head trains
+        multipliers = layerwise_multipliers(model, layer_decay) if phase == 1 and layer_decay is not None else None
+        compile_for_phase(model, lr, label_smoothing, jit_compile, multipliers)  # compiled even if only its head trains
         if trainee is not model:
             compile_for_phase(trainee, lr, label_smoothing, jit_compile)
         start = epochs_run[0] if phase == 1 else 0
