@@ -125,6 +125,37 @@ class ImageFolder:
             augment=augment, shuffle=shuffle, seed=self.seed,
         )
 
+    def folds(self, k: int) -> list["ImageFolder"]:
+        """`k` copies of this folder for k-fold cross-validation: the training and validation images
+        pooled, dealt into `k` stratified folds (seeded), each fold the `val` split of one copy and
+        the rest its `train`. A `test` split stays as it is. Decoded images are shared, not re-read.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"`folds` must be an integer >= 2. Received: folds={k!r}")
+        pool = _concat(self.train, self.val)
+        smallest = min(np.bincount(pool.labels, minlength=len(self.class_names)))
+        if smallest < k:
+            raise ValueError(
+                f"`folds={k}` needs at least {k} images of every class; the smallest class has {smallest}. "
+                "Use fewer folds."
+            )
+        rng = random.Random(self.seed)
+        fold_of = np.zeros(len(pool), np.int64)
+        for label in range(len(self.class_names)):
+            members = [i for i, sample in enumerate(pool.samples) if sample.label == label]
+            rng.shuffle(members)
+            for rank, i in enumerate(members):
+                fold_of[i] = rank % k
+        folders = []
+        for fold in range(k):
+            train = [s for s, f in zip(pool.samples, fold_of) if f != fold]
+            val = [s for s, f in zip(pool.samples, fold_of) if f == fold]
+            splits = {"train": _subset(pool, train), "val": _subset(pool, val)}
+            if "test" in self.splits:
+                splits["test"] = self.splits["test"]
+            folders.append(dataclasses.replace(self, splits=splits, validation_source=f"fold {fold + 1} of {k}"))
+        return folders
+
     def summary(self) -> str:
         lines = [f"{self.root}: {len(self.class_names)} classes ({', '.join(self.class_names)})"]
         lines.append(
@@ -291,6 +322,17 @@ def check_images(
     return Split(good, images), skipped, warnings
 
 
+def _at_most_per_class(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
+    rng = random.Random(seed)
+    by_label: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample)
+    kept = set()
+    for group in by_label.values():
+        kept.update(s.path for s in (rng.sample(group, limit) if len(group) > limit else group))
+    return [s for s in samples if s.path in kept]
+
+
 def _stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     rng = random.Random(seed)
     by_label: dict[int, list[Sample]] = {}
@@ -313,6 +355,7 @@ def load_image_folder(
     validation_split: float = 0.2,
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    max_per_class: int | None = None,
 ) -> ImageFolder:
     """Scans and checks an image folder; see the module docstring for the layouts accepted.
 
@@ -323,6 +366,9 @@ def load_image_folder(
             folder (seeded, stratified, deterministic). Defaults to 0.2.
         seed: seed of the split and of shuffling/augmentation. Defaults to 42.
         memory_limit: keep decoded images in memory if they fit in this many bytes. Defaults to 2 GiB.
+        max_per_class: decode at most this many files per class and split, drawn at random (seeded),
+            for a quick look at a large folder; `num_found` then counts the files drawn. Defaults to
+            None (all files).
 
     Raises:
         ValueError: no such folder, fewer than two classes, a class without usable images, or `val/`
@@ -360,6 +406,8 @@ def load_image_folder(
     num_found = 0
     for split, folder in split_dirs.items():
         samples, split_skipped = _list_files(folder, class_names)
+        if max_per_class is not None:
+            samples = _at_most_per_class(samples, max_per_class, seed)
         candidates[split] = samples
         skipped += split_skipped
         num_found += len(samples) + len(split_skipped)
@@ -389,6 +437,24 @@ def load_image_folder(
         splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
         num_found=num_found, validation_source=validation_source, seed=seed,
     )
+
+
+def _concat(a: Split, b: Split) -> Split:
+    images = None if a.images is None or b.images is None else np.concatenate([a.images, b.images])
+    return Split(a.samples + b.samples, images)
+
+
+def count_images(data_dir: str) -> dict[str, int]:
+    """Image files per class in the training files (`train/`, or the folder itself), by listing only:
+    nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
+    top = _class_dirs(data_dir) if os.path.isdir(data_dir) else []
+    train_dir = os.path.join(data_dir, "train") if "train" in top else data_dir
+    class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
+    if len(class_names) < 2:
+        raise ValueError(f"{train_dir!r} must hold one subfolder per class, at least 2 classes.")
+    samples, _ = _list_files(train_dir, class_names)
+    counts = np.bincount([s.label for s in samples], minlength=len(class_names))
+    return {name: int(n) for name, n in zip(class_names, counts)}
 
 
 def _subset(split: Split, samples: list[Sample]) -> Split:

@@ -1,0 +1,245 @@
+"""The transfer-learning strategy advisor: measure where a dataset falls on size x similarity, then choose.
+
+The practice (`TRANSFER_LEARNING.md`): with little data similar to the pretraining data, train only the
+head; with little dissimilar data, keep the early, general layers (cut the backbone in the middle) and
+train a head on those; with more data, unfreeze more, up to fine-tuning everything. `advise` measures
+both axes and picks one of four plans:
+
+- **size**: training images per class (the smallest class), counted by listing files.
+  small < `SMALL_PER_CLASS` (500) <= medium < `LARGE_PER_CLASS` (2000) <= large.
+- **similarity** (a cheap proxy, measured in seconds): *linear-probe accuracy* of the frozen backbone's
+  features at three depths (a third of the way up, two thirds, and the full feature vector) on a
+  sample of the images (`per_class` per class from train, the same from val). The probe is a ridge
+  classifier on standardised, average-pooled features, its penalty chosen by leave-one-out on the
+  training sample, scored on the validation sample. If the top features probe (within `TOLERANCE`) as
+  well as any earlier layer and at least halfway from chance to perfect (chance-corrected accuracy
+  >= `MIN_TOP_KAPPA`), the pretraining domain's top features fit the task: *similar*. Otherwise the
+  top layers are too specific to the pretraining task (Yosinski et al.): *dissimilar*.
+
+Plans: small + similar -> `head-only`; small + dissimilar -> `cut` at the best-probing block;
+medium -> `top-blocks` (the backbone's default number of top blocks; twice that if dissimilar);
+large -> `fine-tune-all` with discriminative learning rates and a hidden layer in the head (for large
+and dissimilar data, compare with training from scratch: `--compare-scratch`).
+
+Example:
+
+>>> from tl_keras.advisor import advise
+>>> advice = advise("../shared/assets/datasets/hymenoptera",
+...                 backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector", image_size=96)
+>>> advice.strategy, advice.train_options()  # doctest: +SKIP
+('head-only', {'unfreeze_blocks': 0, 'cut': None, 'hidden_units': (), 'layer_decay': None})
+>>> print(advice.describe())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tl_keras.backbones import PixelRange, build_backbone
+from tl_keras.data import count_images, load_image_folder
+from tl_keras.registry import BackboneSpec, resolve_backbone
+
+STRATEGIES = ("head-only", "cut", "top-blocks", "fine-tune-all")
+SMALL_PER_CLASS = 500
+LARGE_PER_CLASS = 2000
+TOLERANCE = 0.02
+MIN_TOP_KAPPA = 0.5
+DEPTH_FRACTIONS = (1 / 3, 2 / 3)
+
+
+@dataclasses.dataclass
+class Advice:
+    """What `advise` measured and chose.
+
+    Attributes:
+        strategy: one of `STRATEGIES`.
+        images_per_class: training images per class (listed files).
+        size: `"small"`, `"medium"` or `"large"` (from the smallest class).
+        probes: block name (`"top"` for the full feature vector) -> linear-probe accuracy, bottom first.
+        similarity: the chance-corrected probe accuracy of the top features (0 = chance, 1 = perfect).
+        similar: whether the data counts as similar to the pretraining domain.
+        cut: the block to cut at (`strategy="cut"`), else None.
+        unfreeze_blocks: top blocks to fine-tune in phase 2 (0: none, `"all"`).
+        hidden_units: hidden layers for the head.
+        layer_decay: discriminative learning-rate decay for phase 2, or None.
+        reason: why, in a sentence or two.
+        seconds: time the measurement took.
+    """
+
+    strategy: str
+    images_per_class: dict[str, int]
+    size: str
+    probes: dict[str, float]
+    similarity: float
+    similar: bool
+    cut: str | None
+    unfreeze_blocks: int | str
+    hidden_units: tuple[int, ...]
+    layer_decay: float | None
+    reason: str
+    seconds: float = 0.0
+
+    def train_options(self) -> dict:
+        """The `tl_keras.train` arguments that carry out this plan."""
+        return {"unfreeze_blocks": self.unfreeze_blocks, "cut": self.cut, "hidden_units": self.hidden_units,
+                "layer_decay": self.layer_decay}
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "hidden_units": list(self.hidden_units)}
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{name} {n}" for name, n in self.images_per_class.items())
+        probes = ", ".join(f"{name} {acc:.3f}" for name, acc in self.probes.items())
+        return "\n".join([
+            f"size: {self.size} (training images per class: {counts}; small < {SMALL_PER_CLASS}, large >= {LARGE_PER_CLASS})",
+            f"linear-probe accuracy by depth: {probes}",
+            f"similarity to the pretraining domain: {self.similarity:.2f} (chance-corrected top probe) -> "
+            f"{'similar' if self.similar else 'dissimilar'}",
+            f"strategy: {self.strategy}" + (f" at {self.cut}" if self.cut else ""),
+            f"why: {self.reason}",
+        ])
+
+
+def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                num_classes: int) -> float:
+    """Accuracy of a ridge (least-squares, one-hot targets) classifier trained on `train_x`.
+
+    Features are standardised with the training statistics; the penalty is picked from a grid by
+    the closed-form leave-one-out error on the training set, so the test set never chooses it.
+    """
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    targets = np.eye(num_classes)[train_y]
+    kernel = a @ a.T
+    scale = np.trace(kernel) / len(a)
+    best = None
+    for penalty in (0.01, 0.1, 1.0, 10.0):
+        inverse = np.linalg.inv(kernel + penalty * scale * np.eye(len(a)))
+        hat = kernel @ inverse
+        fitted = hat @ targets
+        loo = (fitted - np.diag(hat)[:, None] * targets) / (1.0 - np.diag(hat))[:, None]
+        errors = np.mean(loo.argmax(1) != train_y)
+        if best is None or errors < best[0]:
+            best = (errors, inverse)
+    dual = best[1] @ targets
+    return float(np.mean((b @ a.T @ dual).argmax(1) == test_y))
+
+
+def _features(backbone, pixel_mode: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    scale = PixelRange(pixel_mode)
+    run = tf.function(lambda x: backbone(scale(x), training=False), reduce_retracing=True)
+    return np.concatenate([run(tf.constant(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)])
+
+
+def probe_depths(block_names: list[str]) -> list[str]:
+    """The intermediate blocks probed: a third and two thirds of the way up (the stem excluded)."""
+    blocks = [name for name in block_names if name != "stem"] or list(block_names)
+    picks = [blocks[max(0, round(f * len(blocks)) - 1)] for f in DEPTH_FRACTIONS]
+    return list(dict.fromkeys(p for p in picks if p != blocks[-1]))
+
+
+def advise(
+    data_dir: str,
+    backbone: str | BackboneSpec = "mobilenet_v2",
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    per_class: int = 50,
+    depths: list[str] | None = None,
+    seed: int = 42,
+) -> Advice:
+    """Measures a dataset's size and its similarity to the backbone's pretraining, and picks a plan.
+
+    Args:
+        data_dir: the image folder (as `tl_keras.train` takes it).
+        backbone, weights, image_size: the backbone, as `tl_keras.train` takes them.
+        per_class: images per class and split decoded for the probes. Defaults to 50.
+        depths: block names to probe below the top. Defaults to `probe_depths` (two).
+        seed: seeds the sample. Defaults to 42.
+
+    Returns:
+        An `Advice`; `advice.train_options()` are the `tl_keras.train` arguments that carry it out.
+    """
+    started = time.perf_counter()
+    spec = backbone if isinstance(backbone, BackboneSpec) else resolve_backbone(backbone, weights=weights, image_size=image_size)
+    if isinstance(backbone, BackboneSpec) and image_size is not None:
+        spec = spec.replace(image_size=image_size)
+    counts = count_images(data_dir)
+    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed, max_per_class=per_class)
+    num_classes = len(folder.class_names)
+    train, val = folder.train, folder.val
+    if train.images is None or val.images is None:  # pragma: no cover - a sample always fits
+        raise ValueError("The probe sample did not fit in memory; lower `per_class`.")
+
+    full = build_backbone(spec.replace(cut=None), inference_mode=True)
+    block_names = full.block_names
+    depths = list(depths) if depths is not None else probe_depths(block_names)
+    images = np.concatenate([train.images, val.images]).astype(np.float32)
+    probes = {}
+    for depth in depths + [None]:
+        layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True)
+        features = _features(layer, spec.pixel_mode, images)
+        probes[depth or "top"] = ridge_probe(features[: len(train)], train.labels, features[len(train):], val.labels, num_classes)
+
+    advice = choose_strategy(counts, probes, num_classes, min(spec.default_unfreeze_blocks, len(block_names)), len(block_names))
+    advice.seconds = round(time.perf_counter() - started, 2)
+    return advice
+
+
+def choose_strategy(
+    counts: dict[str, int], probes: dict[str, float], num_classes: int, default_blocks: int, num_blocks: int
+) -> Advice:
+    """The decision `advise` makes from its measurements (see the module docstring).
+
+    Args:
+        counts: class name -> training images.
+        probes: depth -> linear-probe accuracy, bottom first, with `"top"` for the full features.
+        num_classes: for the chance level.
+        default_blocks: the backbone's default number of top blocks to fine-tune.
+        num_blocks: how many blocks the backbone has.
+    """
+    depths = [d for d in probes if d != "top"]
+    top = probes["top"]
+    chance = 1.0 / num_classes
+    similarity = (top - chance) / (1.0 - chance)
+    best_block, best_acc = max(((d, probes[d]) for d in depths), key=lambda kv: kv[1], default=(None, -1.0))
+    similar = top >= best_acc - TOLERANCE and similarity >= MIN_TOP_KAPPA
+    smallest = min(counts.values())
+    size = "small" if smallest < SMALL_PER_CLASS else "large" if smallest >= LARGE_PER_CLASS else "medium"
+
+    cut, unfreeze, hidden, decay = None, 0, (), None
+    if size == "small" and similar:
+        strategy = "head-only"
+        reason = (f"few images per class (smallest class {smallest}) and the top features already separate the "
+                  f"classes (probe {top:.3f}): fine-tuning would mostly add variance, so only the head trains.")
+    elif size == "small":
+        if best_acc > top:
+            strategy, cut = "cut", best_block
+            reason = (f"few images per class (smallest class {smallest}), and features from {best_block} probe "
+                      f"better ({best_acc:.3f}) than the top ones ({top:.3f}): the top layers are specific to the "
+                      "pretraining task, so the backbone is cut there and a head trains on those features.")
+        else:
+            strategy = "head-only"
+            reason = (f"few images per class (smallest class {smallest}) and the top features probe weakly "
+                      f"({top:.3f}), but no earlier layer does better: the head trains on the top features.")
+    elif size == "medium":
+        strategy = "top-blocks"
+        unfreeze = default_blocks if similar else min(2 * default_blocks, num_blocks)
+        reason = (f"a medium-sized set (smallest class {smallest}): the head, then the top {unfreeze} blocks "
+                  f"train ({'similar' if similar else 'dissimilar'} data: "
+                  f"{'the default' if similar else 'twice the default'} number of blocks).")
+    else:
+        strategy, unfreeze, hidden, decay = "fine-tune-all", "all", (512,), 0.8
+        reason = (f"a large set (smallest class {smallest}): every block fine-tunes, lower blocks at smaller "
+                  "learning rates (layer decay 0.8), with a 512-unit hidden layer in the head"
+                  + ("." if similar else "; the data looks dissimilar, so compare with training from scratch "
+                     "(--compare-scratch): pretraining may mostly speed up convergence here."))
+    return Advice(
+        strategy=strategy, images_per_class=counts, size=size, probes=probes, similarity=float(similarity),
+        similar=bool(similar), cut=cut, unfreeze_blocks=unfreeze, hidden_units=hidden, layer_decay=decay,
+        reason=reason,
+    )
