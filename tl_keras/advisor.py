@@ -9,14 +9,16 @@ both axes and picks one of four plans:
   small < `SMALL_PER_CLASS` (500) <= medium < `LARGE_PER_CLASS` (2000) <= large.
 - **similarity** (a cheap proxy, measured in seconds): *linear-probe accuracy* of the frozen backbone's
   features at three depths (a third of the way up, two thirds, and the full feature vector) on a
-  sample of the images (`per_class` per class from train, the same from val). The probe is a ridge
-  classifier on standardised, average-pooled features, its penalty chosen by leave-one-out on the
-  training sample, scored on the validation sample. If the top features probe (within `TOLERANCE`) as
-  well as any earlier layer and at least halfway from chance to perfect (chance-corrected accuracy
-  >= `MIN_TOP_KAPPA`), the pretraining domain's top features fit the task: *similar*. Otherwise the
-  top layers are too specific to the pretraining task (Yosinski et al.): *dissimilar*.
+  sample of the images (up to `per_class` per class from train and as many from val, pooled). The
+  probe is a ridge classifier on standardised, average-pooled features, its penalty chosen by
+  leave-one-out on each training fold, scored by 5-fold cross-validation. If the top features probe
+  (within `TOLERANCE`) as well as any earlier layer and at least halfway from chance to perfect
+  (chance-corrected accuracy >= `MIN_TOP_KAPPA`), the pretraining domain's top features fit the task:
+  *similar*. Otherwise the top layers are too specific to the pretraining task (Yosinski et al.):
+  *dissimilar*.
 
-Plans: small + similar -> `head-only`; small + dissimilar -> `cut` at the best-probing block;
+Plans: small + similar -> `head-only`; small + dissimilar -> `cut` at the best-probing block if it
+beats the top features by more than `CUT_MARGIN` (else `head-only`: nothing better to cut to);
 medium -> `top-blocks` (the backbone's default number of top blocks; twice that if dissimilar);
 large -> `fine-tune-all` with discriminative learning rates and a hidden layer in the head (for large
 and dissimilar data, compare with training from scratch: `--compare-scratch`).
@@ -46,7 +48,8 @@ from tl_keras.registry import BackboneSpec, resolve_backbone
 STRATEGIES = ("head-only", "cut", "top-blocks", "fine-tune-all")
 SMALL_PER_CLASS = 500
 LARGE_PER_CLASS = 2000
-TOLERANCE = 0.02
+TOLERANCE = 0.03
+CUT_MARGIN = 0.05
 MIN_TOP_KAPPA = 0.5
 DEPTH_FRACTIONS = (1 / 3, 2 / 3)
 
@@ -129,6 +132,20 @@ def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     return float(np.mean((b @ a.T @ dual).argmax(1) == test_y))
 
 
+def ridge_probe_cv(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5, seed: int = 0) -> float:
+    """Mean accuracy of `ridge_probe` over `folds` stratified folds of `features`."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(labels), np.int64)
+    for label in range(num_classes):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        fold_of[members] = np.arange(len(members)) % folds
+    scores = [
+        ridge_probe(features[fold_of != k], labels[fold_of != k], features[fold_of == k], labels[fold_of == k], num_classes)
+        for k in range(folds) if (fold_of == k).any()
+    ]
+    return float(np.mean(scores))
+
+
 def _features(backbone, pixel_mode: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     scale = PixelRange(pixel_mode)
     run = tf.function(lambda x: backbone(scale(x), training=False), reduce_retracing=True)
@@ -148,7 +165,7 @@ def advise(
     *,
     weights: str | None = None,
     image_size: int | None = None,
-    per_class: int = 50,
+    per_class: int = 100,
     depths: list[str] | None = None,
     seed: int = 42,
 ) -> Advice:
@@ -157,7 +174,7 @@ def advise(
     Args:
         data_dir: the image folder (as `tl_keras.train` takes it).
         backbone, weights, image_size: the backbone, as `tl_keras.train` takes them.
-        per_class: images per class and split decoded for the probes. Defaults to 50.
+        per_class: images per class and split decoded for the probes. Defaults to 100.
         depths: block names to probe below the top. Defaults to `probe_depths` (two).
         seed: seeds the sample. Defaults to 42.
 
@@ -179,11 +196,12 @@ def advise(
     block_names = full.block_names
     depths = list(depths) if depths is not None else probe_depths(block_names)
     images = np.concatenate([train.images, val.images]).astype(np.float32)
+    labels = np.concatenate([train.labels, val.labels])
     probes = {}
     for depth in depths + [None]:
         layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True)
         features = _features(layer, spec.pixel_mode, images)
-        probes[depth or "top"] = ridge_probe(features[: len(train)], train.labels, features[len(train):], val.labels, num_classes)
+        probes[depth or "top"] = ridge_probe_cv(features, labels, num_classes, seed=seed)
 
     advice = choose_strategy(counts, probes, num_classes, min(spec.default_unfreeze_blocks, len(block_names)), len(block_names))
     advice.seconds = round(time.perf_counter() - started, 2)
@@ -217,7 +235,7 @@ def choose_strategy(
         reason = (f"few images per class (smallest class {smallest}) and the top features already separate the "
                   f"classes (probe {top:.3f}): fine-tuning would mostly add variance, so only the head trains.")
     elif size == "small":
-        if best_acc > top:
+        if best_acc > top + CUT_MARGIN:
             strategy, cut = "cut", best_block
             reason = (f"few images per class (smallest class {smallest}), and features from {best_block} probe "
                       f"better ({best_acc:.3f}) than the top ones ({top:.3f}): the top layers are specific to the "

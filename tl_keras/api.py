@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.advisor import STRATEGIES, Advice, advise
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.data import ImageFolder, load_image_folder
@@ -33,9 +34,12 @@ from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
 from tl_keras.registry import resolve_backbone
-from tl_keras.training import FineTuneHistory, balanced_class_weights, fine_tune
+from tl_keras.training import FineTuneHistory, balanced_class_weights, fine_tune, train_from_scratch
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
+DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi-worker")
+TRANSFER_STRATEGIES = ("auto",) + STRATEGIES
+DEFAULT_FINE_TUNE_ALL_DECAY = 0.8
 
 
 @dataclasses.dataclass
@@ -51,7 +55,7 @@ class TrainResult:
 
 
 def train(
-    data_dir: str,
+    data_dir: str | ImageFolder,
     backbone: str = "mobilenet_v2",
     *,
     weights: str | None = None,
@@ -60,6 +64,9 @@ def train(
     head_epochs: int = 5,
     fine_tune_epochs: int = 5,
     unfreeze_blocks: int | str | None = None,
+    cut: str | None = None,
+    hidden_units: Sequence[int] | None = None,
+    layer_decay: float | None = None,
     learning_rate: float = 1e-3,
     fine_tune_learning_rate: float | None = None,
     dropout: float = 0.2,
@@ -78,7 +85,9 @@ def train(
     seed: int = 42,
     deterministic: bool = True,
     checkpoint_dir: str | None = "auto",
-    strategy: str | tf.distribute.Strategy | None = "auto",
+    strategy: str | tf.distribute.Strategy | None = None,
+    distribute: str | tf.distribute.Strategy | None = None,
+    compare_scratch: bool = False,
     output: str | None = None,
     export: bool = True,
     evaluate: bool = True,
@@ -90,7 +99,8 @@ def train(
     """Trains a classifier on an image folder with two-phase transfer learning, and exports it.
 
     Args:
-        data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape.
+        data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; or an
+            `ImageFolder` already loaded at the backbone's image size (e.g. one of `folder.folds(k)`).
         backbone: registry name (`"mobilenet_v2"`, `"resnet50"`, `"keras:mobilenet_v2"`, ...), TF Hub /
             Kaggle handle, URL, or local SavedModel folder. Defaults to `"mobilenet_v2"` (TF Hub).
         weights: for `keras:` backbones: `"imagenet"`, `"none"` or a weights file.
@@ -98,6 +108,12 @@ def train(
         batch_size: per-replica batch size; the global batch is this times the replicas. Defaults to 32.
         head_epochs, fine_tune_epochs: epochs of phase 1 (frozen backbone) and phase 2. Default 5 each.
         unfreeze_blocks: top blocks trained in phase 2 (int or `"all"`). Defaults to the backbone's.
+        cut: cut the backbone at this block (`"block_12"`) or layer; its pooled output is the
+            features. Defaults to None (the full feature vector).
+        hidden_units: hidden ReLU layers in the head, e.g. `(512,)`. Defaults to none.
+        layer_decay: discriminative learning rates in phase 2: each block below the top trains at
+            this factor times the rate of the block above (0 < decay <= 1; 0 trains the top block
+            only). Defaults to None (one rate).
         learning_rate: phase-1 learning rate (Adam). Defaults to 1e-3.
         fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
         dropout, label_smoothing, l2: head regularisation. Defaults 0.2, 0, 0.
@@ -130,8 +146,21 @@ def train(
             again after a crash or kill resumes it (see `tl_keras.checkpoint`). `"auto"` (default):
             `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
             run has finished and exported.
-        strategy: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
+        strategy: the transfer-learning strategy or the tf.distribute one (one argument, as the
+            CLI's `--strategy`): `"auto"` measures the data with `tl_keras.advisor.advise` and
+            follows its plan (`metrics["advice"]` says what it measured and why); `"head-only"`,
+            `"cut"` (at `cut`, else at the block whose features probe best), `"top-blocks"` or
+            `"fine-tune-all"` force a plan; `"default"`, `"mirrored"`, `"multi-worker"` or a
+            `tf.distribute.Strategy` pick the distribution (as `distribute`). Head-only and cut
+            plans spend the fine-tune epochs on the head. Explicit `unfreeze_blocks`, `cut`,
+            `hidden_units` and `layer_decay` win over a plan's. Defaults to None: the two-phase fit
+            as configured, distribution chosen automatically.
+        distribute: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
             `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
+        compare_scratch: also train the same architecture from random weights on the same splits
+            for the same number of epochs (every layer trainable, BatchNormalization learning its
+            statistics, at `learning_rate`), and report both in `metrics["scratch"]`, with
+            `scratch_vs_pretrained.png` in `plots_dir`. Defaults to False.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
         export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
         evaluate: report on the final model: top-1/top-k accuracy, per-class precision/recall/F1, the
@@ -148,7 +177,13 @@ def train(
         `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
     """
     spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
-    use_cache = _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)
+    if isinstance(data_dir, ImageFolder):
+        image_size = data_dir.image_size if image_size is None else image_size
+        if image_size != data_dir.image_size:
+            raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={image_size}: load it at the size you train at.")
+        spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    transfer, strategy = _split_strategy(strategy, distribute)
+    _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)  # validates early
     if tensorboard_dir:
         _require("tensorboard", "--tensorboard needs TensorBoard: pip install tensorboard (or \"tl_keras[tensorboard]\").")
     if plots_dir:
@@ -162,15 +197,32 @@ def train(
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
+    root = data_dir.root if isinstance(data_dir, ImageFolder) else data_dir
+    advice = None
+    if transfer is not None:
+        plan, advice = plan_transfer(transfer, root, spec, cut=cut, seed=seed)
+        cut = cut if cut is not None else plan["cut"]
+        unfreeze_blocks = unfreeze_blocks if unfreeze_blocks is not None else plan["unfreeze_blocks"]
+        hidden_units = hidden_units if hidden_units is not None else plan["hidden_units"]
+        layer_decay = layer_decay if layer_decay is not None else plan["layer_decay"]
+        if unfreeze_blocks == 0:  # nothing to fine-tune: the head gets the whole budget
+            head_epochs, fine_tune_epochs = head_epochs + fine_tune_epochs, 0
+    use_cache = _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)
+    if cut is not None:
+        spec = spec.replace(cut=cut)
     keras.utils.set_random_seed(seed)
-    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(data_dir)) or "model")
-    folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
+    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(root)) or "model")
+    if isinstance(data_dir, ImageFolder):
+        folder = data_dir
+    else:
+        folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
     global_batch = batch_size * strategy.num_replicas_in_sync
     train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
     val_ds = folder.dataset("val", batch_size=global_batch)
     with strategy.scope(), dtype_policy(precision_policy(mixed_precision)):
         model = build_classifier(
             spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2, class_names=folder.class_names,
+            hidden_units=hidden_units or (),
         )
     weights_by_class = (balanced_class_weights(folder.train.labels, len(folder.class_names))
                         if class_weight == "auto" else class_weight)
@@ -186,7 +238,8 @@ def train(
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
         checkpoint = RunCheckpoint(run_dir, writer=is_chief(), settings={
-            "data_dir": os.path.abspath(data_dir), "backbone": spec.name, "handle": spec.handle,
+            "data_dir": os.path.abspath(root), "backbone": spec.name, "cut": spec.cut,
+            "hidden_units": list(hidden_units or ()), "layer_decay": layer_decay, "validation": folder.validation_source, "handle": spec.handle,
             "weights": spec.weights, "image_size": spec.image_size, "class_names": folder.class_names,
             "num_train_images": len(folder.train), "batch_size": global_batch, "head_epochs": head_epochs,
             "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze_blocks, "learning_rate": learning_rate,
@@ -202,7 +255,7 @@ def train(
         unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
         early_stopping_patience=early_stopping_patience, class_weight=weights_by_class,
-        fine_tune_schedule=fine_tune_schedule, features=features, jit_compile=jit_compile,
+        fine_tune_schedule=fine_tune_schedule, layer_decay=layer_decay, features=features, jit_compile=jit_compile,
         checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
     )
     final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
@@ -212,8 +265,21 @@ def train(
     evaluation = {}
     if evaluate:
         evaluation = {split: _report(model, folder, split, global_batch) for split in folder.splits if split != "train"}
+    scratch = None
+    if compare_scratch:
+        scratch = _compare_scratch(
+            spec, folder, train_ds, val_ds, strategy, epochs=history.head_epochs + history.fine_tune_epochs,
+            learning_rate=learning_rate, dropout=dropout, l2=l2, hidden_units=hidden_units or (),
+            label_smoothing=label_smoothing, class_weight=weights_by_class, seed=seed,
+            mixed_precision=mixed_precision, jit_compile=jit_compile, verbose=verbose,
+        )
     if plots_dir and is_chief():
         _plots(plots_dir, history, evaluation)
+        if scratch is not None:
+            from tl_keras.plots import plot_scratch_comparison
+
+            plot_scratch_comparison(history.history, scratch["history"], os.path.join(plots_dir, "scratch_vs_pretrained.png"),
+                                    head_epochs=history.head_epochs if history.fine_tune_epochs else 0)
     export_dir = None
     if export:
         export_dir = _export(model, folder.class_names, base)
@@ -222,6 +288,11 @@ def train(
     metrics = {
         "backbone": spec.name,
         "image_size": spec.image_size,
+        "transfer_strategy": transfer,
+        "advice": advice.to_dict() if advice is not None else None,
+        "cut": spec.cut,
+        "hidden_units": list(hidden_units or ()),
+        "layer_decay": layer_decay,
         "head_val_accuracy": history.last("val_accuracy", phase=1),
         "val_accuracy": float(final["accuracy"]),
         "val_loss": float(final["loss"]),
@@ -246,8 +317,74 @@ def train(
         "global_batch_size": global_batch,
         "train_seconds": round(train_seconds, 2),
         "history": history.history,
+        "scratch": scratch,
     }
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
+
+
+def _split_strategy(strategy, distribute) -> tuple[str | None, str | tf.distribute.Strategy]:
+    """`strategy` names a transfer-learning plan or a distribution; returns (plan or None, distribution)."""
+    distribute = "auto" if distribute is None else distribute
+    if strategy is None:
+        return None, distribute
+    if isinstance(strategy, tf.distribute.Strategy) or strategy in DISTRIBUTION_STRATEGIES:
+        if distribute != "auto":
+            raise ValueError(
+                f"`strategy={strategy!r}` picks the distribution, and so does `distribute={distribute!r}`: pass one."
+            )
+        return None, strategy
+    if strategy in TRANSFER_STRATEGIES:
+        return strategy, distribute
+    raise ValueError(
+        f"`strategy` must be a transfer-learning strategy ({', '.join(TRANSFER_STRATEGIES)}), a distribution "
+        f"({', '.join(DISTRIBUTION_STRATEGIES)}) or a tf.distribute.Strategy. Received: strategy={strategy!r}"
+    )
+
+
+def plan_transfer(strategy: str, data_dir: str, spec, *, cut: str | None = None, seed: int = 42) -> tuple[dict, Advice | None]:
+    """The `train` options of a transfer-learning strategy, and the advisor's measurements if it ran.
+
+    `"auto"` follows `tl_keras.advisor.advise`; `"cut"` without a `cut` block asks the advisor's probes
+    for the best one; the other plans need no measurement.
+    """
+    if strategy == "auto" or (strategy == "cut" and cut is None):
+        advice = advise(data_dir, spec.replace(cut=None), seed=seed)
+        plan = advice.train_options()
+        if strategy == "cut":
+            depths = [d for d in advice.probes if d != "top"]
+            plan = {**plan, "unfreeze_blocks": 0, "cut": max(depths, key=lambda d: advice.probes[d]),
+                    "hidden_units": (), "layer_decay": None}
+        return plan, advice
+    plans = {
+        "head-only": {"unfreeze_blocks": 0, "cut": None, "hidden_units": None, "layer_decay": None},
+        "cut": {"unfreeze_blocks": 0, "cut": cut, "hidden_units": None, "layer_decay": None},
+        "top-blocks": {"unfreeze_blocks": None, "cut": None, "hidden_units": None, "layer_decay": None},
+        "fine-tune-all": {"unfreeze_blocks": "all", "cut": None, "hidden_units": None, "layer_decay": DEFAULT_FINE_TUNE_ALL_DECAY},
+    }
+    return plans[strategy], None
+
+
+def _compare_scratch(spec, folder: ImageFolder, train_ds, val_ds, strategy, *, epochs: int, learning_rate: float,
+                     dropout: float, l2: float, hidden_units, label_smoothing: float, class_weight, seed: int,
+                     mixed_precision: bool, jit_compile, verbose) -> dict:
+    """Trains the same architecture from random weights on the same splits and epochs; its report."""
+    started = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope(), dtype_policy(precision_policy(mixed_precision)):
+        model = build_classifier(spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2,
+                                 class_names=folder.class_names, hidden_units=hidden_units)
+    history = train_from_scratch(
+        model, train_ds, val_ds, epochs=epochs, learning_rate=learning_rate, label_smoothing=label_smoothing,
+        class_weight=class_weight, seed=seed, jit_compile=jit_compile, verbose=verbose,
+    )
+    return {
+        "val_accuracy": history["val_accuracy"][-1] if history.get("val_accuracy") else None,
+        "val_loss": history["val_loss"][-1] if history.get("val_loss") else None,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "history": history,
+    }
 
 
 def _require(module: str, message: str) -> None:

@@ -148,6 +148,15 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
     def _weights_of(self, indices: list[int]) -> list:
         return [w for i in indices for w in self.model.layers[i].weights]
 
+    def reinitialize(self, seed: int | None = None) -> None:
+        """Replaces the pretrained weights by the random ones Keras starts this architecture with
+        (the baseline for training from scratch)."""
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        fresh = KerasBackbone(self.application, weights=None, image_size=self.image_size, alpha=self.alpha,
+                              block_patterns=self.block_patterns, cut=self.cut)
+        self.model.set_weights(fresh.model.get_weights())
+
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
 
@@ -161,7 +170,7 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         return names
 
     def call(self, inputs, training=None):
-        return self.model(inputs, training=bool(training) and not self.inference_mode)
+        return self.model(inputs, training=self._batch_norm_training(training))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.model.output_shape[-1])

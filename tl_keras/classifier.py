@@ -88,6 +88,11 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         hidden_units: sizes of hidden ReLU Dense layers between the backbone and the output layer,
             each after a dropout of rate `dropout`: e.g. `(512,)` or `(512, 256)`, for larger data,
             where one linear layer underfits. Defaults to `()` (a linear softmax head).
+        normalize_features: put a `Normalization` layer (`feature_norm`) on the backbone's output,
+            set to the training features' mean and variance by `fine_tune` before phase 1. Features
+            of a cut backbone come from inside the network, unnormalised and on their own scale;
+            standardising them lets the head learn as fast as on the final feature vector.
+            Defaults to False (`build_classifier` turns it on for cut backbones).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         class_names: Sequence[str] | None = None,
         default_unfreeze_blocks: int | str = 3,
         hidden_units: Sequence[int] = (),
+        normalize_features: bool = False,
         **kwargs,
     ):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -123,6 +129,8 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         x = resize(inputs)
         x = PixelRange(pixel_mode, name="pixel_range")(x)
         x = backbone(x)
+        if normalize_features:
+            x = keras.layers.Normalization(axis=-1, name="feature_norm")(x)
         for i, units in enumerate(hidden_units, start=1):
             x = keras.layers.Dropout(dropout, name=f"hidden_{i}_dropout")(x)
             x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
@@ -144,6 +152,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         self.class_names = list(class_names)
         self.default_unfreeze_blocks = default_unfreeze_blocks
         self.hidden_units = hidden_units
+        self.normalize_features = bool(normalize_features)
 
     @property
     def head_layers(self) -> list[keras.layers.Layer]:
@@ -167,6 +176,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             "class_names": self.class_names,
             "default_unfreeze_blocks": self.default_unfreeze_blocks,
             "hidden_units": list(self.hidden_units),
+            "normalize_features": self.normalize_features,
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -189,6 +199,7 @@ def build_classifier(
     class_names: Sequence[str] | None = None,
     hidden_units: Sequence[int] = (),
     cut: str | None = None,
+    normalize_features: bool | None = None,
 ) -> ImageClassifier:
     """Builds an `ImageClassifier` with a frozen pretrained backbone, BatchNormalization in inference mode.
 
@@ -201,6 +212,7 @@ def build_classifier(
         dropout, l2, class_names, hidden_units: see `ImageClassifier`.
         cut: a block or layer name to cut the backbone at (its pooled output becomes the features,
             see `BackboneSpec.cut`). Defaults to the spec's (None: the full feature vector).
+        normalize_features: see `ImageClassifier`. Defaults to True for a cut backbone, else False.
 
     Build it inside `strategy.scope()` to train under tf.distribute.
     """
@@ -213,6 +225,7 @@ def build_classifier(
     return ImageClassifier(
         layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
         dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
+        normalize_features=spec.cut is not None if normalize_features is None else normalize_features,
         default_unfreeze_blocks=min(spec.default_unfreeze_blocks, len(layer.blocks)), name="image_classifier",
     )
 

@@ -26,6 +26,7 @@ import types
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tensorflow.core.framework import graph_pb2
@@ -366,6 +367,23 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
     def _weights_of(self, indices: list[int]) -> list:
         return [self.hub_variables[i] for i in indices]
 
+    def reinitialize(self, seed: int | None = None) -> None:
+        """Replaces the pretrained weights by random ones, as a fresh Keras layer would start: kernels
+        He-normal, biases and BatchNormalization beta/mean 0, gamma/variance 1 (the baseline for
+        training from scratch)."""
+        rng = keras.random.SeedGenerator(seed)
+        for name, variable in zip(self.source_names, self.hub_variables):
+            leaf = name.rsplit("/", 1)[-1]
+            shape = tuple(variable.shape)
+            if leaf in ("gamma", "moving_variance"):
+                value = keras.ops.ones(shape)
+            elif leaf in ("beta", "bias", "moving_mean") or len(shape) < 2:
+                value = keras.ops.zeros(shape)
+            else:
+                fan_in = int(np.prod(shape[:-1])) if "depthwise" not in leaf else int(np.prod(shape[:2]))
+                value = keras.random.normal(shape, stddev=float(np.sqrt(2.0 / max(1, fan_in))), seed=rng)
+            variable.assign(keras.ops.cast(value, variable.dtype))
+
     def set_trainable_blocks(self, num_blocks: int | str) -> list[str]:
         """Makes only the top `num_blocks` blocks trainable (`"all"`: every block; 0: frozen).
 
@@ -386,11 +404,11 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         images = tf.cast(inputs, tf.float32)
         module = self._hub.module
         if self._hub.cuts:
-            flag = bool(training) and not self.inference_mode and self._hub.accepts_training
+            flag = self._batch_norm_training(training) and self._hub.accepts_training
             activations = self._hub.run[flag](images)
             return tf.reduce_mean(activations, axis=[1, 2]) if activations.shape.rank == 4 else activations
         if self._hub.accepts_training:
-            outputs = module(images, training=bool(training) and not self.inference_mode)
+            outputs = module(images, training=self._batch_norm_training(training))
         else:
             outputs = module(images)
         if isinstance(outputs, dict):

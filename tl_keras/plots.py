@@ -118,3 +118,40 @@ def plot_report(report: dict, folder: str, split: str) -> list[str]:
         plot_misclassified(report["most_confident_errors"][:16], os.path.join(folder, f"misclassified_{split}.png"),
                            title=f"Most confidently wrong ({split})"),
     ]
+
+
+def plot_lr_find(tests: dict, path: str) -> str:
+    """Loss against learning rate (log scale) for each range test of a `tl_keras.lr_finder` result
+    (`{"phase 1": RangeTest, ...}`), the suggested rate of each marked."""
+    figure = _figure(5.0 * len(tests), 3.6)
+    for i, (phase, test) in enumerate(tests.items(), start=1):
+        ax = figure.add_subplot(1, len(tests), i)
+        ax.plot(test.learning_rates, test.losses, color="0.75", linewidth=0.8, label="loss")
+        ax.plot(test.learning_rates, test.smoothed, color="C0", label="smoothed")
+        ax.axvline(test.suggestion, color="C3", linestyle="--", label=f"suggested {test.suggestion:.1e}")
+        ax.set_xscale("log")
+        top = np.nanpercentile(test.smoothed, 95) if test.smoothed else 1.0
+        ax.set_ylim(min(test.smoothed or [0.0]) * 0.9, max(top, 1e-6) * 1.3)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        ax.set_title(phase)
+        ax.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_scratch_comparison(pretrained: dict, scratch: dict, path: str, head_epochs: int = 0) -> str:
+    """Validation accuracy and loss per epoch of the pretrained run and the from-scratch run of the
+    same architecture (Keras-style histories)."""
+    figure = _figure(10.0, 3.6)
+    for i, metric in enumerate(("val_accuracy", "val_loss"), start=1):
+        ax = figure.add_subplot(1, 2, i)
+        for name, history, colour in (("pretrained", pretrained, "C0"), ("from scratch", scratch, "C1")):
+            values = history.get(metric, [])
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, color=colour, label=name)
+        if head_epochs:
+            ax.axvline(head_epochs + 0.5, color="0.6", linestyle=":", label="pretrained: fine-tuning starts")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.legend(fontsize=8)
+    figure.suptitle("Pretrained vs from scratch, same architecture, splits and epochs")
+    return _save(figure, path)

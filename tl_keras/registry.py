@@ -320,6 +320,14 @@ class BlockSelection:
 
     blocks: list[tuple[str, list[int]]]
     _unfrozen: int = 0
+    inference_mode: bool = False
+    # Normalise with batch statistics even when Keras runs in inference mode (evaluate, predict):
+    # for a network trained from scratch whose BatchNormalization moving averages have not settled.
+    batch_statistics: bool = False
+
+    def _batch_norm_training(self, training) -> bool:
+        """The `training` value the wrapped network is called with."""
+        return (bool(training) or self.batch_statistics) and not self.inference_mode
 
     @property
     def block_names(self) -> list[str]:

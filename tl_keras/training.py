@@ -188,6 +188,24 @@ def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:
     return {i: float(counts.sum() / (num_classes * c)) for i, c in enumerate(counts)}
 
 
+def adapt_feature_norm(model: keras.Model, train_data: tf.data.Dataset, features: FeatureSet | None = None) -> bool:
+    """Sets the classifier's `feature_norm` layer (if it has one) to the mean and variance of the
+    training images' backbone features: from `features` when cached, else one pass of the backbone
+    over `train_data`. Returns whether there was a layer to set."""
+    try:
+        layer = model.get_layer("feature_norm")
+    except ValueError:
+        return False
+    if features is not None:
+        vectors = features.train.reshape(-1, features.train.shape[-1])
+    else:
+        from tl_keras.features import extract_features, feature_extractor
+
+        vectors = extract_features(feature_extractor(model), train_data)
+    layer.adapt(vectors)
+    return True
+
+
 def _steps_per_epoch(dataset: tf.data.Dataset) -> int:
     steps = int(dataset.cardinality())
     if steps < 1:
@@ -298,6 +316,7 @@ def fine_tune(
         trainee, fit_train, fit_val = model, train_data, validation_data
         if phase == 0:
             backbone.set_trainable_blocks(0)
+            adapt_feature_norm(model, train_data, features)
             if features is not None:  # the head's own layers, trained on the cached vectors
                 trainee = head_model(model)
                 fit_train, fit_val = features.datasets()
@@ -346,3 +365,44 @@ def fine_tune(
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (learning_rate, fine_lr))
+
+
+def train_from_scratch(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset | None = None,
+    *,
+    epochs: int,
+    learning_rate: float = 1e-3,
+    label_smoothing: float = 0.0,
+    class_weight: dict[int, float] | None = None,
+    seed: int = 42,
+    jit_compile: bool | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> dict[str, list[float]]:
+    """Trains `model`'s architecture from random weights: the baseline that pretraining must beat.
+
+    The backbone's weights are re-drawn (`reinitialize(seed)`), every layer trains at `learning_rate`
+    in one phase, and BatchNormalization runs in training mode (it learns its statistics from this
+    data: there are no pretrained ones to keep). It normalises with batch statistics in evaluation
+    too (`backbone.batch_statistics`): its moving averages (momentum 0.999 in MobileNetV2) need
+    thousands of steps to settle, and a short run judged with unsettled ones would look worse than it
+    is. Use the same splits and epochs as the pretrained run.
+
+    Returns:
+        The Keras history (metric -> one value per epoch).
+    """
+    _validate_epochs("epochs", epochs)
+    backbone = model.backbone
+    backbone.reinitialize(seed)
+    backbone.inference_mode = False
+    backbone.batch_statistics = True
+    backbone.set_trainable_blocks("all")
+    compile_for_phase(model, learning_rate, label_smoothing, jit_compile)
+    phase_callbacks = list(callbacks)
+    if epoch_variable(train_data) is not None:
+        phase_callbacks.insert(0, EpochSeed(epoch_variable(train_data)))
+    result = model.fit(train_data, validation_data=validation_data, epochs=epochs, class_weight=class_weight,
+                       callbacks=phase_callbacks, verbose=verbose, shuffle=False)
+    return {k: [float(v) for v in values] for k, values in result.history.items()}
