@@ -19,7 +19,7 @@ def _run(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["predict"], ["evaluate"], ["export-tflite"], ["embed"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["advise"], ["lr-find"], ["predict"], ["evaluate"], ["export-tflite"], ["embed"], ["demo"]])
 def test_help_everywhere(command):
     out = _run(*command, "--help")
     assert "usage: tl-keras" in out.stdout
@@ -99,3 +99,56 @@ def test_predict_files_reports_progress_in_chunks(hymenoptera_result):
     calls = []
     results = ExportedModel(hymenoptera_result.export_dir).predict_files(paths, chunk_size=2, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(2, 5), (4, 5), (5, 5)] and [r["path"] for r in results] == paths
+
+
+def test_advise_prints_what_it_measured_and_why():
+    advice = json.loads(_run("advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
+                             "--per-class", "30", "--json").stdout)
+    assert advice["images_per_class"] == {"ants": 124, "bees": 121} and advice["size"] == "small"
+    assert list(advice["probes"]) == ["block_5", "block_11", "top"] and advice["strategy"] in ("head-only", "cut")
+    from tl_keras.cli import main
+
+    text = _run("advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--per-class", "30").stdout
+    assert "linear-probe accuracy by depth: block_5" in text and "why: " in text
+    assert f"train with:  tl-keras train {asset(HYMENOPTERA)} --strategy {advice['strategy']}" in text
+    assert main(["advise", asset(HYMENOPTERA), "--backbone", "keras:nope"]) == 2
+
+
+def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path):
+    metrics_path = tmp_path / "m.json"
+    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--head-epochs", "3",
+               "--fine-tune-epochs", "1", "--strategy", "auto", "--compare-scratch", "--plots", str(tmp_path / "plots"),
+               "--output", str(tmp_path / "auto"), "--metrics-json", str(metrics_path), "--no-evaluate")
+    metrics = json.loads(metrics_path.read_text())
+    advice = metrics["advice"]
+    assert metrics["transfer_strategy"] == "auto" and advice["strategy"] in ("head-only", "cut")
+    assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (4, 0)  # head-only plans give the head the budget
+    assert f"strategy          {advice['strategy']} (advisor: small data" in out.stdout and "why: " in out.stdout
+    scratch = metrics["scratch"]
+    assert scratch["epochs"] == 4 and len(scratch["history"]["val_accuracy"]) == 4
+    assert metrics["val_accuracy"] > scratch["val_accuracy"] + 0.1  # pretrained wins on 245 images
+    assert "from scratch      val accuracy" in out.stdout
+    assert os.path.getsize(tmp_path / "plots" / "scratch_vs_pretrained.png") > 10_000
+
+
+def test_train_folds_reports_mean_and_spread_and_exports_nothing(tmp_path):
+    metrics_path = tmp_path / "cv.json"
+    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--head-epochs", "3",
+               "--fine-tune-epochs", "0", "--folds", "3", "--metrics-json", str(metrics_path))
+    cv = json.loads(metrics_path.read_text())
+    assert cv["folds"] == 3 and len(cv["accuracies"]) == 3
+    assert sum(f["num_val_images"] for f in cv["per_fold"]) == 398  # all of train + val, each image validated once
+    assert cv["mean_accuracy"] == pytest.approx(sum(cv["accuracies"]) / 3) and cv["std_accuracy"] > 0
+    assert all(0.55 < a <= 1 for a in cv["accuracies"])
+    assert "val accuracy      mean" in out.stdout and "nothing exported" in out.stdout
+    bad = _run("train", asset(HYMENOPTERA), "--folds", "3", "--output", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "--folds evaluates only" in bad.stderr
+
+
+def test_lr_find_suggests_rates_for_both_phases_and_plots(tmp_path):
+    found = json.loads(_run("lr-find", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48",
+                            "--unfreeze-blocks", "1", "--steps", "30", "--plot", str(tmp_path / "lr.png"), "--json").stdout)
+    rates = found["suggestions"]
+    assert set(rates) == {"phase 1", "phase 2"} and 1e-7 < rates["phase 2"] < rates["phase 1"] < 1.0
+    assert len(found["tests"]["phase 1"]["losses"]) <= 30
+    assert os.path.getsize(tmp_path / "lr.png") > 10_000

@@ -150,3 +150,30 @@ def test_each_epoch_is_a_function_of_seed_and_epoch_only(tmp_path):
         labels = sorted(uninterrupted[1][:, -1].tolist())
         assert labels == sorted(folder.train.labels.tolist())  # every image once per epoch
     assert epoch_variable(folder.dataset("val", batch_size=4)) is None
+
+
+def test_folds_partition_train_and_val_stratified_and_share_decoded_images():
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=32)
+    folds = folder.folds(3)
+    pooled = sorted(folder.train.paths + folder.val.paths)
+    assert sorted(p for f in folds for p in f.val.paths) == pooled  # every image validates exactly once
+    for f in folds:
+        assert sorted(f.train.paths + f.val.paths) == pooled and not set(f.train.paths) & set(f.val.paths)
+        counts = np.bincount(f.val.labels)
+        assert abs(counts[0] - (70 + 124) / 3) <= 1 and abs(counts[1] - (83 + 121) / 3) <= 1  # stratified
+        index = f.val.paths.index(folder.val.paths[0]) if folder.val.paths[0] in f.val.paths else None
+        if index is not None:
+            np.testing.assert_array_equal(f.val.images[index], folder.val.images[0])
+    assert [f.validation_source for f in folds] == ["fold 1 of 3", "fold 2 of 3", "fold 3 of 3"]
+    with pytest.raises(ValueError, match="folds"):
+        folder.folds(1)
+
+
+def test_count_images_lists_without_decoding_and_max_per_class_samples():
+    from tl_keras.data import count_images
+
+    assert count_images(asset(HYMENOPTERA)) == {"ants": 124, "bees": 121}  # imageNotFound.gif is listed: it is a .gif
+    sample = load_image_folder(asset(HYMENOPTERA), image_size=32, max_per_class=10)
+    assert np.bincount(sample.train.labels).tolist() == [10, 10] and np.bincount(sample.val.labels).tolist() == [10, 10]
+    again = load_image_folder(asset(HYMENOPTERA), image_size=32, max_per_class=10)
+    assert again.train.paths == sample.train.paths  # seeded

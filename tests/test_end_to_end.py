@@ -74,3 +74,34 @@ def test_the_same_seed_gives_identical_metrics_and_weights_in_separate_processes
                            unfreeze_blocks=1, seed=4, export=False, evaluate=False, checkpoint_dir=None, verbose=0)
     digest = hashlib.sha256(b"".join(w.numpy().tobytes() for w in other.model.weights)).hexdigest()
     assert digest != runs[0]["digest"] and other.metrics["history"] != runs[0]["history"]
+
+
+def test_a_cut_backbone_with_layer_decay_trains_exports_and_serves_the_same_probabilities(tmp_path):
+    import tl_keras
+    from tl_keras.serving import ExportedModel
+
+    result = tl_keras.train(
+        asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=64, strategy="cut", cut="block_12", unfreeze_blocks=2,
+        layer_decay=0.5, hidden_units=(16,), head_epochs=12, fine_tune_epochs=1, output=str(tmp_path / "cut"),
+        evaluate=False, verbose=0,
+    )
+    metrics = result.metrics
+    assert metrics["cut"] == "block_12" and metrics["unfrozen_blocks"] == ["block_11", "block_12"]
+    assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (12, 1)  # explicit unfreeze_blocks wins over the plan
+    assert metrics["layer_decay"] == 0.5 and metrics["hidden_units"] == [16]
+    assert [layer.name for layer in result.model.layers][4:] == ["feature_norm", "hidden_1_dropout", "hidden_1", "output_dropout", "predictions"]
+    assert metrics["val_accuracy"] > 0.6  # block_12 features of 245 photos, chance 0.54
+    images = result.data.val.images[:6].astype("float32")
+    served = ExportedModel(result.export_dir).predict(images)
+    np.testing.assert_allclose(served, result.model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_strategy_names_a_plan_or_a_distribution_not_both():
+    import pytest
+
+    import tl_keras
+
+    with pytest.raises(ValueError, match="pass one"):
+        tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), strategy="mirrored", distribute="default")
+    with pytest.raises(ValueError, match="transfer-learning strategy"):
+        tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), strategy="fine-tune-some")

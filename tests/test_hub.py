@@ -204,3 +204,16 @@ def test_cut_saves_and_reloads_and_bad_cut_names_list_the_blocks(tmp_path):
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="block_99.*Blocks, bottom first: stem, block_1"):
         HubBackbone(asset(HUB_035), cut="block_99")
+
+
+def test_reinitialize_draws_fresh_weights_like_a_new_keras_layer():
+    backbone = HubBackbone(asset(HUB_035))
+    backbone.reinitialize(seed=1)
+    values = dict(zip(backbone.source_names, [v.numpy() for v in backbone.hub_variables]))
+    gamma = next(k for k in values if k.endswith("block_5_project_BN/gamma"))
+    assert np.all(values[gamma] == 1) and np.all(values[gamma.replace("gamma", "moving_mean")] == 0)
+    kernel = values[next(k for k in values if k.endswith("block_5_project/kernel"))]
+    assert kernel.std() == pytest.approx(np.sqrt(2.0 / np.prod(kernel.shape[:-1])), rel=0.1)
+    again = HubBackbone(asset(HUB_035))
+    again.reinitialize(seed=1)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(again.hub_variables, backbone.hub_variables))

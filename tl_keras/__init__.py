@@ -13,6 +13,7 @@ from tl_keras.distribute import get_strategy  # noqa: F401
 from tl_keras.training import FineTuneHistory, fine_tune  # noqa: F401
 from tl_keras.export import export_saved_model  # noqa: F401
 from tl_keras.serving import ExportedModel  # noqa: F401
-from tl_keras.api import TrainResult, train  # noqa: F401
+from tl_keras.advisor import Advice, advise  # noqa: F401
+from tl_keras.api import CrossValidation, TrainResult, cross_validate, lr_find, train  # noqa: F401
 
 __version__ = "0.1.0"

@@ -322,6 +322,139 @@ def train(
     return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
 
 
+@dataclasses.dataclass
+class CrossValidation:
+    """What `cross_validate` returns: each fold's metrics, and the mean and spread of their accuracy."""
+
+    folds: list[dict]
+    accuracies: list[float]
+    advice: dict | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation across folds (ddof=1)."""
+        return float(np.std(self.accuracies, ddof=1)) if len(self.accuracies) > 1 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"folds": len(self.accuracies), "accuracies": self.accuracies, "mean_accuracy": self.mean,
+                "std_accuracy": self.std, "min_accuracy": min(self.accuracies), "max_accuracy": max(self.accuracies),
+                "advice": self.advice, "per_fold": self.folds}
+
+
+def cross_validate(data_dir: str, folds: int = 5, *, backbone: str = "mobilenet_v2", weights: str | None = None,
+                   image_size: int | None = None, seed: int = 42, strategy=None, **train_options) -> CrossValidation:
+    """k-fold cross-validation of `train` for small datasets: the training and validation images are
+    pooled and dealt into `folds` stratified folds; each fold is the validation set of one run on
+    the rest. Nothing is exported. A `strategy="auto"` plan is measured once and used in every fold.
+
+    Args:
+        data_dir: the image folder; a `test/` split is left out of the folds (and reported per fold).
+        folds: k (>= 2). Defaults to 5.
+        backbone, weights, image_size, seed, strategy, **train_options: as `train` takes them.
+
+    Returns:
+        A `CrossValidation`: per-fold metrics, `mean` and `std` of the validation accuracy.
+
+    Example:
+
+    >>> cv = cross_validate("../shared/assets/datasets/hymenoptera", folds=3, image_size=96,
+    ...                     backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector")  # doctest: +SKIP
+    >>> f"{cv.mean:.3f} +- {cv.std:.3f}"  # doctest: +SKIP
+    """
+    for option in ("export", "checkpoint_dir", "output"):
+        if option in train_options:
+            raise ValueError(f"`{option}` does not apply to cross-validation: fold models are not exported or resumed.")
+    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    transfer, distribution = _split_strategy(strategy, train_options.pop("distribute", None))
+    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed,
+                               validation_split=train_options.pop("validation_split", 0.2))
+    fold_folders = folder.folds(folds)
+    advice = None
+    if transfer is not None:  # measured once, on the whole folder, then fixed for every fold
+        plan, found = plan_transfer(transfer, data_dir, spec, cut=train_options.get("cut"), seed=seed)
+        advice = found.to_dict() if found is not None else None
+        for key, value in plan.items():
+            if train_options.get(key) is None:
+                train_options[key] = value
+        if train_options.get("unfreeze_blocks") == 0:
+            train_options["head_epochs"] = train_options.get("head_epochs", 5) + train_options.get("fine_tune_epochs", 5)
+            train_options["fine_tune_epochs"] = 0
+    results, accuracies = [], []
+    for k, fold in enumerate(fold_folders, start=1):
+        result = train(fold, backbone=backbone, weights=weights, image_size=spec.image_size, seed=seed,
+                       strategy=None, distribute=distribution, export=False, checkpoint_dir=None, **train_options)
+        metrics = {key: result.metrics[key] for key in ("val_accuracy", "val_loss", "head_val_accuracy",
+                                                        "num_train_images", "num_val_images", "train_seconds")}
+        if "test" in result.metrics.get("evaluation", {}):
+            metrics["test_accuracy"] = result.metrics["evaluation"]["test"]["accuracy"]
+        results.append({"fold": k, **metrics})
+        accuracies.append(float(result.metrics["val_accuracy"]))
+    return CrossValidation(results, accuracies, advice)
+
+
+def lr_find(
+    data_dir: str,
+    backbone: str = "mobilenet_v2",
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    unfreeze_blocks: int | str | None = None,
+    layer_decay: float | None = None,
+    cut: str | None = None,
+    hidden_units: Sequence[int] = (),
+    dropout: float = 0.2,
+    min_lr: float = 1e-7,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    cache_features: bool = True,
+    plot: str | None = None,
+    seed: int = 42,
+):
+    """Runs the learning-rate range test for both phases on an image folder (see `tl_keras.lr_finder`).
+
+    The model is built as `train` would build it; phase 1 runs on cached features unless
+    `cache_features=False`. With `plot`, writes a PNG of loss against learning rate (needs matplotlib).
+
+    Returns:
+        An `LRFindResult`: `suggestions` maps `"phase 1"` / `"phase 2"` to a learning rate, for
+        `train(learning_rate=..., fine_tune_learning_rate=...)`.
+
+    Example:
+
+    >>> found = lr_find("../shared/assets/datasets/hymenoptera", image_size=96,
+    ...                 backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector", plot="lr.png")  # doctest: +SKIP
+    >>> found.suggestions  # doctest: +SKIP
+    """
+    from tl_keras.lr_finder import find_learning_rates
+
+    if plot:
+        _require("matplotlib", "--plot needs matplotlib: pip install matplotlib (or \"tl_keras[plots]\").")
+    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    if cut is not None:
+        spec = spec.replace(cut=cut)
+    keras.utils.set_random_seed(seed)
+    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed)
+    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=dropout,
+                             class_names=folder.class_names, hidden_units=hidden_units)
+    train_ds = folder.dataset("train", batch_size=batch_size, training=True)
+    features = compute_features(model, folder, batch_size=batch_size) if cache_features else None
+    from tl_keras.training import adapt_feature_norm
+
+    adapt_feature_norm(model, train_ds, features)
+    found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=unfreeze_blocks,
+                                layer_decay=layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    if plot:
+        from tl_keras.plots import plot_lr_find
+
+        plot_lr_find(found.tests, plot)
+    return found
+
+
 def _split_strategy(strategy, distribute) -> tuple[str | None, str | tf.distribute.Strategy]:
     """`strategy` names a transfer-learning plan or a distribution; returns (plan or None, distribution)."""
     distribute = "auto" if distribute is None else distribute

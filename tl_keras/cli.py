@@ -31,6 +31,32 @@ def _blocks(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer or 'all', got {text!r}") from None
 
 
+def _units(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(u) for u in text.split(",") if u.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers like 512 or 512,256, got {text!r}") from None
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers like 512 or 512,256, got {text!r}")
+    return units
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+STRATEGY_CHOICES = ["auto", "head-only", "cut", "top-blocks", "fine-tune-all", "default", "mirrored", "multi-worker"]
+
+
+def _backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default="mobilenet_v2", help="registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), TF Hub/Kaggle handle or URL, or local SavedModel folder (default: mobilenet_v2)")
+    parser.add_argument("--weights", metavar="H5", help="weights for keras: backbones: imagenet, none, or a .h5 file")
+    parser.add_argument("--image-size", type=_positive_int, help="input size (default: the backbone's, 224)")
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -48,13 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train on an image folder, export a SavedModel",
                        description="Train both phases on DATA_DIR (one subfolder per class, or train/ val/ [test/]) and export for serving.")
     t.add_argument("data_dir", metavar="DATA_DIR")
-    t.add_argument("--backbone", default="mobilenet_v2", help="registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), TF Hub/Kaggle handle or URL, or local SavedModel folder (default: mobilenet_v2)")
-    t.add_argument("--weights", metavar="H5", help="weights for keras: backbones: imagenet, none, or a .h5 file")
-    t.add_argument("--image-size", type=_positive_int, help="input size (default: the backbone's, 224)")
+    _backbone_arguments(t)
     t.add_argument("--batch-size", type=_positive_int, default=32, help="per-replica batch size (default: 32)")
     t.add_argument("--head-epochs", type=_non_negative_int, default=5, help="phase 1 epochs, backbone frozen (default: 5)")
     t.add_argument("--fine-tune-epochs", type=_non_negative_int, default=5, help="phase 2 epochs, top blocks unfrozen (default: 5)")
     t.add_argument("--unfreeze-blocks", type=_blocks, help="top blocks trained in phase 2: N or 'all' (default: the backbone's)")
+    t.add_argument("--cut", metavar="BLOCK", help="cut the backbone at this block (block_12) or layer; its pooled output is the features")
+    t.add_argument("--hidden-units", type=_units, metavar="N[,N]", help="hidden ReLU layers in the head, e.g. 512 or 512,256 (default: none)")
+    t.add_argument("--layer-decay", type=_unit_interval, metavar="D", help="phase 2 discriminative learning rates: each block below the top at D times the rate of the one above; 0 trains the top block only")
     t.add_argument("--learning-rate", type=float, default=1e-3, help="phase 1 learning rate; phase 2 uses a tenth (default: 0.001)")
     t.add_argument("--fine-tune-learning-rate", type=float, help="phase 2 learning rate (default: learning rate / 10)")
     t.add_argument("--dropout", type=_probability, default=0.2, help="dropout before the output layer (default: 0.2)")
@@ -73,13 +100,40 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--feature-copies", type=_non_negative_int, default=0, metavar="K", help="cache K augmented variants per training image; 0 caches un-augmented images and augments in phase 2 only (default: 0)")
     t.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on GPU (mixed_bfloat16 on TPU); a no-op with a warning on CPU")
     t.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto", help="XLA: auto is on for GPU/TPU without tf.distribute, off on CPU (default: auto)")
-    t.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"], help="tf.distribute strategy (default: auto)")
+    t.add_argument("--strategy", choices=STRATEGY_CHOICES, help="transfer-learning strategy: auto (measure size x similarity and choose, see `tl-keras advise`), head-only, cut, top-blocks, fine-tune-all; or the tf.distribute strategy: default, mirrored, multi-worker (default: the two-phase fit as configured, distribution chosen automatically)")
+    t.add_argument("--distribute", choices=["auto", "default", "mirrored", "multi-worker"], help="tf.distribute strategy, to combine with a transfer-learning --strategy (default: auto: several GPUs -> mirrored, TF_CONFIG -> multi-worker)")
+    t.add_argument("--compare-scratch", action="store_true", help="also train the same architecture from random weights on the same splits and epochs; report both (learning curves in --plots)")
+    t.add_argument("--folds", type=_positive_int, metavar="K", help="k-fold cross-validation instead of one run: mean and spread of val accuracy over K folds; exports nothing")
     t.add_argument("--seed", type=int, default=42, help="random seed; with op determinism (on unless --no-deterministic) two runs give identical weights on CPU (default: 42)")
     t.add_argument("--no-deterministic", action="store_true", help="turn off TensorFlow op determinism (some GPU ops have no deterministic kernel)")
     t.add_argument("--checkpoint-dir", metavar="DIR", help="per-epoch state for resuming a killed run by running the same command again (default: OUTPUT/.checkpoint, deleted after export)")
     t.add_argument("--no-checkpoint", action="store_true", help="do not save per-epoch state")
     t.add_argument("--output", metavar="DIR", help="export folder NAME; versions go inside (default: saved_models/<data folder name>)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
+
+    a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
+                       description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")
+    a.add_argument("data_dir", metavar="DATA_DIR")
+    _backbone_arguments(a)
+    a.add_argument("--per-class", type=_positive_int, default=100, help="images per class and split decoded for the probes (default: 100)")
+    a.add_argument("--seed", type=int, default=42)
+    a.add_argument("--json", action="store_true", help="print JSON")
+
+    r = sub.add_parser("lr-find", help="learning-rate range test for both phases; suggests learning rates and plots loss vs rate",
+                       description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the rate at the loss minimum.")
+    r.add_argument("data_dir", metavar="DATA_DIR")
+    _backbone_arguments(r)
+    r.add_argument("--batch-size", type=_positive_int, default=32)
+    r.add_argument("--unfreeze-blocks", type=_blocks, help="blocks unfrozen for the phase 2 test (default: the backbone's)")
+    r.add_argument("--layer-decay", type=_unit_interval, metavar="D")
+    r.add_argument("--cut", metavar="BLOCK")
+    r.add_argument("--hidden-units", type=_units, metavar="N[,N]")
+    r.add_argument("--steps", type=_positive_int, default=100, help="batches per ramp (default: 100)")
+    r.add_argument("--min-lr", type=float, default=1e-7)
+    r.add_argument("--max-lr", type=float, default=1.0)
+    r.add_argument("--plot", metavar="PNG", help="write the loss-vs-rate picture (needs matplotlib)")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("predict", help="classify image files, folders or globs with an exported model")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="export folder NAME/ (latest version) or NAME/VERSION/")
@@ -123,7 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_train_summary(metrics: dict) -> None:
     print("\n== tl-keras train summary ==")
-    print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px")
+    print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px"
+          + (f", cut at {metrics['cut']}" if metrics.get("cut") else "")
+          + (f", hidden layers {metrics['hidden_units']}" if metrics.get("hidden_units") else ""))
+    if metrics.get("advice"):
+        advice = metrics["advice"]
+        probes = ", ".join(f"{name} {acc:.3f}" for name, acc in advice["probes"].items())
+        print(f"strategy          {advice['strategy']} (advisor: {advice['size']} data, "
+              f"{'similar' if advice['similar'] else 'dissimilar'}; linear probes {probes})")
+        print(f"  why: {advice['reason']}")
+    elif metrics.get("transfer_strategy"):
+        print(f"strategy          {metrics['transfer_strategy']}")
     print(f"images            train {metrics['num_train_images']}, val {metrics['num_val_images']} (found {metrics['num_files_found']}, skipped {len(metrics['skipped_files'])})")
     for item in metrics["skipped_files"]:
         print(f"  skipped {item['path']}: {item['reason']}")
@@ -135,7 +199,13 @@ def _print_train_summary(metrics: dict) -> None:
         variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
+    if metrics.get("layer_decay") is not None:
+        print(f"  discriminative learning rates: layer decay {metrics['layer_decay']}")
     print(f"val accuracy      {_fmt(metrics['val_accuracy'])}")
+    if metrics.get("scratch"):
+        scratch = metrics["scratch"]
+        print(f"from scratch      val accuracy {_fmt(scratch['val_accuracy'])} (same architecture, splits and "
+              f"{scratch['epochs']} epochs, {scratch['train_seconds']:.1f} s)")
     print(f"train time        {metrics['train_seconds']:.1f} s on {metrics['num_replicas']} replica(s)"
           + (" (resumed from a checkpoint)" if metrics["resumed"] else ""))
     print(f"exported to       {metrics['export_dir']}")
@@ -198,6 +268,51 @@ def _write_predictions(path: str, results: list[dict], top_k: int) -> None:
                              ";".join(f"{n}:{p:.6f}" for n, p in r.get("top_k", [])), r.get("error", "")])
 
 
+def _cli_options(options: dict) -> list[str]:
+    """`train` flags for the options of an advisor plan (those that differ from the defaults)."""
+    flags = []
+    if options.get("cut"):
+        flags.append(f"--cut {options['cut']}")
+    if options.get("unfreeze_blocks") not in (None, 0):
+        flags.append(f"--unfreeze-blocks {options['unfreeze_blocks']}")
+    if options.get("hidden_units"):
+        flags.append("--hidden-units " + ",".join(str(u) for u in options["hidden_units"]))
+    if options.get("layer_decay") is not None:
+        flags.append(f"--layer-decay {options['layer_decay']}")
+    return flags
+
+
+def _cross_validate(args) -> int:
+    from tl_keras.api import cross_validate
+
+    if args.compare_scratch or args.plots or args.tensorboard or args.output or args.checkpoint_dir:
+        raise ValueError("--folds evaluates only: it does not combine with --compare-scratch, --plots, --tensorboard, --output or --checkpoint-dir.")
+    cv = cross_validate(
+        args.data_dir, args.folds, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+        seed=args.seed, strategy=args.strategy, distribute=args.distribute, batch_size=args.batch_size,
+        head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs, unfreeze_blocks=args.unfreeze_blocks,
+        cut=args.cut, hidden_units=args.hidden_units, layer_decay=args.layer_decay, learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout, label_smoothing=args.label_smoothing,
+        l2=args.l2, augment=not args.no_augment, early_stopping_patience=args.early_stopping,
+        class_weight=args.class_weight, fine_tune_schedule=args.fine_tune_schedule,
+        cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
+        feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+        deterministic=not args.no_deterministic, evaluate=not args.no_evaluate, verbose=0,
+    )
+    print(f"\n== tl-keras train --folds {args.folds}: cross-validation ==")
+    if cv.advice:
+        print(f"strategy          {cv.advice['strategy']} (advisor: {cv.advice['reason']})")
+    for fold in cv.folds:
+        print(f"fold {fold['fold']}            val accuracy {fold['val_accuracy']:.4f} "
+              f"(train {fold['num_train_images']}, val {fold['num_val_images']}, {fold['train_seconds']:.1f} s)")
+    print(f"val accuracy      mean {cv.mean:.4f}, std {cv.std:.4f} (min {min(cv.accuracies):.4f}, max {max(cv.accuracies):.4f})")
+    print("nothing exported: run without --folds to train the model to serve")
+    if args.metrics_json:
+        _write_json(args.metrics_json, cv.to_dict())
+    return 0
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -218,13 +333,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.command == "train" and args.folds:
+        return _cross_validate(args)
     if args.command == "train":
         from tl_keras.api import train
 
         result = train(
             args.data_dir, args.backbone, weights=args.weights, image_size=args.image_size,
             batch_size=args.batch_size, head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs,
-            unfreeze_blocks=args.unfreeze_blocks, learning_rate=args.learning_rate,
+            unfreeze_blocks=args.unfreeze_blocks, cut=args.cut, hidden_units=args.hidden_units,
+            layer_decay=args.layer_decay, compare_scratch=args.compare_scratch, learning_rate=args.learning_rate,
             fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout,
             label_smoothing=args.label_smoothing, l2=args.l2, validation_split=args.validation_split,
             augment=not args.no_augment, early_stopping_patience=args.early_stopping,
@@ -233,7 +351,7 @@ def _run(args) -> int:
             cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
             feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
             jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            strategy=args.strategy, seed=args.seed, deterministic=not args.no_deterministic,
+            strategy=args.strategy, distribute=args.distribute, seed=args.seed, deterministic=not args.no_deterministic,
             checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"), output=args.output,
         )
         _print_train_summary(result.metrics)
@@ -249,6 +367,39 @@ def _run(args) -> int:
                 path = os.path.join(tempfile.mkdtemp(prefix="tl_keras_worker_"), os.path.basename(path))
                 print(f"metrics (non-chief worker) {path}")
             _write_json(path, result.metrics)
+        return 0
+    if args.command == "advise":
+        from tl_keras.advisor import advise
+
+        advice = advise(args.data_dir, args.backbone, weights=args.weights, image_size=args.image_size,
+                        per_class=args.per_class, seed=args.seed)
+        if args.json:
+            print(json.dumps(advice.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            print(advice.describe())
+            options = " ".join(_cli_options(advice.train_options()))
+            print(f"train with:  tl-keras train {args.data_dir} --strategy {advice.strategy}" + (f" {options}" if options else ""))
+            print(f"measured in {advice.seconds:.1f} s")
+        return 0
+    if args.command == "lr-find":
+        from tl_keras.api import lr_find
+
+        found = lr_find(args.data_dir, args.backbone, weights=args.weights, image_size=args.image_size,
+                        batch_size=args.batch_size, unfreeze_blocks=args.unfreeze_blocks, layer_decay=args.layer_decay,
+                        cut=args.cut, hidden_units=args.hidden_units or (), min_lr=args.min_lr, max_lr=args.max_lr,
+                        steps=args.steps, plot=args.plot, seed=args.seed)
+        if args.json:
+            print(json.dumps(found.to_dict(), indent=2))
+        else:
+            for phase, test in found.tests.items():
+                print(f"{phase}: suggested learning rate {test.suggestion:.2e} (loss lowest at {test.suggestion * 10:.2e}, "
+                      f"steepest descent at {test.steepest:.2e}; {len(test.losses)} steps"
+                      + (", stopped when the loss diverged)" if test.stopped_early else ")"))
+            rates = found.suggestions
+            if len(rates) == 2:
+                print(f"train with:  --learning-rate {rates['phase 1']:.2g} --fine-tune-learning-rate {rates['phase 2']:.2g}")
+            if args.plot:
+                print(f"plot         {args.plot}")
         return 0
     if args.command == "predict":
         return _predict(args)

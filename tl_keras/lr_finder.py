@@ -2,8 +2,9 @@
 
 The learning rate rises exponentially from `min_lr` to `max_lr` over `steps` batches while the loss is
 recorded; the run stops once the (smoothed) loss has grown past `divergence` times its best. The
-suggested rate is where the smoothed loss falls fastest (steepest negative slope against log(rate)),
-looked for before the loss bottoms out: large enough to learn quickly, below where training breaks.
+suggested rate is a tenth of the rate at which the smoothed loss bottoms out (Smith's and fastai's
+"minimum / 10" rule): close to the fastest rate that still learns, safely below where training
+breaks. The steepest-descent rate is recorded too (`steepest`), for a second opinion.
 Phase 1 is measured on the head (on cached features when given); phase 2 after a short head training
 at the phase-1 suggestion, with the top blocks unfrozen, as `fine_tune` would run it. The model's
 weights are restored afterwards: the finder changes nothing.
@@ -37,6 +38,7 @@ class RangeTest:
     losses: list[float]
     smoothed: list[float]
     suggestion: float
+    steepest: float
     stopped_early: bool
 
     def to_dict(self) -> dict:
@@ -57,7 +59,12 @@ class LRFindResult:
         return {"suggestions": self.suggestions, "tests": {k: v.to_dict() for k, v in self.tests.items()}}
 
 
-def suggest(learning_rates: list[float], smoothed: list[float], skip: int = 3) -> float:
+def suggest(learning_rates: list[float], smoothed: list[float]) -> float:
+    """A tenth of the rate at the smoothed loss's minimum."""
+    return float(learning_rates[int(np.nanargmin(smoothed))] / 10)
+
+
+def steepest(learning_rates: list[float], smoothed: list[float], skip: int = 3) -> float:
     """The rate where the smoothed loss falls fastest against log(rate), before its minimum."""
     lrs, loss = np.log10(np.asarray(learning_rates)), np.asarray(smoothed)
     end = int(np.argmin(loss)) + 1
@@ -108,7 +115,7 @@ def range_test(
         if not math.isfinite(value) or (step >= 5 and value > divergence * best):
             stopped = True
             break
-    return RangeTest(rates, losses, smoothed, suggest(rates, smoothed), stopped)
+    return RangeTest(rates, losses, smoothed, suggest(rates, smoothed), steepest(rates, smoothed), stopped)
 
 
 def find_learning_rates(
@@ -160,7 +167,7 @@ def find_learning_rates(
         if 2 in phases:
             if head_epochs:
                 compile_for_phase(head, tests["phase 1"].suggestion if "phase 1" in tests else 1e-3)
-                head.fit(head_data, epochs=head_epochs, verbose=0)
+                head.fit(head_data, epochs=head_epochs, verbose=0, shuffle=False)  # the dataset shuffles, seeded
             backbone.set_trainable_blocks(unfreeze)
             multipliers = layerwise_multipliers(model, layer_decay) if layer_decay is not None else None
             tests["phase 2"] = range_test(model, train_data, lr_multipliers=multipliers, **ramp)
