@@ -106,13 +106,14 @@ def test_predict_files_reports_progress_in_chunks(hymenoptera_result):
 
 
 def test_advise_prints_what_it_measured_and_why(capsys):
-    advice = json.loads(_run("advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
-                             "--per-class", "30", "--json").stdout)
-    assert advice["images_per_class"] == {"ants": 124, "bees": 121} and advice["size"] == "small"
-    assert list(advice["probes"]) == ["block_5", "block_11", "top"] and advice["strategy"] in ("head-only", "cut")
     from tl_keras.cli import main
 
-    assert main(["advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--per-class", "30"]) == 0
+    args = ["advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--per-class", "30"]
+    assert main(args + ["--json"]) == 0
+    advice = json.loads(capsys.readouterr().out)
+    assert advice["images_per_class"] == {"ants": 124, "bees": 121} and advice["size"] == "small"
+    assert list(advice["probes"]) == ["block_5", "block_11", "top"] and advice["strategy"] in ("head-only", "cut")
+    assert main(args) == 0
     text = capsys.readouterr().out
     assert "linear-probe accuracy by depth: block_5" in text and "why: " in text
     assert f"train with:  tl-keras train {asset(HYMENOPTERA)} --strategy {advice['strategy']}" in text
@@ -121,16 +122,16 @@ def test_advise_prints_what_it_measured_and_why(capsys):
 
 def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path):
     metrics_path = tmp_path / "m.json"
-    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--head-epochs", "3",
+    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--head-epochs", "2",
                "--fine-tune-epochs", "1", "--strategy", "auto", "--compare-scratch", "--plots", str(tmp_path / "plots"),
                "--output", str(tmp_path / "auto"), "--metrics-json", str(metrics_path), "--no-evaluate")
     metrics = json.loads(metrics_path.read_text())
     advice = metrics["advice"]
     assert metrics["transfer_strategy"] == "auto" and advice["strategy"] in ("head-only", "cut")
-    assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (4, 0)  # head-only plans give the head the budget
+    assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (3, 0)  # head-only plans give the head the budget
     assert f"strategy          {advice['strategy']} (advisor: small data" in out.stdout and "why: " in out.stdout
     scratch = metrics["scratch"]
-    assert scratch["epochs"] == 4 and len(scratch["history"]["val_accuracy"]) == 4
+    assert scratch["epochs"] == 3 and len(scratch["history"]["val_accuracy"]) == 3
     assert metrics["val_accuracy"] > scratch["val_accuracy"] + 0.1  # pretrained wins on 245 images
     assert "from scratch      val accuracy" in out.stdout
     assert os.path.getsize(tmp_path / "plots" / "scratch_vs_pretrained.png") > 10_000

@@ -32,3 +32,11 @@ def test_report_pictures_example(tmp_path):
                        "--head-epochs", "2", "--fine-tune-epochs", "1", "--output", str(tmp_path / "pictures"))
     assert "confusion matrix" in out and "tulips" in out
     assert sorted(os.listdir(tmp_path / "pictures")) == ["confusion_val.png", "curves.png", "misclassified_val.png"]
+
+
+@pytest.mark.slow  # each step is tested on its own (test_advisor, test_lr_finder, test_cli); this runs the script
+def test_choose_strategy_example(tmp_path):
+    out = _run_example("choose_strategy.py", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
+                       "--epochs", "4", "--lr-steps", "20", "--output", str(tmp_path / "strategy"))
+    assert "linear-probe accuracy by depth" in out and "suggested learning rates: head" in out
+    assert "from scratch:" in out and os.path.exists(tmp_path / "strategy" / "1" / "saved_model.pb")

@@ -16,6 +16,9 @@ Example (offline, with a local copy of a TF Hub feature vector):
 >>> backbone = HubBackbone("../shared/assets/hub/mobilenet_v2_035_224_feature_vector")
 >>> model = keras.Sequential([keras.Input((96, 96, 3)), backbone, keras.layers.Dense(2)])
 >>> backbone.set_trainable_blocks(2)   # block_15, block_16 (+ Conv_1) train; the rest stays frozen
+>>> cut = HubBackbone("../shared/assets/hub/mobilenet_v2_035_224_feature_vector", cut="block_12")
+>>> cut.cut_layer, cut.block_names[-1]   # pooled block_12 activations; only blocks up to 12 remain
+('block_12_add', 'block_12')
 """
 
 from __future__ import annotations
@@ -154,26 +157,23 @@ class _CutGraph:
         if unknown:  # pragma: no cover - guards a change in how TensorFlow restores captures
             raise RuntimeError(f"Cannot tell which variables the cut's inputs {unknown[:3]} read; please report your TF version.")
 
-    def __call__(self, images, variables: dict):
-        """Imports the cut into the current graph, reading `variables` (placeholder -> tf.Variable)."""
-        graph = tf.compat.v1.get_default_graph()
-        input_map = {self.images: images}
-        for placeholder, variable in variables.items():
-            handle = variable.handle
-            input_map[placeholder] = handle if getattr(handle, "graph", None) is graph else graph.capture(handle)
+    def __call__(self, images, handles: dict):
+        """Imports the cut into the current graph: `handles` maps each variable placeholder to the
+        resource handle (a tensor of this graph) to read."""
         (output,) = tf.graph_util.import_graph_def(
-            self.graph_def, input_map=input_map, return_elements=[self.fetch], name="cut"
+            self.graph_def, input_map={self.images: images, **handles}, return_elements=[self.fetch], name="cut"
         )
         return output
 
     def function(self):
-        """The cut as a `tf.function` of `(images, *variable handles)`: gradient tapes record it as one
-        differentiable call, and the handles are arguments, so every replica reads its own copy."""
+        """The cut as a function of images, calling a `tf.function` of `(images, *variable handles)`:
+        gradient tapes record it as one differentiable call, and the handles are arguments, so every
+        replica reads its own copy of a mirrored variable."""
         names = list(self.variables)
 
         @tf.function(autograph=False)
         def run(images, *handles):
-            return self.__call__(images, dict(zip(names, [_Handle(h) for h in handles])))
+            return self(images, dict(zip(names, handles)))
 
         def call(images):
             variables = [self.variables[name] for name in names]
@@ -197,13 +197,6 @@ def _local_handle(variable):
     if isinstance(variable, tf.distribute.DistributedValues) and tf.distribute.in_cross_replica_context():
         return variable.values[0].handle
     return variable.handle
-
-
-class _Handle:
-    """Stands in for a variable whose handle is already a tensor of the graph being traced."""
-
-    def __init__(self, handle):
-        self.handle = handle
 
 
 def _prune(graph_def, output: str) -> "graph_pb2.GraphDef":

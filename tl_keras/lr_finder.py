@@ -2,9 +2,10 @@
 
 The learning rate rises exponentially from `min_lr` to `max_lr` over `steps` batches while the loss is
 recorded; the run stops once the (smoothed) loss has grown past `divergence` times its best. The
-suggested rate is a tenth of the rate at which the smoothed loss bottoms out (Smith's and fastai's
-"minimum / 10" rule): close to the fastest rate that still learns, safely below where training
-breaks. The steepest-descent rate is recorded too (`steepest`), for a second opinion.
+suggested rate is a tenth of the *edge*: the largest rate at which the smoothed loss is still within
+10% of its minimum (Smith's and fastai's "minimum / 10" rule, made robust to a flat start, where the
+minimum itself is noise): close to the fastest rate that still learns,
+safely below where training breaks. The steepest-descent rate is recorded too (`steepest`).
 Phase 1 is measured on the head (on cached features when given); phase 2 after a short head training
 at the phase-1 suggestion, with the top blocks unfrozen, as `fine_tune` would run it. The model's
 weights are restored afterwards: the finder changes nothing.
@@ -59,9 +60,14 @@ class LRFindResult:
         return {"suggestions": self.suggestions, "tests": {k: v.to_dict() for k, v in self.tests.items()}}
 
 
-def suggest(learning_rates: list[float], smoothed: list[float]) -> float:
-    """A tenth of the rate at the smoothed loss's minimum."""
-    return float(learning_rates[int(np.nanargmin(smoothed))] / 10)
+def suggest(learning_rates: list[float], smoothed: list[float], tolerance: float = 0.1) -> float:
+    """A tenth of the largest rate, from the smoothed loss's minimum on, at which the loss is still
+    within `tolerance` (relative) of that minimum: past it, the loss takes off for good."""
+    loss = np.asarray(smoothed, dtype=float)
+    best = int(np.nanargmin(loss))
+    limit = loss[best] * (1 + tolerance)
+    edge = max(k for k in range(best, len(loss)) if np.isfinite(loss[k]) and loss[k] <= limit)
+    return float(learning_rates[edge] / 10)
 
 
 def steepest(learning_rates: list[float], smoothed: list[float], skip: int = 3) -> float:
