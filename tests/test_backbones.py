@@ -110,3 +110,14 @@ def test_cut_at_a_named_block_is_that_layers_pooled_output():
     assert backbone.set_trainable_blocks(1) == ["block_12"]
     config = backbone.get_config()
     assert config["cut"] == "block_12" and KerasBackbone.from_config(config).block_names == backbone.block_names
+
+
+def test_reinitialize_replaces_the_pretrained_weights_with_a_fresh_draw():
+    backbone = KerasBackbone("MobileNetV2", weights=asset(KERAS_035), image_size=32, cut="block_3")
+    pretrained = [w.numpy().copy() for w in backbone.model.weights]
+    backbone.reinitialize(seed=0)
+    fresh = [w.numpy() for w in backbone.model.weights]
+    kernels = [(p, f) for w, p, f in zip(backbone.model.weights, pretrained, fresh) if "kernel" in w.path]
+    assert kernels and all(not np.allclose(p, f) for p, f in kernels)
+    means = [f for w, f in zip(backbone.model.weights, fresh) if "moving_mean" in w.path]
+    assert means and all(np.all(m == 0) for m in means)

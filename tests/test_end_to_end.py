@@ -105,3 +105,14 @@ def test_strategy_names_a_plan_or_a_distribution_not_both():
         tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), strategy="mirrored", distribute="default")
     with pytest.raises(ValueError, match="transfer-learning strategy"):
         tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), strategy="fine-tune-some")
+
+
+def test_fixed_plans_map_to_train_options_without_measuring():
+    from tl_keras.api import plan_transfer
+    from tl_keras.registry import resolve_backbone
+
+    spec = resolve_backbone(asset(HUB_035))
+    assert plan_transfer("head-only", "unused", spec) == ({"unfreeze_blocks": 0, "cut": None, "hidden_units": None, "layer_decay": None}, None)
+    assert plan_transfer("fine-tune-all", "unused", spec)[0] == {"unfreeze_blocks": "all", "cut": None, "hidden_units": None, "layer_decay": 0.8}
+    assert plan_transfer("cut", "unused", spec, cut="block_8")[0]["cut"] == "block_8"
+    assert plan_transfer("top-blocks", "unused", spec)[0]["unfreeze_blocks"] is None  # the backbone's default

@@ -34,7 +34,7 @@ from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
 from tl_keras.registry import resolve_backbone
-from tl_keras.training import FineTuneHistory, balanced_class_weights, fine_tune, train_from_scratch
+from tl_keras.training import FineTuneHistory, adapt_feature_norm, balanced_class_weights, fine_tune, train_from_scratch
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
 DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -443,8 +443,6 @@ def lr_find(
                              class_names=folder.class_names, hidden_units=hidden_units)
     train_ds = folder.dataset("train", batch_size=batch_size, training=True)
     features = compute_features(model, folder, batch_size=batch_size) if cache_features else None
-    from tl_keras.training import adapt_feature_norm
-
     adapt_feature_norm(model, train_ds, features)
     found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=unfreeze_blocks,
                                 layer_decay=layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)

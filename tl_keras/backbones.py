@@ -150,7 +150,8 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
 
     def reinitialize(self, seed: int | None = None) -> None:
         """Replaces the pretrained weights by the random ones Keras starts this architecture with
-        (the baseline for training from scratch)."""
+        (the baseline for training from scratch). keras.applications takes no seed, so `seed`
+        re-seeds Keras' global random state (`keras.utils.set_random_seed`)."""
         if seed is not None:
             keras.utils.set_random_seed(seed)
         fresh = KerasBackbone(self.application, weights=None, image_size=self.image_size, alpha=self.alpha,

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.data import epoch_variable
 from tl_keras.distribute import workers_agree
-from tl_keras.features import FeatureSet, head_model
+from tl_keras.features import FeatureSet, extract_features, feature_extractor, head_model
 from tl_keras.registry import parse_unfreeze_blocks
 
 FINE_TUNE_LR_FACTOR = 0.1
@@ -199,8 +199,6 @@ def adapt_feature_norm(model: keras.Model, train_data: tf.data.Dataset, features
     if features is not None:
         vectors = features.train.reshape(-1, features.train.shape[-1])
     else:
-        from tl_keras.features import extract_features, feature_extractor
-
         vectors = extract_features(feature_extractor(model), train_data)
     layer.adapt(vectors)
     return True
