@@ -374,19 +374,18 @@ def cross_validate(data_dir: str, folds: int = 5, *, backbone: str = "mobilenet_
                                validation_split=train_options.pop("validation_split", 0.2))
     fold_folders = folder.folds(folds)
     advice = None
-    if transfer is not None:  # measured once, on the whole folder, then fixed for every fold
-        plan, found = plan_transfer(transfer, data_dir, spec, cut=train_options.get("cut"), seed=seed)
-        advice = found.to_dict() if found is not None else None
+    if transfer == "auto" or (transfer == "cut" and train_options.get("cut") is None):
+        # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
+        plan, found = plan_transfer(transfer, data_dir, spec, seed=seed)
+        advice = found.to_dict()
+        transfer = found.strategy if transfer == "auto" else "cut"
         for key, value in plan.items():
             if train_options.get(key) is None:
                 train_options[key] = value
-        if train_options.get("unfreeze_blocks") == 0:
-            train_options["head_epochs"] = train_options.get("head_epochs", 5) + train_options.get("fine_tune_epochs", 5)
-            train_options["fine_tune_epochs"] = 0
     results, accuracies = [], []
     for k, fold in enumerate(fold_folders, start=1):
         result = train(fold, backbone=backbone, weights=weights, image_size=spec.image_size, seed=seed,
-                       strategy=None, distribute=distribution, export=False, checkpoint_dir=None, **train_options)
+                       strategy=transfer, distribute=distribution, export=False, checkpoint_dir=None, **train_options)
         metrics = {key: result.metrics[key] for key in ("val_accuracy", "val_loss", "head_val_accuracy",
                                                         "num_train_images", "num_val_images", "train_seconds")}
         if "test" in result.metrics.get("evaluation", {}):
