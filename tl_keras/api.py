@@ -112,7 +112,7 @@ def train(
             features. Defaults to None (the full feature vector).
         hidden_units: hidden ReLU layers in the head, e.g. `(512,)`. Defaults to none.
         layer_decay: discriminative learning rates in phase 2: each block below the top trains at
-            this factor times the rate of the block above (0 < decay <= 1; 0 trains the top block
+            this factor times the rate of the block above (0 <= decay <= 1; 0 trains the top block
             only). Defaults to None (one rate).
         learning_rate: phase-1 learning rate (Adam). Defaults to 1e-3.
         fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
