@@ -139,11 +139,10 @@ def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path):
 
 def test_train_folds_reports_mean_and_spread_and_exports_nothing(tmp_path):
     metrics_path = tmp_path / "cv.json"
-    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--head-epochs", "3",
-               "--fine-tune-epochs", "1", "--folds", "3", "--strategy", "auto", "--metrics-json", str(metrics_path))
+    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--head-epochs", "2",
+               "--fine-tune-epochs", "1", "--folds", "3", "--strategy", "head-only", "--metrics-json", str(metrics_path))
     cv = json.loads(metrics_path.read_text())
-    assert cv["folds"] == 3 and len(cv["accuracies"]) == 3
-    assert cv["advice"]["strategy"] in ("head-only", "cut") and "strategy          " in out.stdout  # measured once
+    assert cv["folds"] == 3 and len(cv["accuracies"]) == 3 and cv["advice"] is None  # a fixed plan: nothing measured
     assert sum(f["num_val_images"] for f in cv["per_fold"]) == 398  # all of train + val, each image validated once
     assert cv["mean_accuracy"] == pytest.approx(sum(cv["accuracies"]) / 3) and cv["std_accuracy"] > 0
     assert all(0.55 < a <= 1 for a in cv["accuracies"])

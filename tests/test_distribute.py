@@ -138,6 +138,7 @@ def test_multi_worker_strategy_from_tf_config_matches_one_process(tmp_path, work
     assert sorted(os.listdir(out)) == ["1"]  # only the chief's version, no staging or checkpoint folders
 
 
+@pytest.mark.slow  # three 2-worker clusters, about 90 s: run with `python -m pytest -m slow`
 def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_chiefs_checkpoint(tmp_path):
     import signal
     import time

@@ -14,13 +14,13 @@ def test_suggestion_is_a_tenth_of_the_edge_past_the_minimum_and_steepest_is_befo
     rates = list(np.logspace(-6, 0, 61))
     x = np.log10(rates)
     loss = 1.0 - 0.8 / (1 + np.exp(-3 * (x + 3))) + np.where(x > -1, 5 * (x + 1) ** 2, 0)  # falls around 1e-3, minimum near 1e-1
-    edge = max(i for i in range(int(np.argmin(loss)), 61) if loss[i] <= loss.min() * 1.1)
+    edge = max(i for i in range(int(np.argmin(loss)), 61) if loss[i] <= loss.min() * 1.2)
     assert 0.05 < rates[edge] < 0.2 and suggest(rates, list(loss)) == pytest.approx(rates[edge] / 10)
     assert 3e-4 < steepest(rates, list(loss)) < 3e-3
     # Flat, noisy, then diverging (fine-tuning an already trained head): the minimum is noise at the
     # start, and the suggestion still sits a decade below where the loss takes off (1e-2).
     flat = 0.5 + 0.02 * np.sin(7 * x) + np.where(x > -2, 3 * (x + 2) ** 2, 0)
-    flat[2] = 0.47
+    flat[2] = 0.3  # one easy batch early in the ramp is not the minimum
     assert 5e-4 < suggest(rates, list(flat)) < 2e-3
 
 

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print JSON")
 
     r = sub.add_parser("lr-find", help="learning-rate range test for both phases; suggests learning rates and plots loss vs rate",
-                       description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the largest rate at which the smoothed loss is within 10% of its minimum.")
+                       description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the largest rate at which the smoothed loss is within 20% of its minimum.")
     r.add_argument("data_dir", metavar="DATA_DIR")
     _backbone_arguments(r)
     r.add_argument("--batch-size", type=_positive_int, default=32)
@@ -392,7 +392,7 @@ def _run(args) -> int:
             print(json.dumps(found.to_dict(), indent=2))
         else:
             for phase, test in found.tests.items():
-                print(f"{phase}: suggested learning rate {test.suggestion:.2e} (loss within 10% of its minimum up to {test.suggestion * 10:.2e}, "
+                print(f"{phase}: suggested learning rate {test.suggestion:.2e} (loss within 20% of its minimum up to {test.suggestion * 10:.2e}, "
                       f"steepest descent at {test.steepest:.2e}; {len(test.losses)} steps"
                       + (", stopped when the loss diverged)" if test.stopped_early else ")"))
             rates = found.suggestions

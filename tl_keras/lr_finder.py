@@ -3,8 +3,8 @@
 The learning rate rises exponentially from `min_lr` to `max_lr` over `steps` batches while the loss is
 recorded; the run stops once the (smoothed) loss has grown past `divergence` times its best. The
 suggested rate is a tenth of the *edge*: the largest rate at which the smoothed loss is still within
-10% of its minimum (Smith's and fastai's "minimum / 10" rule, made robust to a flat start, where the
-minimum itself is noise): close to the fastest rate that still learns,
+20% of its minimum (Smith's and fastai's "minimum / 10" rule, made robust to a flat start, where the
+minimum itself is noise; the first tenth of the ramp is not searched): close to the fastest rate that still learns,
 safely below where training breaks. The steepest-descent rate is recorded too (`steepest`).
 Phase 1 is measured on the head (on cached features when given); phase 2 after a short head training
 at the phase-1 suggestion, with the top blocks unfrozen, as `fine_tune` would run it. The model's
@@ -60,11 +60,16 @@ class LRFindResult:
         return {"suggestions": self.suggestions, "tests": {k: v.to_dict() for k, v in self.tests.items()}}
 
 
-def suggest(learning_rates: list[float], smoothed: list[float], tolerance: float = 0.1) -> float:
+def suggest(learning_rates: list[float], smoothed: list[float], tolerance: float = 0.2) -> float:
     """A tenth of the largest rate, from the smoothed loss's minimum on, at which the loss is still
-    within `tolerance` (relative) of that minimum: past it, the loss takes off for good."""
+    within `tolerance` (relative) of that minimum: past it, the loss takes off for good. The first
+    tenth of the ramp (at least 3 steps) is not searched for the minimum: the moving average has
+    seen too few batches there, and one easy batch would pass for the minimum."""
     loss = np.asarray(smoothed, dtype=float)
-    best = int(np.nanargmin(loss))
+    warmup = max(3, len(loss) // 10)
+    if len(loss) <= warmup:
+        warmup = 0
+    best = warmup + int(np.nanargmin(loss[warmup:]))
     limit = loss[best] * (1 + tolerance)
     edge = max(k for k in range(best, len(loss)) if np.isfinite(loss[k]) and loss[k] <= limit)
     return float(learning_rates[edge] / 10)
