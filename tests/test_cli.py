@@ -116,7 +116,8 @@ def test_advise_prints_what_it_measured_and_why(capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "linear-probe accuracy by depth: block_5" in text and "why: " in text
-    assert f"train with:  tl-keras train {asset(HYMENOPTERA)} --strategy {advice['strategy']}" in text
+    assert (f"train with:  tl-keras train {asset(HYMENOPTERA)} --backbone {asset(HUB_035)} --image-size 64 "
+            f"--strategy {advice['strategy']}") in text
     assert main(["advise", asset(HYMENOPTERA), "--backbone", "keras:nope"]) == 2
 
 

@@ -377,8 +377,11 @@ def _run(args) -> int:
             print(json.dumps(advice.to_dict(), indent=2, ensure_ascii=False))
         else:
             print(advice.describe())
-            options = " ".join(_cli_options(advice.train_options()))
-            print(f"train with:  tl-keras train {args.data_dir} --strategy {advice.strategy}" + (f" {options}" if options else ""))
+            flags = [f"--backbone {args.backbone}"] if args.backbone != "mobilenet_v2" else []
+            flags += [f"--weights {args.weights}"] if args.weights else []
+            flags += [f"--image-size {args.image_size}"] if args.image_size else []
+            flags += [f"--strategy {advice.strategy}"] + _cli_options(advice.train_options())
+            print(f"train with:  tl-keras train {args.data_dir} " + " ".join(flags))
             print(f"measured in {advice.seconds:.1f} s")
         return 0
     if args.command == "lr-find":
