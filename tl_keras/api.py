@@ -176,12 +176,11 @@ def train(
         A `TrainResult`; `metrics` has `head_val_accuracy`, `val_accuracy`, `class_names`,
         `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
     """
-    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
     if isinstance(data_dir, ImageFolder):
         image_size = data_dir.image_size if image_size is None else image_size
         if image_size != data_dir.image_size:
             raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={image_size}: load it at the size you train at.")
-        spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
+    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
     transfer, strategy = _split_strategy(strategy, distribute)
     _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)  # validates early
     if tensorboard_dir:

@@ -282,24 +282,29 @@ def _cli_options(options: dict) -> list[str]:
     return flags
 
 
+def _fit_options(args) -> dict:
+    """The `train` / `cross_validate` arguments that `train`'s flags set, for one run or every fold."""
+    return dict(
+        backbone=args.backbone, weights=args.weights, image_size=args.image_size, batch_size=args.batch_size,
+        head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs, unfreeze_blocks=args.unfreeze_blocks,
+        cut=args.cut, hidden_units=args.hidden_units, layer_decay=args.layer_decay, learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout, label_smoothing=args.label_smoothing,
+        l2=args.l2, validation_split=args.validation_split, augment=not args.no_augment,
+        early_stopping_patience=args.early_stopping, class_weight=args.class_weight,
+        fine_tune_schedule=args.fine_tune_schedule, evaluate=not args.no_evaluate,
+        cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
+        feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+        strategy=args.strategy, distribute=args.distribute, seed=args.seed, deterministic=not args.no_deterministic,
+    )
+
+
 def _cross_validate(args) -> int:
     from tl_keras.api import cross_validate
 
     if args.compare_scratch or args.plots or args.tensorboard or args.output or args.checkpoint_dir:
         raise ValueError("--folds evaluates only: it does not combine with --compare-scratch, --plots, --tensorboard, --output or --checkpoint-dir.")
-    cv = cross_validate(
-        args.data_dir, args.folds, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-        seed=args.seed, strategy=args.strategy, distribute=args.distribute, batch_size=args.batch_size,
-        head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs, unfreeze_blocks=args.unfreeze_blocks,
-        cut=args.cut, hidden_units=args.hidden_units, layer_decay=args.layer_decay, learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout, label_smoothing=args.label_smoothing,
-        l2=args.l2, augment=not args.no_augment, early_stopping_patience=args.early_stopping,
-        class_weight=args.class_weight, fine_tune_schedule=args.fine_tune_schedule,
-        cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
-        feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-        deterministic=not args.no_deterministic, evaluate=not args.no_evaluate, verbose=0,
-    )
+    cv = cross_validate(args.data_dir, args.folds, **_fit_options(args), verbose=0)
     print(f"\n== tl-keras train --folds {args.folds}: cross-validation ==")
     if cv.advice:
         print(f"strategy          {cv.advice['strategy']} (advisor: {cv.advice['reason']})")
@@ -339,20 +344,9 @@ def _run(args) -> int:
         from tl_keras.api import train
 
         result = train(
-            args.data_dir, args.backbone, weights=args.weights, image_size=args.image_size,
-            batch_size=args.batch_size, head_epochs=args.head_epochs, fine_tune_epochs=args.fine_tune_epochs,
-            unfreeze_blocks=args.unfreeze_blocks, cut=args.cut, hidden_units=args.hidden_units,
-            layer_decay=args.layer_decay, compare_scratch=args.compare_scratch, learning_rate=args.learning_rate,
-            fine_tune_learning_rate=args.fine_tune_learning_rate, dropout=args.dropout,
-            label_smoothing=args.label_smoothing, l2=args.l2, validation_split=args.validation_split,
-            augment=not args.no_augment, early_stopping_patience=args.early_stopping,
-            class_weight=args.class_weight, fine_tune_schedule=args.fine_tune_schedule,
-            tensorboard_dir=args.tensorboard, plots_dir=args.plots, evaluate=not args.no_evaluate,
-            cache_features=False if args.no_feature_cache else "auto", feature_cache_dir=args.feature_cache_dir,
-            feature_copies=args.feature_copies, mixed_precision=args.mixed_precision,
-            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            strategy=args.strategy, distribute=args.distribute, seed=args.seed, deterministic=not args.no_deterministic,
-            checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"), output=args.output,
+            args.data_dir, **_fit_options(args), compare_scratch=args.compare_scratch, tensorboard_dir=args.tensorboard,
+            plots_dir=args.plots, checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"),
+            output=args.output,
         )
         _print_train_summary(result.metrics)
         if args.plots:

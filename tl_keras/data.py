@@ -322,11 +322,17 @@ def check_images(
     return Split(good, images), skipped, warnings
 
 
+def _by_label(samples: list[Sample]) -> dict[int, list[Sample]]:
+    """Samples grouped by class index, in order of first appearance."""
+    groups: dict[int, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.label, []).append(sample)
+    return groups
+
+
 def _at_most_per_class(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
     rng = random.Random(seed)
-    by_label: dict[int, list[Sample]] = {}
-    for sample in samples:
-        by_label.setdefault(sample.label, []).append(sample)
+    by_label = _by_label(samples)
     kept = set()
     for group in by_label.values():
         kept.update(s.path for s in (rng.sample(group, limit) if len(group) > limit else group))
@@ -335,9 +341,7 @@ def _at_most_per_class(samples: list[Sample], limit: int, seed: int) -> list[Sam
 
 def _stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     rng = random.Random(seed)
-    by_label: dict[int, list[Sample]] = {}
-    for s in samples:
-        by_label.setdefault(s.label, []).append(s)
+    by_label = _by_label(samples)
     train, val = [], []
     for label in sorted(by_label):
         group = sorted(by_label[label], key=lambda s: s.path)
@@ -380,7 +384,7 @@ def load_image_folder(
         raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
     top = _class_dirs(data_dir)
     if "train" in top:
-        train_dir = os.path.join(data_dir, "train")
+        train_dir = _train_dir(data_dir)
         val_name = next((n for n in VAL_DIR_NAMES if n in top), None)
         split_dirs = {"train": train_dir}
         if val_name:
@@ -444,11 +448,16 @@ def _concat(a: Split, b: Split) -> Split:
     return Split(a.samples + b.samples, images)
 
 
+def _train_dir(data_dir: str) -> str:
+    """Where a dataset folder's training files are: its `train/` subfolder, or the folder itself."""
+    has_train = os.path.isdir(data_dir) and "train" in _class_dirs(data_dir)
+    return os.path.join(data_dir, "train") if has_train else data_dir
+
+
 def count_images(data_dir: str) -> dict[str, int]:
     """Image files per class in the training files (`train/`, or the folder itself), by listing only:
     nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
-    top = _class_dirs(data_dir) if os.path.isdir(data_dir) else []
-    train_dir = os.path.join(data_dir, "train") if "train" in top else data_dir
+    train_dir = _train_dir(data_dir)
     class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
     if len(class_names) < 2:
         raise ValueError(f"{train_dir!r} must hold one subfolder per class, at least 2 classes.")

@@ -127,7 +127,8 @@ def _inline_calls(graph_def, library: dict) -> "graph_pb2.GraphDef":
 
 
 class _CutGraph:
-    """The part of one of the module's concrete functions that computes one layer's output.
+    """The part of one of the module's concrete functions that computes one layer's output, from
+    the function and its inlined graph (`_flat_graph`).
 
     Attributes:
         graph_def: the flat, pruned graph.
@@ -136,10 +137,7 @@ class _CutGraph:
         variables: placeholder name -> the module variable it stands for, for the variables used.
     """
 
-    def __init__(self, function, variables_by_handle: dict, layer: str):
-        graph_def = function.graph.as_graph_def()
-        library = {f.signature.name: f for f in graph_def.library.function}
-        flat = _inline_calls(graph_def, library)
+    def __init__(self, function, flat, variables_by_handle: dict, layer: str):
         layers = _layer_calls(flat)
         if layer not in layers:
             raise ValueError(f"Layer {layer!r} is not in this module. Its layers: {', '.join(layers)}")
@@ -225,12 +223,15 @@ def _layer_calls(flat) -> dict[str, str]:
     return layers
 
 
+def _flat_graph(function) -> "graph_pb2.GraphDef":
+    """A concrete function's graph with every nested function call inlined."""
+    graph_def = function.graph.as_graph_def()
+    return _inline_calls(graph_def, {f.signature.name: f for f in graph_def.library.function})
+
+
 def module_layers(module) -> list[str]:
     """The layer names of a Keras-made TF Hub module, bottom first: the places it can be cut."""
-    function = _concrete_call(module, training=False)
-    graph_def = function.graph.as_graph_def()
-    library = {f.signature.name: f for f in graph_def.library.function}
-    return list(_layer_calls(_inline_calls(graph_def, library)))
+    return list(_layer_calls(_flat_graph(_concrete_call(module, training=False))))
 
 
 def _concrete_call(module, training: bool):
@@ -341,7 +342,10 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
 
     def _make_cut(self, module, cut: str) -> list:
         """Prunes the module at `cut` (both `training` traces); returns the variables the cut reads."""
-        layers = module_layers(module)
+        flags = (False, True) if self._hub.accepts_training else (False,)
+        functions = {flag: _concrete_call(module, flag) for flag in flags}
+        flats = {flag: _flat_graph(fn) for flag, fn in functions.items()}
+        layers = list(_layer_calls(flats[False]))
         if not layers:
             raise ValueError(
                 f"The SavedModel at {self.handle!r} has no per-layer functions, so tl_keras cannot find "
@@ -350,8 +354,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.cut_layer = resolve_cut(layers, cut, self.block_patterns)
         # Restored functions capture a variable's handle, or under tf.distribute the variable itself.
         by_handle = {id(h): v for v in module.variables for h in [v, *_all_handles(v)]}
-        flags = (False, True) if self._hub.accepts_training else (False,)
-        self._hub.cuts = {flag: _CutGraph(_concrete_call(module, flag), by_handle, self.cut_layer) for flag in flags}
+        self._hub.cuts = {flag: _CutGraph(functions[flag], flats[flag], by_handle, self.cut_layer) for flag in flags}
         used = {id(v) for c in self._hub.cuts.values() for v in c.variables.values()}
         self._hub.run = {flag: c.function() for flag, c in self._hub.cuts.items()}
         self._hub.channels = int(self._hub.run[False](tf.zeros([1, 64, 64, 3])).shape[-1])

@@ -163,6 +163,11 @@ def find_learning_rates(
         raise ValueError(f"`phases` must be a non-empty subset of (1, 2). Received: phases={phases!r}")
     backbone = model.backbone
     saved = [v.numpy() for v in model.weights]
+
+    def restore() -> None:
+        for variable, value in zip(model.weights, saved):
+            variable.assign(value)
+
     unfreeze = model.default_unfreeze_blocks if unfreeze_blocks is None else unfreeze_blocks
     ramp = dict(min_lr=min_lr, max_lr=max_lr, steps=steps)
     tests: dict[str, RangeTest] = {}
@@ -173,8 +178,7 @@ def find_learning_rates(
         backbone.set_trainable_blocks(0)
         if 1 in phases:
             tests["phase 1"] = range_test(head, head_data, **ramp)
-            for variable, value in zip(model.weights, saved):
-                variable.assign(value)
+            restore()
         if 2 in phases:
             if head_epochs:
                 compile_for_phase(head, tests["phase 1"].suggestion if "phase 1" in tests else 1e-3)
@@ -184,6 +188,5 @@ def find_learning_rates(
             tests["phase 2"] = range_test(model, train_data, lr_multipliers=multipliers, **ramp)
     finally:
         backbone.set_trainable_blocks(0)
-        for variable, value in zip(model.weights, saved):
-            variable.assign(value)
+        restore()
     return LRFindResult(tests)
