@@ -37,8 +37,8 @@ def main() -> None:
 
     # 3. Train the plan, and the same architecture from scratch on the same splits and epochs.
     result = tl_keras.train(
-        args.data_dir, backbone=args.backbone, image_size=args.image_size, strategy=advice.strategy,
-        head_epochs=args.epochs // 2, fine_tune_epochs=args.epochs - args.epochs // 2, **options,
+        args.data_dir, backbone=args.backbone, image_size=args.image_size, transfer=advice.strategy,
+        head_epochs=args.epochs // 2, fine_tune_epochs=args.epochs - args.epochs // 2, **advice.measured_options(),
         learning_rate=rates["phase 1"], fine_tune_learning_rate=rates["phase 2"], compare_scratch=True,
         output=args.output, verbose=0,
     )

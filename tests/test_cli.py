@@ -53,6 +53,16 @@ def test_train_predict_evaluate(tmp_path):
     report = json.loads(_run("evaluate", metrics["export_dir"], asset(HYMENOPTERA), "--json").stdout)
     assert report["num_images"] == 153 and abs(report["accuracy"] - metrics["val_accuracy"]) < 0.03
 
+    # The export records the resolved config; training from it reruns the run: same seed, same history.
+    recorded = os.path.join(metrics["export_dir"], "assets", "tl_keras.json")
+    assert json.load(open(recorded))["config"] == metrics["config"]
+    assert metrics["config"]["seed"] == 3 and metrics["config"]["image_size"] == 64
+    again_path = tmp_path / "again.json"
+    _run("train", asset(HYMENOPTERA), "--config", recorded, "--output", str(tmp_path / "again"),
+         "--metrics-json", str(again_path), "--no-evaluate")
+    again = json.loads(again_path.read_text())
+    assert again["history"] == metrics["history"] and again["config"] == metrics["config"]
+
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     bad = _run("train", str(tmp_path / "nope"), "--backbone", asset(HUB_035), check=False)
@@ -117,7 +127,7 @@ def test_advise_prints_what_it_measured_and_why(capsys):
     text = capsys.readouterr().out
     assert "linear-probe accuracy by depth: block_5" in text and "why: " in text
     assert (f"train with:  tl-keras train {asset(HYMENOPTERA)} --backbone {asset(HUB_035)} --image-size 64 "
-            f"--strategy {advice['strategy']}") in text
+            f"--transfer {advice['strategy']}") in text
     assert main(["advise", asset(HYMENOPTERA), "--backbone", "keras:nope"]) == 2
 
 

@@ -180,6 +180,36 @@ def test_a_killed_worker_and_a_restarted_cluster_resume_from_the_chiefs_checkpoi
     assert not (run / ".checkpoint").exists()
 
 
+def test_the_private_keras_override_is_guarded_by_the_tested_keras_range():
+    import keras
+
+    from conftest import ROOT
+    from tl_keras.distribute import TESTED_KERAS, MultiWorkerFitMixin, check_keras_version
+
+    (low_major, low_minor), (high_major, high_minor) = TESTED_KERAS
+    check_keras_version()  # the running Keras is in the range
+    with pytest.raises(RuntimeError, match=r"tested with Keras >=3\.11,<3\.16 only; this is Keras 3\.10\.2"):
+        check_keras_version("3.10.2")
+    with pytest.raises(RuntimeError, match="this is Keras 3.16.0"):
+        check_keras_version("3.16.0")
+    with open(os.path.join(ROOT, "setup.cfg")) as f:  # the range the package declares is the one guarded
+        assert f"keras>={low_major}.{low_minor},<{high_major}.{high_minor}" in f.read()
+
+    class MultiWorkerModel(MultiWorkerFitMixin, keras.Model):
+        def _multi_worker(self):
+            return True
+
+    inputs = keras.Input((2,))
+    model = MultiWorkerModel(inputs, keras.layers.Dense(1)(inputs))
+    original = keras.__version__
+    try:  # the override itself refuses to run under an untested Keras
+        keras.__version__ = "3.10.0"
+        with pytest.raises(RuntimeError, match="this is Keras 3.10.0"):
+            model._maybe_symbolic_build(iterator=iter(()))
+    finally:
+        keras.__version__ = original
+
+
 def test_mixed_precision_warns_and_stays_float32_on_cpu():
     from tl_keras.distribute import precision_policy
 

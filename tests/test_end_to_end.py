@@ -107,12 +107,23 @@ def test_strategy_names_a_plan_or_a_distribution_not_both():
         tl_keras.train(asset(HYMENOPTERA), backbone=asset(HUB_035), strategy="fine-tune-some")
 
 
-def test_fixed_plans_map_to_train_options_without_measuring():
-    from tl_keras.api import plan_transfer
-    from tl_keras.registry import resolve_backbone
+def test_each_plan_is_defined_once_and_explicit_values_win():
+    from tl_keras.advisor import PLANS, choose_strategy, plan_for
+    from tl_keras.config import TrainConfig
 
-    spec = resolve_backbone(asset(HUB_035))
-    assert plan_transfer("head-only", "unused", spec) == ({"unfreeze_blocks": 0, "cut": None, "hidden_units": None, "layer_decay": None}, None)
-    assert plan_transfer("fine-tune-all", "unused", spec)[0] == {"unfreeze_blocks": "all", "cut": None, "hidden_units": None, "layer_decay": 0.8}
-    assert plan_transfer("cut", "unused", spec, cut="block_8")[0]["cut"] == "block_8"
-    assert plan_transfer("top-blocks", "unused", spec)[0]["unfreeze_blocks"] is None  # the backbone's default
+    assert plan_for("head-only") == {"unfreeze_blocks": 0}
+    assert plan_for("cut", cut="block_8") == {"unfreeze_blocks": 0, "cut": "block_8"}
+    assert plan_for("top-blocks") == {}  # the backbone's default number of blocks
+    # The forced plan and the advisor's choice of it are the same plan.
+    advised = choose_strategy({"a": 5000, "b": 5000}, {"block_5": 0.7, "top": 0.9}, 2, default_blocks=5, num_blocks=17)
+    assert advised.strategy == "fine-tune-all"
+    assert TrainConfig().with_plan(advised.train_options()) == TrainConfig().with_plan(plan_for("fine-tune-all"))
+    assert PLANS["fine-tune-all"] == {"unfreeze_blocks": "all", "hidden_units": (512,), "layer_decay": 0.8}
+    # Explicit values win; a plan that fine-tunes nothing gives the head the whole budget.
+    config = TrainConfig(head_epochs=3, fine_tune_epochs=2, hidden_units=(16,)).with_plan(plan_for("fine-tune-all"))
+    assert (config.unfreeze_blocks, config.hidden_units, config.layer_decay) == ("all", (16,), 0.8)
+    head_only = TrainConfig(head_epochs=3, fine_tune_epochs=2).with_plan(plan_for("head-only"))
+    assert (head_only.head_epochs, head_only.fine_tune_epochs) == (5, 0)
+    assert head_only.with_plan(plan_for("head-only")) == head_only  # applying it again changes nothing
+    kept = TrainConfig(head_epochs=3, fine_tune_epochs=2, unfreeze_blocks=2).with_plan(plan_for("cut", cut="block_8"))
+    assert (kept.unfreeze_blocks, kept.cut, kept.fine_tune_epochs) == (2, "block_8", 2)

@@ -59,11 +59,26 @@ def test_saved_model_cli_reads_the_signatures(hymenoptera_result):
     assert "images" in out and "probabilities" in out and "label" in out and "DT_FLOAT" in out
 
 
-def test_metadata_records_the_input_size(hymenoptera_result):
+def test_metadata_records_the_input_size_and_the_training_config(hymenoptera_result):
+    from tl_keras.config import TrainConfig
     from tl_keras.export import read_metadata
 
     meta = read_metadata(hymenoptera_result.export_dir)
     assert meta["image_size"] == 96 and meta["class_names"] == ["ants", "bees"]
+    recorded = TrainConfig.from_dict(meta["config"])
+    assert recorded == hymenoptera_result.config == TrainConfig.from_dict(hymenoptera_result.metrics["config"])
+    assert (recorded.image_size, recorded.head_epochs, recorded.fine_tune_epochs, recorded.unfreeze_blocks) == (96, 3, 2, 2)
+
+
+def test_the_reloaded_export_lists_its_variables_as_keras_exports_do(hymenoptera_result):
+    loaded = tf.saved_model.load(hymenoptera_result.export_dir)
+    model = hymenoptera_result.model
+    assert len(loaded.variables) == len(model.variables) == len(loaded.tf_variables)
+    assert len(loaded.trainable_variables) == len(model.trainable_variables) > 0
+    assert len(loaded.trainable_variables) + len(loaded.non_trainable_variables) == len(loaded.variables)
+    by_name = {v.name: v.numpy() for v in loaded.trainable_variables}
+    for variable in model.trainable_variables:  # the same values under the source names
+        np.testing.assert_array_equal(by_name[variable.value.name], variable.numpy())
 
 
 def test_versions_increment_and_no_staging_folder_is_left(hymenoptera_result, tmp_path):

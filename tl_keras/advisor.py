@@ -39,13 +39,22 @@ import dataclasses
 import time
 
 import numpy as np
-import tensorflow as tf
 
-from tl_keras.backbones import PixelRange, build_backbone
-from tl_keras.data import count_images, load_image_folder
+from tl_keras.batches import run_batches, slices
 from tl_keras.registry import BackboneSpec, resolve_backbone
 
-STRATEGIES = ("head-only", "cut", "top-blocks", "fine-tune-all")
+# Each transfer plan, defined once: the `TrainConfig` values it sets (`TrainConfig.with_plan` applies
+# them; values the user set win). The measured parts are the advisor's: where to cut (the best-probing
+# block) and, for medium data, how many top blocks.
+FINE_TUNE_ALL_DECAY = 0.8
+FINE_TUNE_ALL_HIDDEN = (512,)
+PLANS: dict[str, dict] = {
+    "head-only": {"unfreeze_blocks": 0},
+    "cut": {"unfreeze_blocks": 0},  # `cut`: the block the user names, else the best-probing one
+    "top-blocks": {},  # the backbone's default number of top blocks
+    "fine-tune-all": {"unfreeze_blocks": "all", "hidden_units": FINE_TUNE_ALL_HIDDEN, "layer_decay": FINE_TUNE_ALL_DECAY},
+}
+STRATEGIES = tuple(PLANS)
 SMALL_PER_CLASS = 500
 LARGE_PER_CLASS = 2000
 TOLERANCE = 0.03
@@ -87,9 +96,15 @@ class Advice:
     seconds: float = 0.0
 
     def train_options(self) -> dict:
-        """The `tl_keras.train` arguments that carry out this plan."""
+        """The `TrainConfig` values that carry out this plan (`TrainConfig.with_plan` applies them)."""
         return {"unfreeze_blocks": self.unfreeze_blocks, "cut": self.cut, "hidden_units": self.hidden_units,
                 "layer_decay": self.layer_decay}
+
+    def measured_options(self) -> dict:
+        """The values of `train_options` that the plan's name alone does not imply (the measured cut
+        block, a measured number of top blocks): with `transfer=strategy`, these reproduce the plan."""
+        implied = {"unfreeze_blocks": 0, "cut": None, "hidden_units": (), "layer_decay": None, **PLANS[self.strategy]}
+        return {k: v for k, v in self.train_options().items() if v != implied[k]}
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "hidden_units": list(self.hidden_units)}
@@ -105,6 +120,22 @@ class Advice:
             f"strategy: {self.strategy}" + (f" at {self.cut}" if self.cut else ""),
             f"why: {self.reason}",
         ])
+
+
+def plan_for(transfer: str, cut: str | None = None, advice: "Advice | None" = None) -> dict:
+    """The `TrainConfig` values of a transfer plan: `PLANS[transfer]`, with the advisor's measured
+    values (`advice.train_options()`) for `"auto"`, and for `"cut"` the block `cut` or else the
+    block whose features `advice` probed best."""
+    if transfer == "auto":
+        if advice is None:
+            raise ValueError("The 'auto' plan needs the advisor's measurements (`advise`).")
+        return advice.train_options()
+    plan = dict(PLANS[transfer])
+    if transfer == "cut":
+        if cut is None and advice is None:
+            raise ValueError("The 'cut' plan needs a block (`cut=`) or the advisor's probes (`advise`).")
+        plan["cut"] = cut or max((d for d in advice.probes if d != "top"), key=advice.probes.get)
+    return plan
 
 
 def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -147,9 +178,13 @@ def ridge_probe_cv(features: np.ndarray, labels: np.ndarray, num_classes: int, f
 
 
 def _features(backbone, pixel_mode: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    import tensorflow as tf
+
+    from tl_keras.backbones import PixelRange
+
     scale = PixelRange(pixel_mode)
     run = tf.function(lambda x: backbone(scale(x), training=False), reduce_retracing=True)
-    return np.concatenate([run(tf.constant(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)])
+    return run_batches(lambda batch: run(tf.constant(batch)), slices(images, batch_size), 0)
 
 
 def probe_depths(block_names: list[str]) -> list[str]:
@@ -181,6 +216,9 @@ def advise(
     Returns:
         An `Advice`; `advice.train_options()` are the `tl_keras.train` arguments that carry it out.
     """
+    from tl_keras.backbones import build_backbone
+    from tl_keras.data import count_images, load_image_folder
+
     started = time.perf_counter()
     spec = backbone if isinstance(backbone, BackboneSpec) else resolve_backbone(backbone, weights=weights, image_size=image_size)
     if isinstance(backbone, BackboneSpec) and image_size is not None:
@@ -229,14 +267,14 @@ def choose_strategy(
     smallest = min(counts.values())
     size = "small" if smallest < SMALL_PER_CLASS else "large" if smallest >= LARGE_PER_CLASS else "medium"
 
-    cut, unfreeze, hidden, decay = None, 0, (), None
+    measured: dict = {}  # what the plan leaves to measurement
     if size == "small" and similar:
         strategy = "head-only"
         reason = (f"few images per class (smallest class {smallest}) and the top features already separate the "
                   f"classes (probe {top:.3f}): fine-tuning would mostly add variance, so only the head trains.")
     elif size == "small":
         if best_acc > top + CUT_MARGIN:
-            strategy, cut = "cut", best_block
+            strategy, measured = "cut", {"cut": best_block}
             reason = (f"few images per class (smallest class {smallest}), and features from {best_block} probe "
                       f"better ({best_acc:.3f}) than the top ones ({top:.3f}): the top layers are specific to the "
                       "pretraining task, so the backbone is cut there and a head trains on those features.")
@@ -246,18 +284,19 @@ def choose_strategy(
                       f"({top:.3f}), but no earlier layer does better: the head trains on the top features.")
     elif size == "medium":
         strategy = "top-blocks"
-        unfreeze = default_blocks if similar else min(2 * default_blocks, num_blocks)
-        reason = (f"a medium-sized set (smallest class {smallest}): the head, then the top {unfreeze} blocks "
+        measured = {"unfreeze_blocks": default_blocks if similar else min(2 * default_blocks, num_blocks)}
+        reason = (f"a medium-sized set (smallest class {smallest}): the head, then the top {measured['unfreeze_blocks']} blocks "
                   f"train ({'similar' if similar else 'dissimilar'} data: "
                   f"{'the default' if similar else 'twice the default'} number of blocks).")
     else:
-        strategy, unfreeze, hidden, decay = "fine-tune-all", "all", (512,), 0.8
+        strategy = "fine-tune-all"
         reason = (f"a large set (smallest class {smallest}): every block fine-tunes, lower blocks at smaller "
-                  "learning rates (layer decay 0.8), with a 512-unit hidden layer in the head"
+                  f"learning rates (layer decay {FINE_TUNE_ALL_DECAY}), with a {FINE_TUNE_ALL_HIDDEN[0]}-unit "
+                  "hidden layer in the head"
                   + ("." if similar else "; the data looks dissimilar, so compare with training from scratch "
                      "(--compare-scratch): pretraining may mostly speed up convergence here."))
+    options = {"unfreeze_blocks": 0, "cut": None, "hidden_units": (), "layer_decay": None, **PLANS[strategy], **measured}
     return Advice(
         strategy=strategy, images_per_class=counts, size=size, probes=probes, similarity=float(similarity),
-        similar=bool(similar), cut=cut, unfreeze_blocks=unfreeze, hidden_units=hidden, layer_decay=decay,
-        reason=reason,
+        similar=bool(similar), reason=reason, **options,
     )

@@ -24,27 +24,39 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.advisor import STRATEGIES, Advice, advise
+from tl_keras.advisor import Advice, advise, plan_for
+from tl_keras.batches import run_batches
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.classifier import ImageClassifier, build_classifier
+from tl_keras.config import TrainConfig
 from tl_keras.data import ImageFolder, load_image_folder
-from tl_keras.distribute import dtype_policy, get_strategy, is_chief, precision_policy
+from tl_keras.distribute import (
+    distribution_name,
+    dtype_policy,
+    get_strategy,
+    is_chief,
+    precision_policy,
+)
 from tl_keras.evaluation import classification_report
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
-from tl_keras.registry import resolve_backbone
-from tl_keras.training import FineTuneHistory, adapt_feature_norm, balanced_class_weights, fine_tune, train_from_scratch
+from tl_keras.registry import BackboneSpec, resolve_backbone
+from tl_keras.training import (
+    FineTuneHistory,
+    adapt_feature_norm,
+    balanced_class_weights,
+    fine_tune,
+    train_from_scratch,
+)
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
-DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi-worker")
-TRANSFER_STRATEGIES = ("auto",) + STRATEGIES
-DEFAULT_FINE_TUNE_ALL_DECAY = 0.8
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `train` returns: the model, its class names, the merged history, metrics and export path."""
+    """What `train` returns: the model, its class names, the merged history, metrics, export path,
+    the data, and the resolved `TrainConfig` the run used (transfer plan applied, image size filled in)."""
 
     model: ImageClassifier
     class_names: list[str]
@@ -52,49 +64,46 @@ class TrainResult:
     metrics: dict
     export_dir: str | None
     data: ImageFolder
+    config: TrainConfig | None = None
+
+
+@dataclasses.dataclass
+class _Run:
+    """The state one `train` call carries from stage to stage."""
+
+    config: TrainConfig  # resolved: plan applied, image size filled in
+    asked: TrainConfig  # as the caller gave it
+    spec: BackboneSpec
+    strategy: tf.distribute.Strategy
+    folder: ImageFolder
+    advice: Advice | None
+    started: float
+    model: ImageClassifier | None = None
+    class_weight: dict[int, float] | None = None
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.batch_size * self.strategy.num_replicas_in_sync
+
+    def datasets(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return (self.folder.dataset("train", batch_size=self.global_batch, training=True, augment=self.config.augment),
+                self.folder.dataset("val", batch_size=self.global_batch))
 
 
 def train(
     data_dir: str | ImageFolder,
-    backbone: str = "mobilenet_v2",
+    backbone: str | None = None,
     *,
-    weights: str | None = None,
-    image_size: int | None = None,
-    batch_size: int = 32,
-    head_epochs: int = 5,
-    fine_tune_epochs: int = 5,
-    unfreeze_blocks: int | str | None = None,
-    cut: str | None = None,
-    hidden_units: Sequence[int] | None = None,
-    layer_decay: float | None = None,
-    learning_rate: float = 1e-3,
-    fine_tune_learning_rate: float | None = None,
-    dropout: float = 0.2,
-    label_smoothing: float = 0.0,
-    l2: float = 0.0,
-    validation_split: float = 0.2,
-    augment: bool = True,
-    early_stopping_patience: int | None = None,
-    class_weight: str | dict[int, float] | None = None,
-    fine_tune_schedule: str = "constant",
-    cache_features: bool | str = "auto",
-    feature_cache_dir: str | None = None,
-    feature_copies: int = 0,
-    mixed_precision: bool = False,
-    jit_compile: bool | str = "auto",
-    seed: int = 42,
-    deterministic: bool = True,
-    checkpoint_dir: str | None = "auto",
-    strategy: str | tf.distribute.Strategy | None = None,
-    distribute: str | tf.distribute.Strategy | None = None,
-    compare_scratch: bool = False,
+    config: TrainConfig | None = None,
     output: str | None = None,
     export: bool = True,
     evaluate: bool = True,
     plots_dir: str | None = None,
     tensorboard_dir: str | None = None,
+    checkpoint_dir: str | None = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    **overrides,
 ) -> TrainResult:
     """Trains a classifier on an image folder with two-phase transfer learning, and exports it.
 
@@ -102,65 +111,9 @@ def train(
         data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; or an
             `ImageFolder` already loaded at the backbone's image size (e.g. one of `folder.folds(k)`).
         backbone: registry name (`"mobilenet_v2"`, `"resnet50"`, `"keras:mobilenet_v2"`, ...), TF Hub /
-            Kaggle handle, URL, or local SavedModel folder. Defaults to `"mobilenet_v2"` (TF Hub).
-        weights: for `keras:` backbones: `"imagenet"`, `"none"` or a weights file.
-        image_size: input size. Defaults to the backbone's (224).
-        batch_size: per-replica batch size; the global batch is this times the replicas. Defaults to 32.
-        head_epochs, fine_tune_epochs: epochs of phase 1 (frozen backbone) and phase 2. Default 5 each.
-        unfreeze_blocks: top blocks trained in phase 2 (int or `"all"`). Defaults to the backbone's.
-        cut: cut the backbone at this block (`"block_12"`) or layer; its pooled output is the
-            features. Defaults to None (the full feature vector).
-        hidden_units: hidden ReLU layers in the head, e.g. `(512,)`. Defaults to none.
-        layer_decay: discriminative learning rates in phase 2: each block below the top trains at
-            this factor times the rate of the block above (0 <= decay <= 1; 0 trains the top block
-            only). Defaults to None (one rate).
-        learning_rate: phase-1 learning rate (Adam). Defaults to 1e-3.
-        fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
-        dropout, label_smoothing, l2: head regularisation. Defaults 0.2, 0, 0.
-        validation_split: held-out fraction when the folder has no `val/`. Defaults to 0.2.
-        augment: light augmentation of training images. Defaults to True.
-        early_stopping_patience: per-phase early stopping on `val_loss`, restoring each phase's best
-            weights. Defaults to None (off).
-        class_weight: `"auto"` weighs each class by `n / (classes * count)` from the training
-            counts (for imbalanced folders), or a dict class index -> weight. Defaults to None.
-        fine_tune_schedule: phase-2 learning rate: `"constant"` (default), `"cosine"` decay, or
-            `"warmup-cosine"` (one epoch of linear warm-up, then cosine decay).
-        cache_features: train phase 1 on backbone features computed once per image (see
-            `tl_keras.features`) instead of running the frozen backbone every epoch: True, False, or
-            `"auto"` (default): on whenever it saves backbone passes, i.e. when `head_epochs`
-            exceeds the passes caching costs (`max(1, feature_copies)`), or a `feature_cache_dir`
-            is given.
-        feature_cache_dir: a folder to keep features in across runs (keyed by backbone weights,
-            image size and file content). Defaults to None (in memory only).
-        feature_copies: 0 (default) caches the un-augmented training images, so augmentation
-            applies in phase 2 only; K caches K augmented variants of each image.
-        mixed_precision: build in `mixed_float16` (`mixed_bfloat16` on TPU); the output layer stays
-            float32. A no-op with a warning on CPU. Defaults to False.
-        jit_compile: XLA, as `keras.Model.compile` takes it; `"auto"` (default) is on for GPU/TPU
-            without tf.distribute, off on CPU.
-        seed: seeds the split, shuffling, augmentation and weight initialisation. Defaults to 42.
-        deterministic: turn on TensorFlow op determinism, so two runs with the same seed on the same
-            machine give identical metrics and weights. On GPU some ops are slower, and a few have no
-            deterministic kernel and raise an error: pass False there. Defaults to True.
-        checkpoint_dir: where the run saves its state at every epoch's end; running the same call
-            again after a crash or kill resumes it (see `tl_keras.checkpoint`). `"auto"` (default):
-            `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
-            run has finished and exported.
-        strategy: the transfer-learning strategy or the tf.distribute one (one argument, as the
-            CLI's `--strategy`): `"auto"` measures the data with `tl_keras.advisor.advise` and
-            follows its plan (`metrics["advice"]` says what it measured and why); `"head-only"`,
-            `"cut"` (at `cut`, else at the block whose features probe best), `"top-blocks"` or
-            `"fine-tune-all"` force a plan; `"default"`, `"mirrored"`, `"multi-worker"` or a
-            `tf.distribute.Strategy` pick the distribution (as `distribute`). Head-only and cut
-            plans spend the fine-tune epochs on the head. Explicit `unfreeze_blocks`, `cut`,
-            `hidden_units` and `layer_decay` win over a plan's. Defaults to None: the two-phase fit
-            as configured, distribution chosen automatically.
-        distribute: a `tf.distribute.Strategy` or `"auto"`, `"default"`, `"mirrored"`,
-            `"multi-worker"` (see `tl_keras.distribute.get_strategy`). Defaults to `"auto"`.
-        compare_scratch: also train the same architecture from random weights on the same splits
-            for the same number of epochs (every layer trainable, BatchNormalization learning its
-            statistics, at `learning_rate`), and report both in `metrics["scratch"]`, with
-            `scratch_vs_pretrained.png` in `plots_dir`. Defaults to False.
+            Kaggle handle, URL, or local SavedModel folder. Defaults to the config's (`"mobilenet_v2"`).
+        config: the run's settings (`tl_keras.TrainConfig`: epochs, learning rates, head, transfer plan,
+            distribution, ...). Defaults to `TrainConfig()`.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
         export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
         evaluate: report on the final model: top-1/top-k accuracy, per-class precision/recall/F1, the
@@ -169,156 +122,161 @@ def train(
         plots_dir: write PNGs there (needs matplotlib): `curves.png` (both phases), and per split
             `confusion_<split>.png` and `misclassified_<split>.png`. Defaults to None.
         tensorboard_dir: write TensorBoard logs of both phases there. Defaults to None.
+        checkpoint_dir: where the run saves its state at every epoch's end; running the same call
+            again after a crash or kill resumes it (see `tl_keras.checkpoint`). `"auto"` (default):
+            `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
+            run has finished and exported.
         callbacks: extra Keras callbacks for both phases.
         verbose: Keras progress output. Defaults to `"auto"` (progress bars).
+        **overrides: `TrainConfig` fields, which win over `config`'s: `image_size=160, head_epochs=10,
+            learning_rate=1e-3, transfer="auto", distribute="mirrored"`, ... `distribute` also takes a
+            `tf.distribute.Strategy`; `strategy` is the older name of both `transfer` and `distribute`.
 
     Returns:
         A `TrainResult`; `metrics` has `head_val_accuracy`, `val_accuracy`, `class_names`,
-        `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`, ...
+        `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`,
+        `config` (the resolved settings, which rerun this run), ...
     """
-    if isinstance(data_dir, ImageFolder):
-        image_size = data_dir.image_size if image_size is None else image_size
-        if image_size != data_dir.image_size:
-            raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={image_size}: load it at the size you train at.")
-    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
-    transfer, strategy = _split_strategy(strategy, distribute)
-    _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)  # validates early
-    if tensorboard_dir:
-        _require("tensorboard", "--tensorboard needs TensorBoard: pip install tensorboard (or \"tl_keras[tensorboard]\").")
-    if plots_dir:
-        _require("matplotlib", "--plots needs matplotlib: pip install matplotlib (or \"tl_keras[plots]\").")
-    if not (class_weight is None or class_weight == "auto" or isinstance(class_weight, dict)):
-        raise ValueError(f"`class_weight` must be None, 'auto' or a dict. Received: class_weight={class_weight!r}")
-    # First, before any TensorFlow op: MultiWorkerMirroredStrategy configures collectives at startup.
-    strategy = get_strategy(strategy)
+    config, strategy = _settle(config, backbone, overrides, data_dir)
+    _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir)
+    strategy = get_strategy(strategy)  # first, before any TensorFlow op: multi-worker collectives need it
+    run = _prepare(data_dir, config, strategy)
+    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(_root(data_dir))) or "model")
+    run.model = _build(run)
+    train_ds, val_ds = run.datasets()
+    history, features, resumed = _fit(run, train_ds, val_ds, _checkpoint_dir(checkpoint_dir, base),
+                                      _callbacks(callbacks, tensorboard_dir), verbose)
+    final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
+    if run.config.early_stopping_patience:  # the best weights were restored: measure the model that is exported
+        final = run.model.evaluate(val_ds, verbose=0, return_dict=True)
+    train_seconds = time.perf_counter() - run.started
+    evaluation = {split: _report(run.model, run.folder, split, run.global_batch)
+                  for split in run.folder.splits if split != "train"} if evaluate else {}
+    scratch = _compare_scratch(run, train_ds, val_ds, history, verbose) if run.config.compare_scratch else None
+    if plots_dir and is_chief():
+        _plots(plots_dir, history, evaluation, scratch)
+    export_dir = _export(run.model, run.folder.class_names, base, run.config) if export else None
+    if _checkpoint_dir(checkpoint_dir, base) is not None and is_chief():  # finished and exported: nothing to resume
+        shutil.rmtree(_checkpoint_dir(checkpoint_dir, base), ignore_errors=True)
+    metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds)
+    return TrainResult(run.model, run.folder.class_names, history, metrics, export_dir, run.folder, run.config)
+
+
+def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
+            data_dir=None) -> tuple[TrainConfig, str | tf.distribute.Strategy]:
+    """The validated config (`overrides` win over `config`) and the distribution: a name, or the
+    `tf.distribute.Strategy` object the caller passed (recorded in the config by its name)."""
+    overrides = dict(overrides)
+    if backbone is not None:
+        overrides["backbone"] = backbone
+    if isinstance(overrides.get("strategy"), tf.distribute.Strategy):
+        if overrides.get("distribute") not in (None, "auto"):
+            raise ValueError(f"`strategy` picks the distribution, and so does `distribute={overrides['distribute']!r}`: pass one.")
+        overrides["distribute"] = overrides.pop("strategy")
+    strategy = overrides.get("distribute")
+    if isinstance(strategy, tf.distribute.Strategy):
+        overrides["distribute"] = distribution_name(strategy)
+    if isinstance(data_dir, ImageFolder) and overrides.get("image_size", (config or TrainConfig()).image_size) is None:
+        overrides["image_size"] = data_dir.image_size  # a loaded folder brings its size
+    config = (config or TrainConfig()).replace(**overrides)
+    if isinstance(data_dir, ImageFolder) and config.image_size != data_dir.image_size:
+        raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={config.image_size}: load it at the size you train at.")
+    return config, strategy if isinstance(strategy, tf.distribute.Strategy) else config.distribute
+
+
+def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.distribute.Strategy) -> _Run:
+    """Resolves the backbone (downloading it before any image is decoded), applies the transfer plan
+    (measuring with the advisor when asked), seeds, and loads the data."""
+    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
     if spec.source == "hub":
         resolve_handle(spec.handle)  # fail on a download before decoding the data; cached for the build
-    if deterministic:
+    if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
-    root = data_dir.root if isinstance(data_dir, ImageFolder) else data_dir
+    resolved, advice = resolve_plan(config, _root(data_dir), spec)
+    spec = spec.replace(cut=resolved.cut)
+    keras.utils.set_random_seed(config.seed)
+    folder = data_dir if isinstance(data_dir, ImageFolder) else load_image_folder(
+        data_dir, image_size=spec.image_size, validation_split=config.validation_split, seed=config.seed)
+    run = _Run(resolved, config, spec, strategy, folder, advice, started)
+    if config.class_weight == "auto":
+        run.class_weight = balanced_class_weights(folder.train.labels, len(folder.class_names))
+    elif config.class_weight is not None:
+        run.class_weight = dict(config.class_weight)
+    return run
+
+
+def resolve_plan(config: TrainConfig, data_dir: str, spec: BackboneSpec) -> tuple[TrainConfig, Advice | None]:
+    """The config a run trains with: its transfer plan applied (values the caller set win; `"auto"`
+    measures with `tl_keras.advisor.advise` and becomes the plan it chose), the image size filled in,
+    and local backbone and weights paths made absolute, so the result reruns the run anywhere."""
     advice = None
-    if transfer is not None:
-        plan, advice = plan_transfer(transfer, root, spec, cut=cut, seed=seed)
-        cut = cut if cut is not None else plan["cut"]
-        unfreeze_blocks = unfreeze_blocks if unfreeze_blocks is not None else plan["unfreeze_blocks"]
-        hidden_units = hidden_units if hidden_units is not None else plan["hidden_units"]
-        layer_decay = layer_decay if layer_decay is not None else plan["layer_decay"]
-        if unfreeze_blocks == 0:  # nothing to fine-tune: the head gets the whole budget
-            head_epochs, fine_tune_epochs = head_epochs + fine_tune_epochs, 0
-    use_cache = _use_feature_cache(cache_features, head_epochs, feature_copies, feature_cache_dir)
-    if cut is not None:
-        spec = spec.replace(cut=cut)
-    keras.utils.set_random_seed(seed)
-    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(root)) or "model")
-    if isinstance(data_dir, ImageFolder):
-        folder = data_dir
-    else:
-        folder = load_image_folder(data_dir, image_size=spec.image_size, validation_split=validation_split, seed=seed)
-    global_batch = batch_size * strategy.num_replicas_in_sync
-    train_ds = folder.dataset("train", batch_size=global_batch, training=True, augment=augment)
-    val_ds = folder.dataset("val", batch_size=global_batch)
-    with strategy.scope(), dtype_policy(precision_policy(mixed_precision)):
-        model = build_classifier(
-            spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2, class_names=folder.class_names,
-            hidden_units=hidden_units or (),
+    if config.transfer is not None:
+        if config.transfer == "auto" or (config.transfer == "cut" and config.cut is None):
+            advice = advise(data_dir, spec.replace(cut=None), seed=config.seed)
+        config = config.with_plan(plan_for(config.transfer, config.cut, advice))
+        if config.transfer == "auto":
+            config = config.replace(transfer=advice.strategy)
+    local = os.path.isdir(os.path.expanduser(config.backbone))
+    weights = config.weights
+    if weights and os.path.isfile(os.path.expanduser(weights)):
+        weights = os.path.abspath(os.path.expanduser(weights))
+    return config.replace(image_size=spec.image_size, weights=weights,
+                          backbone=spec.handle if local else config.backbone), advice
+
+
+def _build(run: _Run) -> ImageClassifier:
+    config = run.config
+    with run.strategy.scope(), dtype_policy(precision_policy(config.mixed_precision)):
+        return build_classifier(
+            run.spec, num_classes=len(run.folder.class_names), dropout=config.dropout, l2=config.l2,
+            class_names=run.folder.class_names, hidden_units=config.hidden_units or (),
         )
-    weights_by_class = (balanced_class_weights(folder.train.labels, len(folder.class_names))
-                        if class_weight == "auto" else class_weight)
-    callbacks = list(callbacks)
-    if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(
-            tensorboard_dir if is_chief() else tempfile.mkdtemp(prefix="tl_keras_worker_tb_")))
+
+
+def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verbose) -> tuple[FineTuneHistory, object, bool]:
+    """Both phases: cached features for phase 1 when they save passes, resumable from `run_dir`."""
+    config, folder = run.config, run.folder
     features = None
-    if use_cache:
-        features = compute_features(model, folder, copies=feature_copies, batch_size=global_batch, store=feature_cache_dir)
+    if _use_feature_cache(config):
+        features = compute_features(run.model, folder, copies=config.feature_copies, batch_size=run.global_batch,
+                                    store=config.feature_cache_dir)
     checkpoint, resumed = None, False
-    run_dir = _checkpoint_dir(checkpoint_dir, base)
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
         checkpoint = RunCheckpoint(run_dir, writer=is_chief(), settings={
-            "data_dir": os.path.abspath(root), "backbone": spec.name, "cut": spec.cut,
-            "hidden_units": list(hidden_units or ()), "layer_decay": layer_decay, "validation": folder.validation_source, "handle": spec.handle,
-            "weights": spec.weights, "image_size": spec.image_size, "class_names": folder.class_names,
-            "num_train_images": len(folder.train), "batch_size": global_batch, "head_epochs": head_epochs,
-            "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze_blocks, "learning_rate": learning_rate,
-            "fine_tune_learning_rate": fine_tune_learning_rate, "dropout": dropout, "label_smoothing": label_smoothing,
-            "l2": l2, "validation_split": validation_split, "augment": augment, "seed": seed,
-            "early_stopping_patience": early_stopping_patience,
-            "feature_copies": feature_copies if features is not None else None,
-            "class_weight": {str(k): v for k, v in weights_by_class.items()} if weights_by_class else None,
-            "fine_tune_schedule": fine_tune_schedule,
+            "config": config.to_dict(), "data_dir": os.path.abspath(_root(folder)), "handle": run.spec.handle,
+            "validation": folder.validation_source, "class_names": folder.class_names,
+            "num_train_images": len(folder.train), "global_batch_size": run.global_batch,
+            "cached_features": features is not None,
         })
-    history = fine_tune(
-        model, train_ds, val_ds, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
-        unfreeze_blocks=unfreeze_blocks, learning_rate=learning_rate,
-        fine_tune_learning_rate=fine_tune_learning_rate, label_smoothing=label_smoothing,
-        early_stopping_patience=early_stopping_patience, class_weight=weights_by_class,
-        fine_tune_schedule=fine_tune_schedule, layer_decay=layer_decay, features=features, jit_compile=jit_compile,
-        checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
-    )
-    final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
-    if early_stopping_patience:  # the best weights were restored: measure the model that is exported
-        final = model.evaluate(val_ds, verbose=0, return_dict=True)
-    train_seconds = time.perf_counter() - started
-    evaluation = {}
-    if evaluate:
-        evaluation = {split: _report(model, folder, split, global_batch) for split in folder.splits if split != "train"}
-    scratch = None
-    if compare_scratch:
-        scratch = _compare_scratch(
-            spec, folder, train_ds, val_ds, strategy, epochs=history.head_epochs + history.fine_tune_epochs,
-            learning_rate=learning_rate, dropout=dropout, l2=l2, hidden_units=hidden_units or (),
-            label_smoothing=label_smoothing, class_weight=weights_by_class, seed=seed,
-            mixed_precision=mixed_precision, jit_compile=jit_compile, verbose=verbose,
-        )
-    if plots_dir and is_chief():
-        _plots(plots_dir, history, evaluation)
-        if scratch is not None:
-            from tl_keras.plots import plot_scratch_comparison
+    history = fine_tune(run.model, train_ds, val_ds, config.replace(class_weight=run.class_weight), features=features,
+                        checkpoint=checkpoint, callbacks=callbacks, verbose=verbose)
+    return history, features, resumed
 
-            plot_scratch_comparison(history.history, scratch["history"], os.path.join(plots_dir, "scratch_vs_pretrained.png"),
-                                    head_epochs=history.head_epochs if history.fine_tune_epochs else 0)
-    export_dir = None
-    if export:
-        export_dir = _export(model, folder.class_names, base)
-    if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
-        shutil.rmtree(run_dir, ignore_errors=True)
-    metrics = {
-        "backbone": spec.name,
-        "image_size": spec.image_size,
-        "transfer_strategy": transfer,
-        "advice": advice.to_dict() if advice is not None else None,
-        "cut": spec.cut,
-        "hidden_units": list(hidden_units or ()),
-        "layer_decay": layer_decay,
-        "head_val_accuracy": history.last("val_accuracy", phase=1),
-        "val_accuracy": float(final["accuracy"]),
-        "val_loss": float(final["loss"]),
-        "class_names": folder.class_names,
-        "export_dir": export_dir,
-        "num_train_images": len(folder.train),
-        "num_val_images": len(folder.val),
-        "num_files_found": folder.num_found,
+
+def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict, scratch: dict | None, features,
+             resumed: bool, export_dir: str | None, train_seconds: float) -> dict:
+    folder, config = run.folder, run.config
+    weights = {str(k): v for k, v in run.class_weight.items()} if run.class_weight else None
+    return {
+        "backbone": run.spec.name, "image_size": run.spec.image_size, "transfer_strategy": run.asked.transfer,
+        "advice": run.advice.to_dict() if run.advice is not None else None, "cut": run.spec.cut,
+        "hidden_units": list(config.hidden_units or ()), "layer_decay": config.layer_decay,
+        "head_val_accuracy": history.last("val_accuracy", phase=1), "val_accuracy": float(final["accuracy"]),
+        "val_loss": float(final["loss"]), "class_names": folder.class_names, "export_dir": export_dir,
+        "num_train_images": len(folder.train), "num_val_images": len(folder.val), "num_files_found": folder.num_found,
         "validation_source": folder.validation_source,
         "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped],
         "warnings": [{"path": p, "message": m} for p, m in folder.warnings],
-        "head_epochs": history.head_epochs,
-        "fine_tune_epochs": history.fine_tune_epochs,
-        "unfrozen_blocks": history.unfrozen_blocks,
-        "learning_rates": list(history.learning_rates),
-        "resumed": resumed,
-        "class_weight": {str(k): v for k, v in weights_by_class.items()} if weights_by_class else None,
-        "evaluation": evaluation,
+        "head_epochs": history.head_epochs, "fine_tune_epochs": history.fine_tune_epochs,
+        "unfrozen_blocks": history.unfrozen_blocks, "learning_rates": list(history.learning_rates),
+        "resumed": resumed, "class_weight": weights, "evaluation": evaluation,
         "feature_cache": features.describe() if features is not None else {"used": False},
-        "dtype_policy": model.dtype_policy.name,
-        "num_replicas": strategy.num_replicas_in_sync,
-        "global_batch_size": global_batch,
-        "train_seconds": round(train_seconds, 2),
-        "history": history.history,
-        "scratch": scratch,
+        "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
+        "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
+        "history": history.history, "scratch": scratch, "config": config.to_dict(),
     }
-    return TrainResult(model, folder.class_names, history, metrics, export_dir, folder)
 
 
 @dataclasses.dataclass
@@ -328,6 +286,7 @@ class CrossValidation:
     folds: list[dict]
     accuracies: list[float]
     advice: dict | None = None
+    config: dict | None = None
 
     @property
     def mean(self) -> float:
@@ -341,19 +300,19 @@ class CrossValidation:
     def to_dict(self) -> dict:
         return {"folds": len(self.accuracies), "accuracies": self.accuracies, "mean_accuracy": self.mean,
                 "std_accuracy": self.std, "min_accuracy": min(self.accuracies), "max_accuracy": max(self.accuracies),
-                "advice": self.advice, "per_fold": self.folds}
+                "advice": self.advice, "per_fold": self.folds, "config": self.config}
 
 
-def cross_validate(data_dir: str, folds: int = 5, *, backbone: str = "mobilenet_v2", weights: str | None = None,
-                   image_size: int | None = None, seed: int = 42, strategy=None, **train_options) -> CrossValidation:
+def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None = None, **overrides) -> CrossValidation:
     """k-fold cross-validation of `train` for small datasets: the training and validation images are
     pooled and dealt into `folds` stratified folds; each fold is the validation set of one run on
-    the rest. Nothing is exported. A `strategy="auto"` plan is measured once and used in every fold.
+    the rest. Nothing is exported. A `transfer="auto"` plan is measured once and used in every fold.
 
     Args:
         data_dir: the image folder; a `test/` split is left out of the folds (and reported per fold).
         folds: k (>= 2). Defaults to 5.
-        backbone, weights, image_size, seed, strategy, **train_options: as `train` takes them.
+        config, **overrides: the run's settings, as `train` takes them; also `train`'s `evaluate`,
+            `callbacks` and `verbose`.
 
     Returns:
         A `CrossValidation`: per-fold metrics, `mean` and `std` of the validation accuracy.
@@ -365,57 +324,32 @@ def cross_validate(data_dir: str, folds: int = 5, *, backbone: str = "mobilenet_
     >>> f"{cv.mean:.3f} +- {cv.std:.3f}"  # doctest: +SKIP
     """
     for option in ("export", "checkpoint_dir", "output"):
-        if option in train_options:
+        if option in overrides:
             raise ValueError(f"`{option}` does not apply to cross-validation: fold models are not exported or resumed.")
-    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
-    transfer, distribution = _split_strategy(strategy, train_options.pop("distribute", None))
-    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed,
-                               validation_split=train_options.pop("validation_split", 0.2))
-    fold_folders = folder.folds(folds)
-    advice = None
-    if transfer == "auto" or (transfer == "cut" and train_options.get("cut") is None):
-        # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
-        plan, found = plan_transfer(transfer, data_dir, spec, seed=seed)
-        advice = found.to_dict()
-        transfer = found.strategy if transfer == "auto" else "cut"
-        for key, value in plan.items():
-            if train_options.get(key) is None:
-                train_options[key] = value
+    run_options = {k: overrides.pop(k) for k in ("evaluate", "callbacks", "verbose") if k in overrides}
+    config, strategy = _settle(config, None, overrides)
+    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
+    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=config.seed, validation_split=config.validation_split)
+    # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
+    config, advice = resolve_plan(config, data_dir, spec)
     results, accuracies = [], []
-    for k, fold in enumerate(fold_folders, start=1):
-        result = train(fold, backbone=backbone, weights=weights, image_size=spec.image_size, seed=seed,
-                       strategy=transfer, distribute=distribution, export=False, checkpoint_dir=None, **train_options)
+    for k, fold in enumerate(folder.folds(folds), start=1):
+        result = train(fold, config=config, distribute=strategy, export=False, checkpoint_dir=None, **run_options)
         metrics = {key: result.metrics[key] for key in ("val_accuracy", "val_loss", "head_val_accuracy",
                                                         "num_train_images", "num_val_images", "train_seconds")}
         if "test" in result.metrics.get("evaluation", {}):
             metrics["test_accuracy"] = result.metrics["evaluation"]["test"]["accuracy"]
         results.append({"fold": k, **metrics})
         accuracies.append(float(result.metrics["val_accuracy"]))
-    return CrossValidation(results, accuracies, advice)
+    return CrossValidation(results, accuracies, advice.to_dict() if advice is not None else None, config.to_dict())
 
 
-def lr_find(
-    data_dir: str,
-    backbone: str = "mobilenet_v2",
-    *,
-    weights: str | None = None,
-    image_size: int | None = None,
-    batch_size: int = 32,
-    unfreeze_blocks: int | str | None = None,
-    layer_decay: float | None = None,
-    cut: str | None = None,
-    hidden_units: Sequence[int] = (),
-    dropout: float = 0.2,
-    min_lr: float = 1e-7,
-    max_lr: float = 1.0,
-    steps: int = 100,
-    cache_features: bool = True,
-    plot: str | None = None,
-    seed: int = 42,
-):
+def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig | None = None, min_lr: float = 1e-7,
+            max_lr: float = 1.0, steps: int = 100, plot: str | None = None, **overrides):
     """Runs the learning-rate range test for both phases on an image folder (see `tl_keras.lr_finder`).
 
-    The model is built as `train` would build it; phase 1 runs on cached features unless
+    The model is built as `train` would build it from `config` (backbone, image size, cut, head,
+    `unfreeze_blocks`, `layer_decay`, batch size, seed); phase 1 runs on cached features unless
     `cache_features=False`. With `plot`, writes a PNG of loss against learning rate (needs matplotlib).
 
     Returns:
@@ -430,20 +364,18 @@ def lr_find(
     """
     from tl_keras.lr_finder import find_learning_rates
 
-    if plot:
-        _require("matplotlib", "--plot needs matplotlib: pip install matplotlib (or \"tl_keras[plots]\").")
-    spec = resolve_backbone(backbone, weights=weights, image_size=image_size)
-    if cut is not None:
-        spec = spec.replace(cut=cut)
-    keras.utils.set_random_seed(seed)
-    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed)
-    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=dropout,
-                             class_names=folder.class_names, hidden_units=hidden_units)
-    train_ds = folder.dataset("train", batch_size=batch_size, training=True)
-    features = compute_features(model, folder, batch_size=batch_size) if cache_features else None
+    config, _ = _settle(config, backbone, overrides)
+    _require_outputs(plot=plot)
+    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size).replace(cut=config.cut)
+    keras.utils.set_random_seed(config.seed)
+    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=config.seed)
+    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=config.dropout,
+                             class_names=folder.class_names, hidden_units=config.hidden_units or ())
+    train_ds = folder.dataset("train", batch_size=config.batch_size, training=True)
+    features = compute_features(model, folder, batch_size=config.batch_size) if config.cache_features is not False else None
     adapt_feature_norm(model, train_ds, features)
-    found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=unfreeze_blocks,
-                                layer_decay=layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=config.unfreeze_blocks,
+                                layer_decay=config.layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)
     if plot:
         from tl_keras.plots import plot_lr_find
 
@@ -451,94 +383,70 @@ def lr_find(
     return found
 
 
-def _split_strategy(strategy, distribute) -> tuple[str | None, str | tf.distribute.Strategy]:
-    """`strategy` names a transfer-learning plan or a distribution; returns (plan or None, distribution)."""
-    distribute = "auto" if distribute is None else distribute
-    if strategy is None:
-        return None, distribute
-    if isinstance(strategy, tf.distribute.Strategy) or strategy in DISTRIBUTION_STRATEGIES:
-        if distribute != "auto":
-            raise ValueError(
-                f"`strategy={strategy!r}` picks the distribution, and so does `distribute={distribute!r}`: pass one."
-            )
-        return None, strategy
-    if strategy in TRANSFER_STRATEGIES:
-        return strategy, distribute
-    raise ValueError(
-        f"`strategy` must be a transfer-learning strategy ({', '.join(TRANSFER_STRATEGIES)}), a distribution "
-        f"({', '.join(DISTRIBUTION_STRATEGIES)}) or a tf.distribute.Strategy. Received: strategy={strategy!r}"
-    )
-
-
-def plan_transfer(strategy: str, data_dir: str, spec, *, cut: str | None = None, seed: int = 42) -> tuple[dict, Advice | None]:
-    """The `train` options of a transfer-learning strategy, and the advisor's measurements if it ran.
-
-    `"auto"` follows `tl_keras.advisor.advise`; `"cut"` without a `cut` block asks the advisor's probes
-    for the best one; the other plans need no measurement.
-    """
-    if strategy == "auto" or (strategy == "cut" and cut is None):
-        advice = advise(data_dir, spec.replace(cut=None), seed=seed)
-        plan = advice.train_options()
-        if strategy == "cut":
-            depths = [d for d in advice.probes if d != "top"]
-            plan = {**plan, "unfreeze_blocks": 0, "cut": max(depths, key=lambda d: advice.probes[d]),
-                    "hidden_units": (), "layer_decay": None}
-        return plan, advice
-    plans = {
-        "head-only": {"unfreeze_blocks": 0, "cut": None, "hidden_units": None, "layer_decay": None},
-        "cut": {"unfreeze_blocks": 0, "cut": cut, "hidden_units": None, "layer_decay": None},
-        "top-blocks": {"unfreeze_blocks": None, "cut": None, "hidden_units": None, "layer_decay": None},
-        "fine-tune-all": {"unfreeze_blocks": "all", "cut": None, "hidden_units": None, "layer_decay": DEFAULT_FINE_TUNE_ALL_DECAY},
-    }
-    return plans[strategy], None
-
-
-def _compare_scratch(spec, folder: ImageFolder, train_ds, val_ds, strategy, *, epochs: int, learning_rate: float,
-                     dropout: float, l2: float, hidden_units, label_smoothing: float, class_weight, seed: int,
-                     mixed_precision: bool, jit_compile, verbose) -> dict:
+def _compare_scratch(run: _Run, train_ds, val_ds, history: FineTuneHistory, verbose) -> dict:
     """Trains the same architecture from random weights on the same splits and epochs; its report."""
+    config = run.config
     started = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    with strategy.scope(), dtype_policy(precision_policy(mixed_precision)):
-        model = build_classifier(spec, num_classes=len(folder.class_names), dropout=dropout, l2=l2,
-                                 class_names=folder.class_names, hidden_units=hidden_units)
-    history = train_from_scratch(
-        model, train_ds, val_ds, epochs=epochs, learning_rate=learning_rate, label_smoothing=label_smoothing,
-        class_weight=class_weight, seed=seed, jit_compile=jit_compile, verbose=verbose,
+    epochs = history.head_epochs + history.fine_tune_epochs
+    keras.utils.set_random_seed(config.seed)
+    model = _build(run)
+    scratch = train_from_scratch(
+        model, train_ds, val_ds, epochs=epochs, learning_rate=config.learning_rate,
+        label_smoothing=config.label_smoothing, class_weight=run.class_weight, seed=config.seed,
+        jit_compile=config.jit_compile, verbose=verbose,
     )
     return {
-        "val_accuracy": history["val_accuracy"][-1] if history.get("val_accuracy") else None,
-        "val_loss": history["val_loss"][-1] if history.get("val_loss") else None,
+        "val_accuracy": scratch["val_accuracy"][-1] if scratch.get("val_accuracy") else None,
+        "val_loss": scratch["val_loss"][-1] if scratch.get("val_loss") else None,
         "epochs": epochs,
-        "learning_rate": learning_rate,
+        "learning_rate": config.learning_rate,
         "train_seconds": round(time.perf_counter() - started, 2),
-        "history": history,
+        "history": scratch,
     }
 
 
-def _require(module: str, message: str) -> None:
-    """Fails before any work when an optional dependency an argument needs is missing."""
+def _require_outputs(**paths: str | None) -> None:
+    """Fails before any work when an optional package an output needs is missing."""
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(message)
+    needs = {"plots_dir": ("matplotlib", "plots"), "plot": ("matplotlib", "plots"),
+             "tensorboard_dir": ("tensorboard", "tensorboard")}
+    for name, path in paths.items():
+        module, extra = needs[name]
+        if path and importlib.util.find_spec(module) is None:
+            raise ImportError(f"`{name}` needs {module}: pip install {module} (or \"tl_keras[{extra}]\").")
+
+
+def _root(data) -> str:
+    return data.root if isinstance(data, ImageFolder) else data
+
+
+def _callbacks(callbacks: Sequence[keras.callbacks.Callback], tensorboard_dir: str | None) -> list:
+    callbacks = list(callbacks)
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(
+            tensorboard_dir if is_chief() else tempfile.mkdtemp(prefix="tl_keras_worker_tb_")))
+    return callbacks
 
 
 def _report(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int) -> dict:
     """The evaluation report of `model` on one split, predicted on this worker's device."""
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    batches = [predict(x).numpy() for x, _ in folder.dataset(split, batch_size=batch_size)]
-    probabilities = np.concatenate(batches) if batches else np.zeros((0, len(folder.class_names)), np.float32)
+    probabilities = run_batches(predict, folder.dataset(split, batch_size=batch_size), len(folder.class_names),
+                                inputs_only=True)
     data = folder.splits[split]
     return classification_report(data.labels, probabilities, folder.class_names, paths=data.paths)
 
 
-def _plots(folder: str, history: FineTuneHistory, evaluation: dict) -> None:
+def _plots(folder: str, history: FineTuneHistory, evaluation: dict, scratch: dict | None) -> None:
     from tl_keras import plots
 
     plots.plot_training_curves(history.history, history.head_epochs, os.path.join(folder, "curves.png"))
     for split, report in evaluation.items():
         plots.plot_report(report, folder, split)
+    if scratch is not None:
+        plots.plot_scratch_comparison(history.history, scratch["history"], os.path.join(folder, "scratch_vs_pretrained.png"),
+                                      head_epochs=history.head_epochs if history.fine_tune_epochs else 0)
 
 
 def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:
@@ -547,22 +455,22 @@ def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:
     return os.path.join(base, ".checkpoint") if checkpoint_dir == "auto" else checkpoint_dir
 
 
-def _use_feature_cache(cache_features: bool | str, head_epochs: int, copies: int, cache_dir: str | None) -> bool:
-    if cache_features not in (True, False, "auto"):
-        raise ValueError(f"`cache_features` must be True, False or 'auto'. Received: cache_features={cache_features!r}")
-    if head_epochs == 0 or cache_features is False:
+def _use_feature_cache(config: TrainConfig) -> bool:
+    """Phase 1 on cached features: asked for, or (`"auto"`) whenever it saves backbone passes."""
+    if config.head_epochs == 0 or config.cache_features is False:
         return False
-    return cache_features is True or cache_dir is not None or head_epochs > max(1, copies)
+    return (config.cache_features is True or config.feature_cache_dir is not None
+            or config.head_epochs > max(1, config.feature_copies))
 
 
-def _export(model: ImageClassifier, class_names: list[str], base: str) -> str | None:
+def _export(model: ImageClassifier, class_names: list[str], base: str, config: TrainConfig) -> str | None:
     """Exports on the chief. Under multi-worker training every worker must take part in saving
     (reading sync-on-read variables is a collective), so the others write to a temporary folder."""
     if is_chief():
-        return export_saved_model(model, base, class_names=class_names)
+        return export_saved_model(model, base, class_names=class_names, config=config)
     scratch = tempfile.mkdtemp(prefix="tl_keras_worker_export_")
     try:
-        export_saved_model(model, scratch, class_names=class_names)
+        export_saved_model(model, scratch, class_names=class_names, config=config)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return None

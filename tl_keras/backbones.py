@@ -24,7 +24,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tl_keras.hub import HubBackbone
+from tl_keras.hub import HubBackbone, socket_timeout
 from tl_keras.registry import (
     GENERIC_BLOCKS,
     PIXEL_MODES,
@@ -34,7 +34,6 @@ from tl_keras.registry import (
     group_blocks,
     keras_alpha_from_weights,
     resolve_cut,
-    socket_timeout,
 )
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -178,25 +177,12 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            application=self.application,
-            image_size=self.image_size,
-            alpha=self.alpha,
-            block_patterns=list(self.block_patterns),
-            inference_mode=self.inference_mode,
-            cut=self.cut,
-            unfrozen_blocks=self.unfrozen_blocks,
-        )
-        return config
+        return {**config, "application": self.application, "image_size": self.image_size, "alpha": self.alpha,
+                **self.block_config()}
 
     @classmethod
     def from_config(cls, config: dict) -> "KerasBackbone":
-        # Weights come from the saved file, not from the original weights path.
-        config = dict(config)
-        unfrozen = config.pop("unfrozen_blocks", 0)
-        layer = cls(weights=None, **config)
-        layer.set_trainable_blocks(unfrozen)
-        return layer
+        return cls.from_block_config(config, weights=None)  # weights come from the saved file
 
 
 Backbone = HubBackbone | KerasBackbone

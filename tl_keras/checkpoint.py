@@ -19,36 +19,11 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
 
 import keras
 import numpy as np
 
-
-def atomic_write(path: str, write) -> None:
-    """Writes `path` through `write(file)` into a temporary file beside it, then renames it into place."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: str, payload: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=1).encode()))
-
-
-def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+from tl_keras.files import atomic_write, read_json, write_json
 
 
 def _rng_variables(model: keras.Model) -> list:
@@ -136,6 +111,17 @@ class PhaseBackup(keras.callbacks.Callback):
                 shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
 
 
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as one level, `config.head_epochs` style, so a mismatch names the setting."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 class RunCheckpoint:
     """The checkpoint folder of one training run (see the module docstring).
 
@@ -153,12 +139,12 @@ class RunCheckpoint:
         self.writer = writer
         path = os.path.join(directory, "run.json")
         if os.path.exists(path):
-            saved = read_json(path)
-            if saved != settings:
-                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            saved, now = _flat(read_json(path)), _flat(json.loads(json.dumps(settings)))  # compared as stored
+            if saved != now:
+                changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
                 raise ValueError(
                     f"The checkpoint folder {directory!r} holds an interrupted run with other settings "
-                    f"({', '.join(f'{k}: {saved.get(k)!r} then, {settings.get(k)!r} now' for k in changed)}). "
+                    f"({', '.join(f'{k}: {saved.get(k)!r} then, {now.get(k)!r} now' for k in changed)}). "
                     "Run the same command again to resume it, or delete the folder (or pass another) to start over."
                 )
         elif writer:

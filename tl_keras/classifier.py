@@ -15,53 +15,11 @@ import os
 from typing import Sequence
 
 import keras
-import tensorflow as tf
 
 from tl_keras.backbones import Backbone, PixelRange, build_backbone
-from tl_keras.distribute import in_multi_worker_mode
+from tl_keras.checks import require_int
+from tl_keras.distribute import MultiWorkerFitMixin
 from tl_keras.registry import BackboneSpec, resolve_backbone
-
-
-class MultiWorkerFitMixin:
-    """Makes Keras 3 `fit`/`evaluate` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    Mix it in before `keras.Model`; every tl_keras model trained with `fit` does.
-    """
-
-    def _multi_worker(self) -> bool:
-        return in_multi_worker_mode(self.distribute_strategy)
-
-    def _as_vectors(self, logs: dict) -> dict:
-        # Keras 3 reduces each log across workers with `strategy.reduce("MEAN", v, axis=0)`, which a
-        # scalar has no axis for (keras-team/keras#20585). A 1-element vector per worker makes that
-        # reduction the plain mean of the workers' values, a scalar again.
-        if not self._multi_worker():
-            return logs
-        return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
-
-    def train_step(self, data):
-        return self._as_vectors(super().train_step(data))
-
-    def test_step(self, data):
-        return self._as_vectors(super().test_step(data))
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 (keras-team/keras#20585) takes a sample batch for its symbolic build with
-        # `strategy.reduce("MEAN", (images, labels))`; MultiWorkerMirroredStrategy cannot reduce a
-        # tuple across workers, so `fit` fails before the first step. The build needs only shapes and
-        # dtypes: hand it this worker's local batch instead, consumed exactly as Keras does.
-        strategy = self.distribute_strategy
-        if iterator is not None and self._multi_worker():
-            for _, _, it in iterator:
-                batch = next(it)
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    batch,
-                )
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
@@ -109,8 +67,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         normalize_features: bool = False,
         **kwargs,
     ):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
+        require_int("num_classes", num_classes, 2)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
         if l2 < 0:
@@ -121,8 +78,8 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
                 f"`class_names` must have `num_classes` ({num_classes}) entries. Received: {len(class_names)} names"
             )
         hidden_units = tuple(hidden_units or ())
-        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
-            raise ValueError(f"`hidden_units` must be positive integers, e.g. (512,). Received: hidden_units={hidden_units!r}")
+        for units in hidden_units:
+            require_int("hidden_units", units, 1)
         inputs = keras.Input((None, None, 3), name="images")
         resize = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")
         resize.supports_jit = False  # XLA has no kernel for antialiased resizing (ScaleAndTranslate)

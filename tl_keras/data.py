@@ -27,6 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.checks import require_int
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 VAL_DIR_NAMES = ("val", "validation", "valid")
 # Images with fewer distinct colours than this (on a 64x64 nearest-neighbour thumbnail) are kept but
@@ -130,8 +132,7 @@ class ImageFolder:
         pooled, dealt into `k` stratified folds (seeded), each fold the `val` split of one copy and
         the rest its `train`. A `test` split stays as it is. Decoded images are shared, not re-read.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise ValueError(f"`folds` must be an integer >= 2. Received: folds={k!r}")
+        require_int("folds", k, 2)
         pool = _concat(self.train, self.val)
         smallest = min(np.bincount(pool.labels, minlength=len(self.class_names)))
         if smallest < k:
@@ -533,8 +534,7 @@ def make_dataset(
     Training datasets carry an epoch counter (`epoch_variable`): their order and augmentation are a
     function of `(seed, epoch)` only.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    require_int("batch_size", batch_size, 1)
     labels = split.labels
     if shuffle is None:
         shuffle = training

@@ -19,7 +19,30 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
-STRATEGY_NAMES = ("auto", "default", "mirrored", "multi-worker")
+from tl_keras.config import DISTRIBUTIONS
+
+STRATEGY_NAMES = DISTRIBUTIONS
+# The Keras releases whose private fit internals `MultiWorkerFitMixin` overrides were tested here:
+# `_maybe_symbolic_build` iterating `for _, _, iterator in epoch_iterator` exists from Keras 3.11 on.
+# setup.cfg declares the same range.
+TESTED_KERAS = ((3, 11), (3, 16))  # [low, high)
+
+
+def check_keras_version(version: str | None = None) -> None:
+    """Fails with a clear message when the running Keras is outside `TESTED_KERAS`: the multi-worker
+    workaround overrides a private Keras method whose shape other releases may not share."""
+    version = version or keras.__version__
+    try:
+        running = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        running = (0, 0)
+    low, high = TESTED_KERAS
+    if not low <= running < high:
+        raise RuntimeError(
+            f"Multi-worker training in tl_keras overrides a private Keras 3 method tested with Keras "
+            f">={low[0]}.{low[1]},<{high[0]}.{high[1]} only; this is Keras {version}. Install a tested release "
+            f"(pip install \"keras>={low[0]}.{low[1]},<{high[0]}.{high[1]}\") or train without MultiWorkerMirroredStrategy."
+        )
 
 
 def _tf_config_workers() -> int:
@@ -48,6 +71,11 @@ def get_strategy(strategy: str | tf.distribute.Strategy | None = "auto") -> tf.d
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     strategy = strategy or "auto"
+    if strategy == "custom":
+        raise ValueError(
+            "distribute='custom' records that a tf.distribute.Strategy object was passed to train(); a name "
+            "cannot rebuild it: pass the object again, train(..., distribute=strategy)."
+        )
     if strategy not in STRATEGY_NAMES:
         raise ValueError(f"`strategy` must be a tf.distribute.Strategy or one of {STRATEGY_NAMES}. Received: strategy={strategy!r}")
     if strategy == "auto":
@@ -62,6 +90,18 @@ def get_strategy(strategy: str | tf.distribute.Strategy | None = "auto") -> tf.d
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def distribution_name(strategy: tf.distribute.Strategy) -> str:
+    """The `TrainConfig.distribute` name a strategy object is recorded under (`"custom"` when no name
+    rebuilds it, e.g. a TPUStrategy)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi-worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return "default"
+    return "custom"
 
 
 def is_chief() -> bool:
@@ -117,3 +157,47 @@ def workers_agree(strategy: tf.distribute.Strategy, value: int) -> bool:
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(v)), axis=None).numpy()
     mean = total[0] / total[2]
     return abs(total[1] / total[2] - mean * mean) < 1e-9 and mean == value
+
+
+class MultiWorkerFitMixin:
+    """Makes Keras 3 `fit`/`evaluate` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Mix it in before `keras.Model`; every tl_keras model trained with `fit` does.
+    """
+
+    def _multi_worker(self) -> bool:
+        return in_multi_worker_mode(self.distribute_strategy)
+
+    def _as_vectors(self, logs: dict) -> dict:
+        # Keras 3 reduces each log across workers with `strategy.reduce("MEAN", v, axis=0)`, which a
+        # scalar has no axis for (keras-team/keras#20585). A 1-element vector per worker makes that
+        # reduction the plain mean of the workers' values, a scalar again.
+        if not self._multi_worker():
+            return logs
+        return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
+
+    def train_step(self, data):
+        return self._as_vectors(super().train_step(data))
+
+    def test_step(self, data):
+        return self._as_vectors(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # A private Keras method, overridden for the Keras range tl_keras is tested with only.
+        # Keras 3 (keras-team/keras#20585) takes a sample batch for its symbolic build with
+        # `strategy.reduce("MEAN", (images, labels))`; MultiWorkerMirroredStrategy cannot reduce a
+        # tuple across workers, so `fit` fails before the first step. The build needs only shapes and
+        # dtypes: hand it this worker's local batch instead, consumed exactly as Keras does.
+        strategy = self.distribute_strategy
+        if iterator is not None and self._multi_worker():
+            check_keras_version()
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

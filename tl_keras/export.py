@@ -11,7 +11,9 @@ signatures:
   A payload that is not an image fails the call with an `InvalidArgumentError` naming its index.
 
 `assets/labels.txt` holds one class name per line, in output order; `assets/tl_keras.json` records the
-input size and backbone, so clients can decode images the way training did. A version folder appears complete
+input size and backbone, so clients can decode images the way training did, and under `"config"` the
+`TrainConfig` the model was trained with. The reloaded export has `variables`, `trainable_variables`
+and `non_trainable_variables`, as a `keras.Model.export` archive does. A version folder appears complete
 or not at all: the model is written to a hidden sibling and renamed into place.
 
 Example:
@@ -67,14 +69,23 @@ def latest_version_dir(model_dir: str) -> str:
 
 
 class _ServingModule(tf.Module):
+    # Plain attributes, as on a `keras.Model.export` archive, instead of tf.Module's computed
+    # properties: the reloaded export exposes the lists under these names.
+    variables = trainable_variables = non_trainable_variables = None
+
     def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str):
         super().__init__(name="tl_keras_export")
         # Track the model's TensorFlow variables themselves, not the Keras model: Keras variables
         # export as copies of their tf.Variables, which the TF1 session loader (TF Serving,
         # `saved_model_cli run`) would restore while the serving functions read the uninitialised
-        # originals, and which would double the export's size.
+        # originals, and which would double the export's size. Each is stored once, whatever
+        # lists name it.
         self._untracked = types.SimpleNamespace(model=model)
         self.tf_variables = [v.value for v in model.variables]
+        trainable = {id(v) for v in model.trainable_variables}
+        self.variables = list(self.tf_variables)
+        self.trainable_variables = [v.value for v in model.variables if id(v) in trainable]
+        self.non_trainable_variables = [v.value for v in model.variables if id(v) not in trainable]
         self.labels_asset = tf.saved_model.Asset(labels_path)
         self.metadata_asset = tf.saved_model.Asset(metadata_path)
         self._class_names = tf.constant(list(class_names))
@@ -129,6 +140,7 @@ def export_saved_model(
     *,
     class_names: Sequence[str] | None = None,
     version: int | None = None,
+    config=None,
 ) -> str:
     """Writes `model` to `export_base/VERSION/` and returns that path.
 
@@ -137,6 +149,8 @@ def export_saved_model(
         export_base: the model's folder, `.../NAME`; versions are created inside it.
         class_names: class names in output order. Defaults to `model.class_names`.
         version: the version number. Defaults to the next free integer.
+        config: the `TrainConfig` the model was trained with, recorded under `"config"` in
+            `assets/tl_keras.json` (`tl-keras train DATA --config that_file` reruns it). Defaults to None.
 
     Raises:
         ValueError: `version` exists already, or the class names do not match the model's outputs.
@@ -160,7 +174,7 @@ def export_saved_model(
             f.write("\n".join(class_names) + "\n")
         metadata_path = os.path.join(labels_dir, METADATA_FILE)
         with open(metadata_path, "w", encoding="utf-8") as f:
-            json.dump(export_metadata(model, class_names), f, indent=2)
+            json.dump(export_metadata(model, class_names, config), f, indent=2)
         module = _ServingModule(model, class_names, labels_path, metadata_path)
         attach_functions(module, model)
         tf.saved_model.save(
@@ -197,8 +211,11 @@ def attach_functions(module: _ServingModule, model: keras.Model) -> None:
         module._probabilities_at_size, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
 
 
-def export_metadata(model: keras.Model, class_names: Sequence[str]) -> dict:
+def export_metadata(model: keras.Model, class_names: Sequence[str], config=None) -> dict:
+    """`assets/tl_keras.json`: what a client needs to feed the model, and the training config."""
     backbone = getattr(model, "backbone", None)
+    if config is not None and not isinstance(config, dict):
+        config = config.to_dict()
     return {
         "format": "tl_keras/1",
         "class_names": list(class_names),
@@ -206,6 +223,7 @@ def export_metadata(model: keras.Model, class_names: Sequence[str]) -> dict:
         "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
         "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
                        "serving_bytes": "image_bytes string: encoded JPEG, PNG, GIF or BMP"},
+        "config": config,
     }
 
 

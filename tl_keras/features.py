@@ -36,9 +36,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.checkpoint import atomic_write
-from tl_keras.classifier import MultiWorkerFitMixin
+from tl_keras.batches import run_batches
+from tl_keras.checks import require_int
 from tl_keras.data import EPOCH_ATTRIBUTE, ImageFolder, Split, epoch_indices, finish
+from tl_keras.distribute import MultiWorkerFitMixin
+from tl_keras.files import atomic_write
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -196,8 +198,7 @@ def feature_extractor(model: keras.Model):
 
 def extract_features(run, dataset: tf.data.Dataset) -> np.ndarray:
     """`run` (a `feature_extractor`) over every batch of `(images, labels)`, stacked `[n, dim]`."""
-    out = [run(images).numpy() for images, _ in dataset]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, run.dim), np.float32)
+    return run_batches(run, dataset, run.dim, inputs_only=True)
 
 
 def _features_for(
@@ -244,10 +245,8 @@ def compute_features(
     Returns:
         A `FeatureSet`.
     """
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
-        raise ValueError(f"`copies` must be a non-negative integer. Received: copies={copies!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    require_int("copies", copies)
+    require_int("batch_size", batch_size, 1)
     if isinstance(store, str):
         store = FeatureStore(store)
     started = time.perf_counter()

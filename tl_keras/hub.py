@@ -23,21 +23,55 @@ Example (offline, with a local copy of a TF Hub feature vector):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import types
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
-
 from tensorflow.core.framework import graph_pb2
 from tensorflow.python.framework import function_def_to_graph
 
 from tl_keras.registry import (
-    GENERIC_BLOCKS, BackboneDownloadError, BlockSelection, download_timeout, group_blocks, resolve_cut, socket_timeout,
+    GENERIC_BLOCKS,
+    BackboneDownloadError,
+    BlockSelection,
+    group_blocks,
+    resolve_cut,
 )
+
+DEFAULT_DOWNLOAD_TIMEOUT = 30.0
+
+
+def download_timeout() -> float:
+    """Seconds a download may wait on the network for any one step: `TL_KERAS_DOWNLOAD_TIMEOUT`, else 30."""
+    raw = os.environ.get("TL_KERAS_DOWNLOAD_TIMEOUT")
+    if raw is None:
+        return DEFAULT_DOWNLOAD_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"TL_KERAS_DOWNLOAD_TIMEOUT must be a number of seconds > 0. Received: {raw!r}")
+    return value
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float | None = None) -> Iterator[None]:
+    """Bounds every blocking socket operation of a download (connect, each read), then restores the
+    previous default: with no network a download fails in seconds instead of hanging."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds if seconds is not None else download_timeout())
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
 
 def resolve_handle(handle: str, timeout: float | None = None) -> str:
     """Returns a local SavedModel folder for a TF Hub/Kaggle handle, URL or local path.
@@ -425,24 +459,11 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            handle=self.handle,
-            block_patterns=list(self.block_patterns),
-            output_key=self.output_key,
-            inference_mode=self.inference_mode,
-            cut=self.cut,
-            unfrozen_blocks=self.unfrozen_blocks,
-        )
-        return config
+        return {**config, "handle": self.handle, "output_key": self.output_key, **self.block_config()}
 
     @classmethod
     def from_config(cls, config: dict) -> "HubBackbone":
-        config = dict(config)
-        unfrozen = config.pop("unfrozen_blocks", None)
-        layer = cls(**config)
-        if unfrozen is not None:
-            layer.set_trainable_blocks(unfrozen)
-        return layer
+        return cls.from_block_config(config)
 
 
 def save_hub_module(feature_extractor: keras.Model, path: str) -> str:

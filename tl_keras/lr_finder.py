@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.checks import require_int
 from tl_keras.features import FeatureSet, head_model
 from tl_keras.training import compile_for_phase, layerwise_multipliers
 
@@ -104,8 +105,7 @@ def range_test(
     """
     if not 0 < min_lr < max_lr:
         raise ValueError(f"Need 0 < min_lr < max_lr. Received: min_lr={min_lr!r}, max_lr={max_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ValueError(f"`steps` must be an integer >= 5. Received: steps={steps!r}")
+    require_int("steps", steps, 5)
     compile_for_phase(model, min_lr, lr_multipliers=lr_multipliers)
     ratio = max_lr / min_lr
     rates, losses, smoothed = [], [], []

@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import os
 import re
-import socket
-from typing import Iterator, Sequence
+from typing import Sequence
+
+from tl_keras.checks import require_int
 
 # Pixel ranges a backbone may expect. The classifier converts plain 0-255 RGB into this range inside
 # the model graph, so callers never preprocess by hand.
@@ -43,35 +43,6 @@ GENERIC_BLOCKS = MOBILENET_BLOCKS + RESNET_BLOCKS + (r"(?:^|/)(block\d+[a-z]?)_"
 
 class BackboneDownloadError(OSError):
     """Pretrained weights could not be fetched (no network, wrong handle, or server error)."""
-
-
-DEFAULT_DOWNLOAD_TIMEOUT = 30.0
-
-
-def download_timeout() -> float:
-    """Seconds a download may wait on the network for any one step: `TL_KERAS_DOWNLOAD_TIMEOUT`, else 30."""
-    raw = os.environ.get("TL_KERAS_DOWNLOAD_TIMEOUT")
-    if raw is None:
-        return DEFAULT_DOWNLOAD_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"TL_KERAS_DOWNLOAD_TIMEOUT must be a number of seconds > 0. Received: {raw!r}")
-    return value
-
-
-@contextlib.contextmanager
-def socket_timeout(seconds: float | None = None) -> Iterator[None]:
-    """Bounds every blocking socket operation of a download (connect, each read), then restores the
-    previous default: with no network a download fails in seconds instead of hanging."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds if seconds is not None else download_timeout())
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,9 +167,7 @@ def resolve_backbone(
             )
         changes["weights"] = None if weights in ("none", "None", "random") else weights
     if image_size is not None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-            raise ValueError(f"`image_size` must be an integer >= 32. Received: image_size={image_size!r}")
-        changes["image_size"] = image_size
+        changes["image_size"] = require_int("image_size", image_size, 32)
     return spec.replace(**changes) if changes else spec
 
 
@@ -306,11 +275,12 @@ def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
         return value
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    try:
+        return require_int("unfreeze_blocks", value)
+    except ValueError:
         raise ValueError(
             f"`unfreeze_blocks` must be a non-negative integer or 'all'. Received: unfreeze_blocks={value!r}"
-        )
-    return value
+        ) from None
 
 
 class BlockSelection:
@@ -342,6 +312,21 @@ class BlockSelection:
     def block_weights(self) -> list[tuple[str, list]]:
         """`(block name, its weights)` for every block, bottom first."""
         return [(name, self._weights_of(indices)) for name, indices in self.blocks]
+
+    def block_config(self) -> dict:
+        """The block settings `get_config` records (one place for both backbone kinds)."""
+        return {"block_patterns": list(self.block_patterns), "inference_mode": self.inference_mode,
+                "cut": self.cut, "unfrozen_blocks": self.unfrozen_blocks}
+
+    @classmethod
+    def from_block_config(cls, config: dict, **extra):
+        """Rebuilds a layer from `get_config` output and unfreezes the recorded top blocks (none when
+        the key is missing: a backbone starts frozen)."""
+        config = dict(config)
+        unfrozen = config.pop("unfrozen_blocks", 0)
+        layer = cls(**config, **extra)
+        layer.set_trainable_blocks(unfrozen)
+        return layer
 
     def _weights_of(self, indices: list[int]) -> list:  # pragma: no cover - subclasses implement it
         raise NotImplementedError

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.batches import run_batches, slices
+from tl_keras.checks import require_int
 from tl_keras.data import load_image_folder, read_images, try_read_images
 from tl_keras.evaluation import classification_report
 from tl_keras.export import latest_version_dir, read_labels, read_metadata
@@ -39,11 +41,13 @@ class ExportedModel:
         if not (isinstance(images, np.ndarray) and images.ndim == 4) and len({np.shape(i) for i in images}) == 1:
             images = np.stack(images)  # a list of same-size images: batch them
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+            batches = slices(images, batch_size)
         else:
             batches = [image[None] for image in images]  # differently sized images go one by one
-        outputs = [self._serve(images=tf.constant(b, tf.float32))["probabilities"].numpy() for b in batches]
-        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), np.float32)
+        return run_batches(self._probabilities, batches, len(self.class_names))
+
+    def _probabilities(self, images) -> tf.Tensor:
+        return self._serve(images=tf.cast(images, tf.float32))["probabilities"]
 
     def predict_files(
         self,
@@ -61,8 +65,7 @@ class ExportedModel:
         cannot be read or decoded raises a `ValueError` naming it, or with `skip_errors=True` gets an
         entry with its `error` instead (and no label), so none goes missing silently.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
+        require_int("top_k", top_k, 1)
         k = min(top_k, len(self.class_names))
         results: list[dict] = []
         for start in range(0, len(paths), chunk_size):
@@ -127,5 +130,4 @@ class ExportedModel:
 
     def predict_dataset(self, folder, split: str, batch_size: int = 32) -> np.ndarray:
         ds = folder.dataset(split, batch_size=batch_size, training=False)
-        outputs = [self._serve(images=x)["probabilities"].numpy() for x, _ in ds]
-        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), np.float32)
+        return run_batches(self._probabilities, ds, len(self.class_names), inputs_only=True)

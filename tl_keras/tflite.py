@@ -26,8 +26,15 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.batches import run_batches, slices
 from tl_keras.data import load_image_folder
-from tl_keras.export import LABELS_FILE, METADATA_FILE, latest_version_dir, read_labels, read_metadata
+from tl_keras.export import (
+    LABELS_FILE,
+    METADATA_FILE,
+    latest_version_dir,
+    read_labels,
+    read_metadata,
+)
 
 VARIANTS = ("float32", "dynamic_int8")
 
@@ -105,10 +112,8 @@ def export_tflite(
         split = check_split or ("test" if "test" in folder.splits else "val")
         if split not in folder.splits:
             raise ValueError(f"`check_split` must be one of {sorted(folder.splits)}. Received: {split!r}")
-        batches = [x.numpy() for x, _ in folder.dataset(split, batch_size=64)]
-        images = np.concatenate(batches)[:max_check_images]
-        reference = np.concatenate([loaded.probabilities_at_size(tf.constant(images[i:i + 64])).numpy()
-                                    for i in range(0, len(images), 64)])
+        images = np.concatenate([x.numpy() for x, _ in folder.dataset(split, batch_size=64)])[:max_check_images]
+        reference = run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels))
     report = {"output_dir": output_dir, "labels": labels, "image_size": size, "variants": {}}
     for variant in variants:
         target = os.path.join(output_dir, f"model_{variant}.tflite")

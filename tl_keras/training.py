@@ -18,12 +18,16 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.checkpoint import RunCheckpoint
+from tl_keras.checks import require_int
+from tl_keras.config import TrainConfig
 from tl_keras.data import epoch_variable
 from tl_keras.distribute import workers_agree
-from tl_keras.features import FeatureSet, extract_features, feature_extractor, head_model
-from tl_keras.registry import parse_unfreeze_blocks
-
-FINE_TUNE_LR_FACTOR = 0.1
+from tl_keras.features import (
+    FeatureSet,
+    extract_features,
+    feature_extractor,
+    head_model,
+)
 
 
 @dataclasses.dataclass
@@ -157,16 +161,12 @@ class EpochSeed(keras.callbacks.Callback):
         self.epoch.assign(epoch)
 
 
-SCHEDULES = ("constant", "cosine", "warmup-cosine")
-
-
 def phase_schedule(
     kind: str, learning_rate: float, steps_per_epoch: int, epochs: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The phase-2 learning rate: `"constant"`, `"cosine"` (decays to 0 over the phase) or
     `"warmup-cosine"` (rises linearly from 0 over the first epoch, then decays to 0)."""
-    if kind not in SCHEDULES:
-        raise ValueError(f"`fine_tune_schedule` must be one of {SCHEDULES}. Received: {kind!r}")
+    TrainConfig.check("fine_tune_schedule", kind)
     total = max(1, steps_per_epoch * epochs)
     if kind == "constant":
         return learning_rate
@@ -211,31 +211,17 @@ def _steps_per_epoch(dataset: tf.data.Dataset) -> int:
     return steps
 
 
-def _validate_epochs(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
-
-
 def fine_tune(
     model: keras.Model,
     train_data: tf.data.Dataset,
     validation_data: tf.data.Dataset | None = None,
+    config: TrainConfig | None = None,
     *,
-    head_epochs: int = 5,
-    fine_tune_epochs: int = 5,
-    unfreeze_blocks: int | str | None = None,
-    learning_rate: float = 1e-3,
-    fine_tune_learning_rate: float | None = None,
-    label_smoothing: float = 0.0,
-    early_stopping_patience: int | None = None,
-    class_weight: dict[int, float] | None = None,
-    fine_tune_schedule: str = "constant",
-    layer_decay: float | None = None,
     features: FeatureSet | None = None,
-    jit_compile: bool | str = "auto",
     checkpoint: str | RunCheckpoint | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    **overrides,
 ) -> FineTuneHistory:
     """Phase 1 trains the head with the backbone frozen; phase 2 unfreezes the top blocks.
 
@@ -246,28 +232,16 @@ def fine_tune(
     Args:
         model: the classifier.
         train_data, validation_data: batched datasets of `(images, integer labels)`.
-        head_epochs: phase-1 epochs. Defaults to 5.
-        fine_tune_epochs: phase-2 epochs; 0 skips phase 2. Defaults to 5.
-        unfreeze_blocks: top blocks to train in phase 2: an int or `"all"`. Defaults to the
-            backbone's registry default (or 3 when unknown).
-        learning_rate: phase-1 Adam learning rate. Defaults to 1e-3.
-        fine_tune_learning_rate: phase-2 learning rate. Defaults to `learning_rate / 10`.
-        label_smoothing: label smoothing of the loss. Defaults to 0.
-        early_stopping_patience: stop a phase after this many epochs without a better `val_loss`,
-            restoring the best weights. Defaults to None (off).
-        class_weight: class index -> loss weight, both phases (see `balanced_class_weights`).
-            Defaults to None (every image weighs 1).
-        fine_tune_schedule: phase-2 learning-rate schedule: `"constant"` (default), `"cosine"` or
-            `"warmup-cosine"` (see `phase_schedule`).
-        layer_decay: discriminative learning rates in phase 2: the top unfrozen block trains at
-            `fine_tune_learning_rate`, each block below at `layer_decay` times the one above (see
-            `layerwise_multipliers`); blocks not unfrozen stay at 0. The head keeps the full rate.
-            Defaults to None (one rate for all).
+        config: the run's `TrainConfig`; `fine_tune` reads its training settings (`head_epochs`,
+            `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default), `learning_rate`,
+            `fine_tune_learning_rate` (None: a tenth), `fine_tune_schedule`, `layer_decay`,
+            `label_smoothing`, `early_stopping_patience` (stop a phase after this many epochs
+            without a better `val_loss`, restoring its best weights), `class_weight` (a dict: see
+            `balanced_class_weights`) and `jit_compile`). Defaults to `TrainConfig()`.
         features: cached backbone features (`tl_keras.features.compute_features`) of the same
             images: phase 1 then trains the model's head layers on them instead of running the
             frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
             always runs on `train_data`. Defaults to None (phase 1 on `train_data`).
-        jit_compile: XLA compilation, as `keras.Model.compile` takes it. Defaults to `"auto"`.
         checkpoint: a folder (or `tl_keras.checkpoint.RunCheckpoint`) to make the run resumable:
             state is saved at every epoch's end, and calling `fine_tune` again the same way after a
             crash or kill continues from the last finished epoch and ends with the same weights as an
@@ -275,94 +249,95 @@ def fine_tune(
             its patience count). Delete the folder to start over. Defaults to None.
         callbacks: extra Keras callbacks, used in both phases.
         verbose: Keras `fit` verbosity (progress bars by default).
+        **overrides: `TrainConfig` fields to change, e.g. `head_epochs=3, learning_rate=1e-3`.
 
     Returns:
         A `FineTuneHistory` merging both phases.
+
+    Example:
+
+    >>> history = fine_tune(model, train_ds, val_ds, head_epochs=5, fine_tune_epochs=5)  # doctest: +SKIP
     """
-    _validate_epochs("head_epochs", head_epochs)
-    _validate_epochs("fine_tune_epochs", fine_tune_epochs)
-    if head_epochs + fine_tune_epochs == 0:
-        raise ValueError("`head_epochs` and `fine_tune_epochs` are both 0: there is nothing to train.")
-    if not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate!r}")
+    config = (config or TrainConfig()).replace(**overrides)
+    if config.class_weight == "auto":
+        raise ValueError("`fine_tune` needs class weights as a dict: pass "
+                         "class_weight=balanced_class_weights(train_labels, num_classes) (`train` does this for 'auto').")
     backbone = getattr(model, "backbone", None)
     if backbone is None or not hasattr(backbone, "set_trainable_blocks"):
         raise TypeError("`model` must be a tl_keras ImageClassifier (its backbone needs `set_trainable_blocks`).")
-    unfreeze = parse_unfreeze_blocks(unfreeze_blocks)
-    if unfreeze is None:
-        unfreeze = getattr(model, "default_unfreeze_blocks", 3)
-    fine_lr = fine_tune_learning_rate if fine_tune_learning_rate is not None else learning_rate * FINE_TUNE_LR_FACTOR
-
-    phase_schedule(fine_tune_schedule, fine_lr, 1, 1)  # validates the name before any work
-    if layer_decay is not None:
-        layerwise_multipliers(model, layer_decay)  # validates before any work
+    if config.layer_decay is not None:
+        layerwise_multipliers(model, config.layer_decay)  # validates against the model before any work
     if isinstance(checkpoint, str):
-        checkpoint = RunCheckpoint(checkpoint, {
-            "head_epochs": head_epochs, "fine_tune_epochs": fine_tune_epochs, "unfreeze_blocks": unfreeze,
-            "learning_rate": learning_rate, "fine_tune_learning_rate": fine_lr, "label_smoothing": label_smoothing,
-            "early_stopping_patience": early_stopping_patience, "cached_features": features is not None,
-            "class_weight": {str(k): v for k, v in class_weight.items()} if class_weight else None,
-            "fine_tune_schedule": fine_tune_schedule, "layer_decay": layer_decay,
-        })
-
+        checkpoint = RunCheckpoint(checkpoint, {"config": config.to_dict(), "cached_features": features is not None})
     history: dict[str, list[float]] = {}
     epochs_run = [0, 0]
     unfrozen: list[str] = []
-    for phase, (epochs, lr) in enumerate(((head_epochs, learning_rate), (fine_tune_epochs, fine_lr))):
-        if epochs == 0:
+    for phase in (0, 1):
+        if (config.head_epochs, config.fine_tune_epochs)[phase] == 0:
             continue
-        trainee, fit_train, fit_val = model, train_data, validation_data
-        if phase == 0:
-            backbone.set_trainable_blocks(0)
-            adapt_feature_norm(model, train_data, features)
-            if features is not None:  # the head's own layers, trained on the cached vectors
-                trainee = head_model(model)
-                fit_train, fit_val = features.datasets()
-                fit_val = fit_val if validation_data is not None else None
-        else:
-            unfrozen = backbone.set_trainable_blocks(unfreeze)
-        if phase == 1 and fine_tune_schedule != "constant":
-            lr = phase_schedule(fine_tune_schedule, fine_lr, _steps_per_epoch(train_data), epochs)
-        multipliers = layerwise_multipliers(model, layer_decay) if phase == 1 and layer_decay is not None else None
-        compile_for_phase(model, lr, label_smoothing, jit_compile, multipliers)  # compiled even if only its head trains
-        if trainee is not model:
-            compile_for_phase(trainee, lr, label_smoothing, jit_compile)
-        start = epochs_run[0] if phase == 1 else 0
-        done = checkpoint.finished(phase + 1) if checkpoint is not None else None
-        backup = checkpoint.backup(phase + 1, start) if checkpoint is not None and done is None else None
-        if checkpoint is not None:
-            if not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
-                raise ValueError(
-                    f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
-                    "Only the chief writes it and every worker resumes from it: put it on storage all workers "
-                    "read (a shared file system or bucket path), or delete it to start over."
-                )
-        if done is not None:  # finished before a restart: take its result, skip the work
-            checkpoint.restore(phase + 1, model)
-            phase_history, epochs_run[phase] = done["history"], done["epochs"]
-        else:
-            phase_callbacks = list(callbacks)
-            if epoch_variable(fit_train) is not None:
-                phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
-            if early_stopping_patience and fit_val is not None:
-                phase_callbacks.append(
-                    keras.callbacks.EarlyStopping("val_loss", patience=early_stopping_patience, restore_best_weights=True)
-                )
-            resume_at = start
-            if backup is not None:
-                resume_at = backup.restore(trainee)  # after a kill: the last finished epoch's state
-                phase_callbacks.append(backup)
-            result = trainee.fit(
-                fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=start + epochs,
-                class_weight=class_weight, callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
-            )
-            phase_history = backup.history if backup is not None else result.history
-            epochs_run[phase] = len(next(iter(phase_history.values()), []))
-            if checkpoint is not None:
-                checkpoint.finish(phase + 1, model, epochs_run[phase], phase_history)
+        if phase == 1:
+            unfreeze = config.unfreeze_blocks
+            unfrozen = backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if unfreeze is None else unfreeze)
+        phase_history, epochs_run[phase] = _run_phase(
+            model, phase, config, train_data, validation_data, features=features, checkpoint=checkpoint,
+            callbacks=callbacks, verbose=verbose, initial_epoch=epochs_run[0] if phase == 1 else 0,
+        )
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
-    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (learning_rate, fine_lr))
+    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr))
+
+
+def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, *, features, checkpoint,
+               callbacks, verbose, initial_epoch: int) -> tuple[dict, int]:
+    """One phase of `fine_tune`: compile, resume or skip from the checkpoint, fit; (history, epochs run)."""
+    epochs = (config.head_epochs, config.fine_tune_epochs)[phase]
+    trainee, fit_train, fit_val = model, train_data, validation_data
+    lr = config.learning_rate
+    if phase == 0:
+        model.backbone.set_trainable_blocks(0)
+        adapt_feature_norm(model, train_data, features)
+        if features is not None:  # the head's own layers, trained on the cached vectors
+            trainee = head_model(model)
+            fit_train, fit_val = features.datasets()
+            fit_val = fit_val if validation_data is not None else None
+    else:
+        lr = phase_schedule(config.fine_tune_schedule, config.fine_tune_lr,
+                            _steps_per_epoch(train_data) if config.fine_tune_schedule != "constant" else 1, epochs)
+    multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
+    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
+    if trainee is not model:
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile)
+    done = checkpoint.finished(phase + 1) if checkpoint is not None else None
+    backup = checkpoint.backup(phase + 1, initial_epoch) if checkpoint is not None and done is None else None
+    if checkpoint is not None and not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
+        raise ValueError(
+            f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
+            "Only the chief writes it and every worker resumes from it: put it on storage all workers "
+            "read (a shared file system or bucket path), or delete it to start over."
+        )
+    if done is not None:  # finished before a restart: take its result, skip the work
+        checkpoint.restore(phase + 1, model)
+        return done["history"], done["epochs"]
+    phase_callbacks = list(callbacks)
+    if epoch_variable(fit_train) is not None:
+        phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
+    if config.early_stopping_patience and fit_val is not None:
+        phase_callbacks.append(
+            keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience, restore_best_weights=True)
+        )
+    resume_at = initial_epoch
+    if backup is not None:
+        resume_at = backup.restore(trainee)  # after a kill: the last finished epoch's state
+        phase_callbacks.append(backup)
+    result = trainee.fit(
+        fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=initial_epoch + epochs,
+        class_weight=config.class_weight, callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
+    )
+    phase_history = backup.history if backup is not None else result.history
+    epochs_run = len(next(iter(phase_history.values()), []))
+    if checkpoint is not None:
+        checkpoint.finish(phase + 1, model, epochs_run, phase_history)
+    return phase_history, epochs_run
 
 
 def train_from_scratch(
@@ -391,7 +366,7 @@ def train_from_scratch(
     Returns:
         The Keras history (metric -> one value per epoch).
     """
-    _validate_epochs("epochs", epochs)
+    require_int("epochs", epochs)
     backbone = model.backbone
     backbone.reinitialize(seed)
     backbone.inference_mode = False

@@ -1,0 +1,293 @@
+"""One run, one value: `TrainConfig` holds every setting of a training run.
+
+`tl_keras.train` keywords, the `tl-keras train` flags, the checkpoint's settings check, the metrics'
+`"config"` key and every export's `assets/tl_keras.json` are views of this one frozen dataclass. Each
+setting is defined here once, with its default, its validation and its help text (the CLI builds its
+flags from the field metadata). This module imports no TensorFlow.
+
+Example:
+
+>>> from tl_keras.config import TrainConfig
+>>> config = TrainConfig(head_epochs=10, image_size=160)
+>>> config.replace(learning_rate=3e-4).fine_tune_lr
+3e-05
+>>> TrainConfig.from_dict(config.to_dict()) == config
+True
+>>> TrainConfig(dropout=1.5)
+Traceback (most recent call last):
+...
+ValueError: `dropout` must be in [0, 1). Received: dropout=1.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import numbers
+import os
+from typing import Any, Callable
+
+from tl_keras.advisor import PLANS
+from tl_keras.checks import require_int
+from tl_keras.registry import parse_unfreeze_blocks
+
+FORMAT = "tl_keras.TrainConfig/1"
+FINE_TUNE_LR_FACTOR = 0.1
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+TRANSFERS = ("auto",) + tuple(PLANS)
+# "custom": a `tf.distribute.Strategy` object was passed to `train`; it cannot be rebuilt from a name.
+DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+            open_low: bool = False, open_high: bool = False, text: str | None = None) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        if text is None:
+            text = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ValueError(f"`{name}` must be {text}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _one_of(name: str, value: Any, choices: tuple) -> Any:
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}. Received: {name}={value!r}")
+    return value
+
+
+def _optional(check: Callable) -> Callable:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def _hidden_units(name: str, value: Any) -> tuple[int, ...]:
+    units = tuple(value) if isinstance(value, (list, tuple)) else value
+    if not isinstance(units, tuple) or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in units):
+        raise ValueError(f"`hidden_units` must be positive integers, e.g. (512,). Received: hidden_units={value!r}")
+    return tuple(int(u) for u in units)
+
+
+def _class_weight(name: str, value: Any) -> str | dict[int, float]:
+    if value == "auto":
+        return value
+    if isinstance(value, dict):
+        try:
+            weights = {int(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            weights = None
+        if weights is not None and all(w >= 0 for w in weights.values()):
+            return weights
+    raise ValueError(f"`class_weight` must be None, 'auto' or a dict. Received: class_weight={value!r}")
+
+
+def setting(default: Any, help: str, check: Callable, *, flag: str | None = None, read: str | None = None,
+            choices: tuple | None = None, metavar: str | None = None, switch: str | None = None) -> Any:
+    """A `TrainConfig` field: its default, help text, check, and how the CLI reads it.
+
+    `read` names the CLI's text reader (`"int"`, `"float"`, `"str"`, `"units"`, `"blocks"`,
+    `"auto-on-off"`); `switch` makes a boolean flag: `"both"` (`--x` / `--no-x`) or `"off"` (the
+    flag, e.g. `--no-feature-cache`, sets False).
+    """
+    metadata = {"help": help, "check": check, "flag": flag, "read": read, "choices": choices,
+                "metavar": metavar, "switch": switch}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a `tl_keras.train` run, validated once, serialisable to JSON.
+
+    Build one with keywords, `replace` fields, save it with `to_dict` / `save`, rebuild it with
+    `from_dict` / `load` (an export's `assets/tl_keras.json` works too: its `"config"` is read).
+    Fields left at None (`image_size`, `cut`, `hidden_units`, `unfreeze_blocks`, `layer_decay`, ...)
+    mean "the backbone's default or the transfer plan's"; values you set win over a plan's.
+
+    Example:
+
+    >>> config = TrainConfig(backbone="keras:mobilenet_v2", head_epochs=3, transfer="head-only")
+    >>> config.to_dict()["head_epochs"]
+    3
+    """
+
+    # The backbone and the head.
+    backbone: str = setting("mobilenet_v2", "registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), TF Hub/Kaggle handle or URL, or local SavedModel folder", _text, read="str")
+    weights: str | None = setting(None, "weights for keras: backbones: imagenet, none, or a .h5 file", _optional(_text), read="str", metavar="H5")
+    image_size: int | None = setting(None, "input size (default: the backbone's, 224)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
+    cut: str | None = setting(None, "cut the backbone at this block (block_12) or layer; its pooled output is the features", _optional(_text), read="str", metavar="BLOCK")
+    hidden_units: tuple[int, ...] | None = setting(None, "hidden ReLU layers in the head, e.g. 512 or 512,256 (default: none, or the transfer plan's)", _optional(_hidden_units), read="units", metavar="N[,N]")
+    dropout: float = setting(0.2, "dropout before the output layer", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
+    l2: float = setting(0.0, "L2 penalty on the output layer", lambda n, v: _number(n, v, 0.0, text=">= 0"), read="float")
+    label_smoothing: float = setting(0.0, "label smoothing", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
+    # The two phases.
+    head_epochs: int = setting(5, "phase 1 epochs, backbone frozen", require_int, read="int")
+    fine_tune_epochs: int = setting(5, "phase 2 epochs, top blocks unfrozen", require_int, read="int")
+    unfreeze_blocks: int | str | None = setting(None, "top blocks trained in phase 2: N or 'all' (default: the backbone's, or the transfer plan's)", _optional(lambda n, v: parse_unfreeze_blocks(v)), read="blocks")
+    learning_rate: float = setting(1e-3, "phase 1 learning rate (Adam); phase 2 uses a tenth", lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0"), read="float")
+    fine_tune_learning_rate: float | None = setting(None, "phase 2 learning rate (default: learning rate / 10)", _optional(lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0")), read="float")
+    fine_tune_schedule: str = setting("constant", "phase 2 learning rate schedule", lambda n, v: _one_of(n, v, SCHEDULES), read="str", choices=SCHEDULES)
+    layer_decay: float | None = setting(None, "phase 2 discriminative learning rates: each block below the top at D times the rate of the one above; 0 trains the top block only", _optional(lambda n, v: _number(n, v, 0.0, 1.0)), read="float", metavar="D")
+    early_stopping_patience: int | None = setting(None, "stop a phase after PATIENCE epochs without better val_loss, restoring its best weights", _optional(lambda n, v: require_int(n, v, 1)), read="int", flag="--early-stopping", metavar="PATIENCE")
+    class_weight: str | dict | None = setting(None, "auto: weigh classes by n / (classes * count) for imbalanced folders (the API also takes a dict)", _optional(_class_weight), read="str", choices=("auto",))
+    # Data.
+    batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")
+    validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
+    augment: bool = setting(True, "light training augmentation (flip, crop)", _bool, switch="both")
+    seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
+    deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")
+    # Speed.
+    cache_features: bool | str = setting("auto", "train phase 1 on backbone features computed once (auto: whenever it saves backbone passes)", lambda n, v: _one_of(n, v, (True, False, "auto")), flag="--no-feature-cache", switch="off")
+    feature_cache_dir: str | None = setting(None, "keep phase 1 features on disk across runs (keyed by backbone weights, image size, file content)", _optional(_text), read="str", metavar="DIR")
+    feature_copies: int = setting(0, "cache K augmented variants per training image; 0 caches un-augmented images and augments in phase 2 only", require_int, read="int", metavar="K")
+    mixed_precision: bool = setting(False, "mixed_float16 on GPU (mixed_bfloat16 on TPU); a no-op with a warning on CPU", _bool, switch="both")
+    jit_compile: bool | str = setting("auto", "XLA: auto is on for GPU/TPU without tf.distribute, off on CPU", lambda n, v: _one_of(n, v, (True, False, "auto")), read="auto-on-off", metavar="{auto,on,off}")
+    # What to reuse, and where to run.
+    transfer: str | None = setting(None, "transfer-learning plan: auto (measure size x similarity and choose, see `tl-keras advise`), head-only, cut, top-blocks, fine-tune-all (default: the two-phase fit as configured)", _optional(lambda n, v: _one_of(n, v, TRANSFERS)), read="str", choices=TRANSFERS)
+    distribute: str = setting("auto", "tf.distribute strategy: auto (TF_CONFIG -> multi-worker, several GPUs -> mirrored), default, mirrored, multi-worker", lambda n, v: _one_of(n, v, DISTRIBUTIONS + ("custom",)), read="str", choices=DISTRIBUTIONS)
+    compare_scratch: bool = setting(False, "also train the same architecture from random weights on the same splits and epochs; report both", _bool, switch="both")
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = field.metadata["check"](field.name, getattr(self, field.name))
+            if value is not None and value is not getattr(self, field.name):
+                object.__setattr__(self, field.name, value)  # normalised: lists -> tuples, "3" -> 3
+        if self.head_epochs + self.fine_tune_epochs == 0:
+            raise ValueError("`head_epochs` and `fine_tune_epochs` are both 0: there is nothing to train.")
+
+    @classmethod
+    def check(cls, name: str, value: Any) -> Any:
+        """Validates one setting alone (the CLI checks each flag as it reads it); returns it normalised."""
+        field = _fields().get(name)
+        if field is None:
+            raise _unknown(name)
+        checked = field.metadata["check"](name, value)
+        return value if checked is None else checked
+
+    @property
+    def fine_tune_lr(self) -> float:
+        """The phase-2 learning rate: `fine_tune_learning_rate`, else a tenth of `learning_rate`."""
+        if self.fine_tune_learning_rate is not None:
+            return self.fine_tune_learning_rate
+        return self.learning_rate * FINE_TUNE_LR_FACTOR
+
+    def replace(self, **overrides) -> "TrainConfig":
+        """A copy with `overrides` applied (validated). `strategy=` is the older name of `transfer=`
+        and `distribute=` (it takes either's values); an unknown name is an error that names it."""
+        overrides = split_strategy(overrides)
+        fields = _fields()
+        for name in overrides:
+            if name not in fields:
+                raise _unknown(name)
+        return dataclasses.replace(self, **overrides)
+
+    def with_plan(self, plan: dict) -> "TrainConfig":
+        """Applies a transfer plan (`tl_keras.advisor.PLANS` or `Advice.train_options()`): values set
+        on this config win; the plan fills the rest. A plan that fine-tunes nothing gives the head
+        the whole epoch budget."""
+        config = self.replace(**{k: v for k, v in plan.items() if getattr(self, k) is None})
+        if config.unfreeze_blocks == 0 and config.fine_tune_epochs:
+            config = config.replace(head_epochs=config.head_epochs + config.fine_tune_epochs, fine_tune_epochs=0)
+        return config
+
+    def to_dict(self) -> dict:
+        """JSON-able: `{"format": ..., field: value, ...}` (tuples as lists, class weights by str index)."""
+        out: dict[str, Any] = {"format": FORMAT}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = {str(k): v for k, v in value.items()}
+            out[field.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Rebuilds a config from `to_dict`'s output. An unknown key or format is an error naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"A TrainConfig must be read from a JSON object. Received: {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("format", FORMAT)
+        if version != FORMAT:
+            raise ValueError(f"Unknown TrainConfig format {version!r}; this tl_keras reads {FORMAT!r}.")
+        fields = _fields()
+        for name in data:
+            if name not in fields:
+                raise _unknown(name)
+        return cls(**data)
+
+    def save(self, path: str) -> str:
+        """Writes `to_dict()` as JSON to `path`; returns `path`."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "TrainConfig":
+        """Reads a config JSON, or an export's `assets/tl_keras.json` (its `"config"` key)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"No config file at {path!r}: pass a JSON file written by --save-config or an export's assets/tl_keras.json.") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"The config file {path!r} is not valid JSON: {err}") from None
+        if isinstance(data, dict) and "config" in data:
+            data = data["config"]
+            if data is None:
+                raise ValueError(f"{path!r} records no training config (an export made without tl_keras.train).")
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+def split_strategy(overrides: dict) -> dict:
+    """Maps the older `strategy=` keyword to `transfer=` (a plan) or `distribute=` (a distribution)."""
+    if "strategy" not in overrides:
+        return overrides
+    overrides = dict(overrides)
+    strategy = overrides.pop("strategy")
+    if strategy is None:
+        return overrides
+    if strategy in DISTRIBUTIONS[1:] or strategy == "custom":
+        if overrides.get("distribute") not in (None, "auto"):
+            raise ValueError(
+                f"`strategy={strategy!r}` picks the distribution, and so does "
+                f"`distribute={overrides['distribute']!r}`: pass one."
+            )
+        overrides["distribute"] = strategy
+    elif strategy in TRANSFERS:
+        overrides["transfer"] = strategy
+    else:
+        raise ValueError(
+            f"`strategy` must be a transfer-learning strategy ({', '.join(TRANSFERS)}), a distribution "
+            f"({', '.join(DISTRIBUTIONS[1:])}) or a tf.distribute.Strategy. Received: strategy={strategy!r}"
+        )
+    return overrides
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(_fields()), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return ValueError(f"Unknown training setting {name!r}.{hint} Settings: {', '.join(_fields())}.")
