@@ -24,7 +24,7 @@ ARM = """
 import json, sys, tl_keras
 data, backbone, size, head, fine, strategy, scratch = sys.argv[1:8]
 result = tl_keras.train(data, backbone=backbone, image_size=int(size), head_epochs=int(head), fine_tune_epochs=int(fine),
-                        strategy=strategy, compare_scratch=scratch == "1", fine_tune_schedule="warmup-cosine",
+                        transfer=strategy, compare_scratch=scratch == "1", fine_tune_schedule="warmup-cosine",
                         export=False, evaluate=False, checkpoint_dir=None, verbose=0)
 m = result.metrics
 print(json.dumps({k: m[k] for k in ("val_accuracy", "head_val_accuracy", "train_seconds", "head_epochs", "fine_tune_epochs",

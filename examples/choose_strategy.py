@@ -21,11 +21,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10, help="head + fine-tune epochs in all")
     parser.add_argument("--lr-steps", type=int, default=100, help="batches per learning-rate ramp")
+    parser.add_argument("--per-class", type=int, default=100, help="images per class and split the advisor probes")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
     # 1. Measure and choose.
-    advice = tl_keras.advise(args.data_dir, backbone=args.backbone, image_size=args.image_size)
+    advice = tl_keras.advise(args.data_dir, backbone=args.backbone, image_size=args.image_size, per_class=args.per_class)
     print(advice.describe())
 
     # 2. Learning rates for the plan (phase 2 only matters if the plan fine-tunes).

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import HUB_035, HYMENOPTERA, KERAS_035, asset
+from conftest import HYMENOPTERA, KERAS_035, asset
 from tl_keras.advisor import LARGE_PER_CLASS, SMALL_PER_CLASS, advise, choose_strategy, probe_depths, ridge_probe
 
 
@@ -36,6 +36,12 @@ def test_size_by_similarity_table(per_class, probes, similar, expected):
 
 def test_probe_depths_are_a_third_and_two_thirds_up():
     assert probe_depths(["stem"] + [f"block_{i}" for i in range(1, 17)]) == ["block_5", "block_11"]
+
+
+def test_a_module_that_cannot_be_cut_is_probed_at_the_top_only(tiny_hub):
+    advice = advise(asset(HYMENOPTERA), backbone=tiny_hub, image_size=32, per_class=10)
+    assert list(advice.probes) == ["top"] and advice.strategy == "head-only"
+    assert "Only the top features were probed" in advice.reason and "no per-layer functions" in advice.reason
 
 
 def test_advise_measures_the_real_photos_and_its_options_build_a_model():

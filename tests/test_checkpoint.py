@@ -11,23 +11,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import HUB_035, HYMENOPTERA, asset
+from conftest import HYMENOPTERA, asset
 from tl_keras.checkpoint import RunCheckpoint
 
-COMMAND = ["train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "32", "--batch-size", "16",
-           "--head-epochs", "3", "--fine-tune-epochs", "3", "--unfreeze-blocks", "2", "--no-feature-cache", "--no-evaluate"]
+def _command(backbone):
+    return ["train", asset(HYMENOPTERA), "--backbone", backbone, "--image-size", "32", "--batch-size", "16",
+            "--head-epochs", "3", "--fine-tune-epochs", "3", "--unfreeze-blocks", "2", "--no-feature-cache", "--no-evaluate"]
 
 
-def _launch(output):
-    args = [sys.executable, "-m", "tl_keras.cli", *COMMAND, "--output", str(output),
+def _launch(output, backbone):
+    args = [sys.executable, "-m", "tl_keras.cli", *_command(backbone), "--output", str(output),
             "--metrics-json", str(output) + ".json"]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
-def _kill_once(output, phase, min_epoch):
+def _kill_once(output, backbone, phase, min_epoch):
     """Starts the command and SIGKILLs it once `phase` has saved epoch `min_epoch` (mid-next-epoch)."""
-    proc = _launch(output)
+    proc = _launch(output, backbone)
     latest = os.path.join(str(output), ".checkpoint", f"phase{phase}", "LATEST")
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -42,8 +43,8 @@ def _kill_once(output, phase, min_epoch):
     assert proc.returncode == -signal.SIGKILL
 
 
-def _finish(output):
-    proc = _launch(output)
+def _finish(output, backbone):
+    proc = _launch(output, backbone)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     with open(str(output) + ".json") as f:
@@ -55,13 +56,14 @@ def _weights(export_dir):
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in name}
 
 
-def test_sigkilled_in_both_phases_then_rerun_ends_with_the_uninterrupted_weights(tmp_path):
-    reference, _ = _finish(tmp_path / "reference")
+def test_sigkilled_in_both_phases_then_rerun_ends_with_the_uninterrupted_weights(tmp_path, tiny_hub):
+    # The mechanics do not depend on pretrained weights: a small Hub module keeps the five runs short.
+    reference, _ = _finish(tmp_path / "reference", tiny_hub)
     assert not reference["resumed"]
     interrupted = tmp_path / "interrupted"
-    _kill_once(interrupted, phase=1, min_epoch=1)     # killed during phase 1's third epoch or so
-    _kill_once(interrupted, phase=2, min_epoch=4)     # resumed, then killed again in phase 2
-    resumed, stdout = _finish(interrupted)
+    _kill_once(interrupted, tiny_hub, phase=1, min_epoch=1)     # killed during phase 1's third epoch or so
+    _kill_once(interrupted, tiny_hub, phase=2, min_epoch=4)     # resumed, then killed again in phase 2
+    resumed, stdout = _finish(interrupted, tiny_hub)
     assert resumed["resumed"] and "resumed from a checkpoint" in stdout
     # The last process skipped the finished phase 1 and phase 2's first saved epochs (4/6 and 5/6).
     assert not any(f"Epoch {e}/" in stdout for e in range(1, 6)), stdout[-2000:]

@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from conftest import HUB_035, HYMENOPTERA, ROOT, asset
 
 
@@ -24,19 +22,20 @@ def test_fine_tune_folder_example(tmp_path):
     assert os.path.exists(tmp_path / "example" / "1" / "saved_model.pb")
 
 
-@pytest.mark.slow  # the pictures themselves are covered by test_plots; this checks the script end to end
-def test_report_pictures_example(tmp_path):
+def test_report_pictures_example(tmp_path, tiny_hub):
     from conftest import FLOWERS
 
-    out = _run_example("report_pictures.py", asset(FLOWERS), "--backbone", asset(HUB_035), "--image-size", "48",
+    # The script end to end, on a small stand-in module (the pictures' content is tested in test_plots).
+    out = _run_example("report_pictures.py", asset(FLOWERS), "--backbone", tiny_hub, "--image-size", "32",
                        "--head-epochs", "2", "--fine-tune-epochs", "1", "--output", str(tmp_path / "pictures"))
     assert "confusion matrix" in out and "tulips" in out
     assert sorted(os.listdir(tmp_path / "pictures")) == ["confusion_val.png", "curves.png", "misclassified_val.png"]
 
 
-@pytest.mark.slow  # each step is tested on its own (test_advisor, test_lr_finder, test_cli); this runs the script
-def test_choose_strategy_example(tmp_path):
-    out = _run_example("choose_strategy.py", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
-                       "--epochs", "4", "--lr-steps", "20", "--output", str(tmp_path / "strategy"))
+def test_choose_strategy_example(tmp_path, tiny_hub):
+    # The script end to end, on a small stand-in module: each step is tested on the real backbones in
+    # test_advisor, test_lr_finder and test_cli.
+    out = _run_example("choose_strategy.py", asset(HYMENOPTERA), "--backbone", tiny_hub, "--image-size", "32",
+                       "--epochs", "3", "--lr-steps", "20", "--per-class", "30", "--output", str(tmp_path / "strategy"))
     assert "linear-probe accuracy by depth" in out and "suggested learning rates: head" in out
     assert "from scratch:" in out and os.path.exists(tmp_path / "strategy" / "1" / "saved_model.pb")

@@ -1,6 +1,5 @@
 """The Keras 3 layer over TF Hub SavedModels, on the real MobileNetV2 0.35 feature vector."""
 
-import os
 import time
 
 import keras

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from tl_keras.batches import run_batches, slices
-from tl_keras.registry import BackboneSpec, resolve_backbone
+from tl_keras.registry import BackboneSpec, CutUnsupportedError, resolve_backbone
 
 # Each transfer plan, defined once: the `TrainConfig` values it sets (`TrainConfig.with_plan` applies
 # them; values the user set win). The measured parts are the advisor's: where to cut (the best-probing
@@ -235,13 +235,19 @@ def advise(
     depths = list(depths) if depths is not None else probe_depths(block_names)
     images = np.concatenate([train.images, val.images]).astype(np.float32)
     labels = np.concatenate([train.labels, val.labels])
-    probes = {}
+    probes, unprobed = {}, None
     for depth in depths + [None]:
-        layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True)
+        try:
+            layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True)
+        except CutUnsupportedError as err:  # a module without per-layer functions: its top only
+            unprobed = str(err)
+            continue
         features = _features(layer, spec.pixel_mode, images)
         probes[depth or "top"] = ridge_probe_cv(features, labels, num_classes, seed=seed)
 
     advice = choose_strategy(counts, probes, num_classes, min(spec.default_unfreeze_blocks, len(block_names)), len(block_names))
+    if unprobed:
+        advice.reason += f" Only the top features were probed: {unprobed.split(':')[0]}, so no cut could be judged."
     advice.seconds = round(time.perf_counter() - started, 2)
     return advice
 

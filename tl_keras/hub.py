@@ -40,6 +40,7 @@ from tl_keras.registry import (
     GENERIC_BLOCKS,
     BackboneDownloadError,
     BlockSelection,
+    CutUnsupportedError,
     group_blocks,
     resolve_cut,
 )
@@ -381,7 +382,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         flats = {flag: _flat_graph(fn) for flag, fn in functions.items()}
         layers = list(_layer_calls(flats[False]))
         if not layers:
-            raise ValueError(
+            raise CutUnsupportedError(
                 f"The SavedModel at {self.handle!r} has no per-layer functions, so tl_keras cannot find "
                 "its intermediate layers: cuts work on Keras-made TF Hub modules. Use cut=None."
             )

@@ -45,6 +45,10 @@ class BackboneDownloadError(OSError):
     """Pretrained weights could not be fetched (no network, wrong handle, or server error)."""
 
 
+class CutUnsupportedError(ValueError):
+    """The backbone cannot be cut at an intermediate layer (a SavedModel without per-layer functions)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
     """What tl_keras needs to know about a pretrained feature extractor.
