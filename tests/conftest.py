@@ -23,6 +23,17 @@ HYMENOPTERA_POOLED_MAJORITY = 204 / 398
 MARGIN = 0.1
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2` in setup.cfg, `--dist loadgroup`), the tests sharing a trained
+    session fixture run in one worker, so each fixture trains once."""
+    for item in items:
+        for fixture in ("hymenoptera_result", "flowers_result"):
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(fixture))
+                break
+
+
 def asset(path: str) -> str:
     if not os.path.exists(path):
         pytest.fail(f"Missing real asset {path}: the tests read ../shared/assets beside the project root.")

@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import HUB_035, asset
 from tl_keras.data import MAX_PIXELS, load_image_folder
 
 
@@ -173,19 +172,21 @@ def test_structural_problems_are_errors_naming_the_folder_and_the_fix(tmp_path, 
         load_image_folder(str(root), image_size=32)
 
 
-def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predict(corpus_folder, tmp_path):
+def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predict(corpus_folder, tmp_path, tiny_hub,
+                                                                                    capsys):
+    from tl_keras.cli import main
+
     root, corpus = corpus_folder
     metrics_path, out = tmp_path / "m.json", tmp_path / "export"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", "train", str(root), "--backbone", asset(HUB_035),
-                           "--image-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--output", str(out),
-                           "--metrics-json", str(metrics_path)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["train", str(root), "--backbone", tiny_hub, "--image-size", "32", "--head-epochs", "2",
+                 "--fine-tune-epochs", "1", "--output", str(out), "--metrics-json", str(metrics_path)]) == 0
+    summary = capsys.readouterr().out
     metrics = json.loads(metrics_path.read_text())
     expected_skips = {n for n, (_, outcome) in corpus.items() if outcome not in ("used", "warned")}
     assert {os.path.basename(s["path"]) for s in metrics["skipped_files"]} == expected_skips
     for name in expected_skips:
-        assert name in proc.stdout  # the summary names each skipped file
+        assert name in summary  # the summary names each skipped file
     assert metrics["num_train_images"] + metrics["num_val_images"] + len(metrics["skipped_files"]) == metrics["num_files_found"]
     labels = open(os.path.join(metrics["export_dir"], "assets", "labels.txt"), encoding="utf-8").read().splitlines()
     assert labels == ["abeilles été", "fourmis rouges"]

@@ -39,11 +39,12 @@ def _main(capsys, *args):
 
 def test_train_predict_evaluate(tmp_path, capsys):
     metrics_path = tmp_path / "metrics.json"
-    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--batch-size", "32",
-               "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1", "--learning-rate", "0.001",
-               "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"), "--metrics-json", str(metrics_path))
-    assert "Epoch 1/2" in out.stdout or "Epoch 1/2" in out.stderr  # Keras progress
-    assert "tl-keras train summary" in out.stdout and "imageNotFound.gif" in out.stdout
+    code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
+                      "--batch-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1",
+                      "--learning-rate", "0.001", "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"),
+                      "--metrics-json", str(metrics_path))
+    assert code == 0 and "Epoch 1/2" in out  # Keras progress
+    assert "tl-keras train summary" in out and "imageNotFound.gif" in out
     metrics = json.loads(metrics_path.read_text())
     for key in ("head_val_accuracy", "val_accuracy", "class_names", "export_dir", "num_train_images",
                 "num_val_images", "skipped_files", "train_seconds"):
@@ -62,7 +63,8 @@ def test_train_predict_evaluate(tmp_path, capsys):
     report = json.loads(out)
     assert report["num_images"] == 153 and abs(report["accuracy"] - metrics["val_accuracy"]) < 0.03
 
-    # The export records the resolved config; training from it reruns the run: same seed, same history.
+    # The export records the resolved config; training from it in a new process, as a user runs the
+    # command, reruns the run: same seed, same history, same weights.
     recorded = os.path.join(metrics["export_dir"], "assets", "tl_keras.json")
     assert json.load(open(recorded))["config"] == metrics["config"]
     assert metrics["config"]["seed"] == 3 and metrics["config"]["image_size"] == 64
@@ -153,40 +155,47 @@ def test_advise_prints_what_it_measured_and_why(capsys):
     assert main(["advise", asset(HYMENOPTERA), "--backbone", "keras:nope"]) == 2
 
 
-def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path):
+def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path, capsys):
     metrics_path = tmp_path / "m.json"
-    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--head-epochs", "2",
-               "--fine-tune-epochs", "1", "--strategy", "auto", "--compare-scratch", "--plots", str(tmp_path / "plots"),
-               "--output", str(tmp_path / "auto"), "--metrics-json", str(metrics_path), "--no-evaluate")
+    code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48",
+                      "--head-epochs", "2", "--fine-tune-epochs", "1", "--strategy", "auto", "--compare-scratch",
+                      "--plots", str(tmp_path / "plots"), "--output", str(tmp_path / "auto"),
+                      "--metrics-json", str(metrics_path), "--no-evaluate")
+    assert code == 0
     metrics = json.loads(metrics_path.read_text())
     advice = metrics["advice"]
     assert metrics["transfer_strategy"] == "auto" and advice["strategy"] in ("head-only", "cut")
     assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (3, 0)  # head-only plans give the head the budget
-    assert f"strategy          {advice['strategy']} (advisor: small data" in out.stdout and "why: " in out.stdout
+    assert f"strategy          {advice['strategy']} (advisor: small data" in out and "why: " in out
     scratch = metrics["scratch"]
     assert scratch["epochs"] == 3 and len(scratch["history"]["val_accuracy"]) == 3
     assert metrics["val_accuracy"] > scratch["val_accuracy"] + 0.1  # pretrained wins on 245 images
-    assert "from scratch      val accuracy" in out.stdout
+    assert "from scratch      val accuracy" in out
     assert os.path.getsize(tmp_path / "plots" / "scratch_vs_pretrained.png") > 10_000
 
 
-def test_train_folds_reports_mean_and_spread_and_exports_nothing(tmp_path):
+def test_train_folds_reports_mean_and_spread_and_exports_nothing(tmp_path, capsys):
     metrics_path = tmp_path / "cv.json"
-    out = _run("train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48", "--head-epochs", "2",
-               "--fine-tune-epochs", "1", "--folds", "3", "--strategy", "head-only", "--metrics-json", str(metrics_path))
+    code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
+                      "--head-epochs", "4", "--fine-tune-epochs", "1", "--folds", "3", "--transfer", "head-only",
+                      "--metrics-json", str(metrics_path))
+    assert code == 0
     cv = json.loads(metrics_path.read_text())
+    print("fold accuracies", cv["accuracies"])
     assert cv["folds"] == 3 and len(cv["accuracies"]) == 3 and cv["advice"] is None  # a fixed plan: nothing measured
     assert sum(f["num_val_images"] for f in cv["per_fold"]) == 398  # all of train + val, each image validated once
     assert cv["mean_accuracy"] == pytest.approx(sum(cv["accuracies"]) / 3) and cv["std_accuracy"] > 0
     assert all(HYMENOPTERA_POOLED_MAJORITY + MARGIN < a <= 1 for a in cv["accuracies"])
-    assert "val accuracy      mean" in out.stdout and "nothing exported" in out.stdout
-    bad = _run("train", asset(HYMENOPTERA), "--folds", "3", "--output", str(tmp_path / "x"), check=False)
-    assert bad.returncode == 2 and "--folds evaluates only" in bad.stderr
+    assert "val accuracy      mean" in out and "nothing exported" in out
+    from tl_keras.cli import main
+
+    assert main(["train", asset(HYMENOPTERA), "--folds", "3", "--output", str(tmp_path / "x")]) == 2
+    assert "--folds evaluates only" in capsys.readouterr().err
 
 
-def test_lr_find_suggests_rates_for_both_phases_and_plots(tmp_path):
-    found = json.loads(_run("lr-find", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48",
-                            "--unfreeze-blocks", "1", "--steps", "30", "--plot", str(tmp_path / "lr.png"), "--json").stdout)
+def test_lr_find_suggests_rates_for_both_phases_and_plots(tmp_path, capsys):
+    found = json.loads(_main(capsys, "lr-find", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "48",
+                             "--unfreeze-blocks", "1", "--steps", "30", "--plot", str(tmp_path / "lr.png"), "--json")[1])
     rates = found["suggestions"]
     assert set(rates) == {"phase 1", "phase 2"} and 1e-7 < rates["phase 2"] < rates["phase 1"] < 1.0
     assert len(found["tests"]["phase 1"]["losses"]) <= 30

@@ -220,13 +220,11 @@ def _spawn(*args):
                             text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
-def test_concurrent_exports_to_one_name_get_distinct_complete_versions(tmp_path):
-    from conftest import HUB_035
-
+def test_concurrent_exports_to_one_name_get_distinct_complete_versions(tmp_path, tiny_hub):
     base = str(tmp_path / "model")
     barrier = tmp_path / "ready"
     barrier.mkdir()
-    procs = [_spawn(HUB_035, base, str(barrier), "3") for _ in range(3)]
+    procs = [_spawn(tiny_hub, base, str(barrier), "3") for _ in range(3)]
     paths = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)

@@ -80,10 +80,10 @@ def test_augmented_variants_differ_and_stay_aligned_with_their_images(folder):
     assert rows == len(folder.train)  # an epoch is one variant per image, not all of them
 
 
-def test_store_reuses_features_and_recomputes_what_changed(tmp_path):
+def test_store_reuses_features_and_recomputes_what_changed(tmp_path, tiny_hub):
     data = _small_folder(tmp_path)
     store = FeatureStore(str(tmp_path / "cache"))
-    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    model = build_classifier(tiny_hub, 2, image_size=64)
     folder = load_image_folder(str(data), image_size=64, validation_split=0.34)
     first = compute_features(model, folder, store=store)
     assert (first.computed, first.loaded) == (12, 0)
@@ -107,10 +107,10 @@ def test_store_reuses_features_and_recomputes_what_changed(tmp_path):
     np.testing.assert_array_equal(changed.train[0, 1:], copied.train[0, 1:])
 
     # Another image size, or other backbone weights, is another key: everything is recomputed.
-    bigger = compute_features(build_classifier(asset(HUB_035), 2, image_size=72),
+    bigger = compute_features(build_classifier(tiny_hub, 2, image_size=72),
                               load_image_folder(str(data), image_size=72, validation_split=0.34), store=store)
     assert (bigger.computed, bigger.loaded) == (12, 0)
-    tuned = build_classifier(asset(HUB_035), 2, image_size=64)
+    tuned = build_classifier(tiny_hub, 2, image_size=64)
     before = backbone_fingerprint(tuned)
     variable = tuned.backbone.weights[0]
     variable.assign(variable.numpy() * 1.01)
@@ -133,11 +133,11 @@ def test_a_damaged_store_file_is_recomputed_with_a_warning(tmp_path):
     assert compute_features(model, folder, store=store).loaded == 6  # rewritten whole
 
 
-def test_train_uses_the_cache_by_default_and_reports_it(tmp_path):
+def test_train_uses_the_cache_by_default_and_reports_it(tmp_path, tiny_hub):
     import tl_keras
 
     data = _small_folder(tmp_path, per_class=8)
-    kwargs = dict(backbone=asset(HUB_035), image_size=64, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1,
+    kwargs = dict(backbone=tiny_hub, image_size=64, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=1,
                   export=False, evaluate=False, checkpoint_dir=None, verbose=0, validation_split=0.25)
     cached = tl_keras.train(str(data), feature_cache_dir=str(tmp_path / "cache"), **kwargs).metrics
     assert cached["feature_cache"] == {"used": True, "copies": 1, "augmented": False, "computed": 16, "loaded": 0,
@@ -202,9 +202,9 @@ print(any("XLA cannot compile layer(s) resize" in str(w.message) for w in caught
 """
 
 
-def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize():
+def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize(tiny_hub):
     # A fresh process: op determinism (which `tl_keras.train` turns on) makes Keras switch XLA off.
     from conftest import run_python
 
-    out = run_python(JIT, asset(HYMENOPTERA), asset(HUB_035)).stdout.strip().splitlines()[-1]
+    out = run_python(JIT, asset(HYMENOPTERA), tiny_hub).stdout.strip().splitlines()[-1]
     assert out == "True False True True"  # warned; full model without XLA; the head with it; its loss fell

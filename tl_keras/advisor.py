@@ -238,7 +238,7 @@ def advise(
     probes, unprobed = {}, None
     for depth in depths + [None]:
         try:
-            layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True)
+            layer = full if depth is None else build_backbone(spec.replace(cut=depth), inference_mode=True, share=full)
         except CutUnsupportedError as err:  # a module without per-layer functions: its top only
             unprobed = str(err)
             continue

@@ -188,11 +188,17 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
 Backbone = HubBackbone | KerasBackbone
 
 
-def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str = "backbone") -> Backbone:
-    """Builds the frozen backbone layer a spec describes. Build it inside a strategy scope to distribute."""
+def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str = "backbone",
+                   share: Backbone | None = None) -> Backbone:
+    """Builds the frozen backbone layer a spec describes. Build it inside a strategy scope to distribute.
+
+    `share`: a Hub backbone of the same handle whose loaded module the new layer wraps instead of
+    loading it again (they share variables: for inference, such as probing several cuts).
+    """
     if spec.source == "hub":
         return HubBackbone(
             spec.handle, block_patterns=spec.block_patterns, inference_mode=inference_mode, cut=spec.cut, name=name,
+            module=share.module if isinstance(share, HubBackbone) else None,
         )
     if spec.source == "keras":
         return KerasBackbone(

@@ -321,6 +321,9 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
             module's graph is inlined and pruned at that layer (Keras-made modules, whose layers
             are separate functions), and gradients reach the variables it reads. Defaults to None
             (the module's own output).
+        module: the SavedModel of `handle`, already loaded (`other_layer.module`), to wrap instead of
+            loading it again: the layers then share its variables, so use it for inference (the
+            advisor probes several cuts of one module this way). Defaults to None (load it).
         **kwargs: `name`, `dtype` and other `keras.layers.Layer` arguments. `dtype` defaults to
             float32 whatever the global policy: a SavedModel's functions were traced for the dtypes
             it was exported with, so under mixed precision the module still computes in float32.
@@ -338,6 +341,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         output_key: str | None = None,
         inference_mode: bool = False,
         cut: str | None = None,
+        module=None,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -349,7 +353,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.cut = cut
         # Loading inside the layer's constructor puts the variables under whatever tf.distribute
         # strategy scope is active, so they become distributed variables like any Keras weight.
-        module = tf.saved_model.load(resolve_handle(handle))
+        module = module if module is not None else tf.saved_model.load(resolve_handle(handle))
         # A plain holder keeps the module out of Keras/TF object tracking: the wrapped variables
         # below are the only path from this layer to the module's state, so nothing is saved twice.
         self._hub = types.SimpleNamespace(module=module, accepts_training=_accepts_training(module), cuts={})
@@ -374,6 +378,11 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.blocks = group_blocks(self.source_names, self.block_patterns)
         self.set_trainable_blocks("all" if trainable else 0)
         self.built = True
+
+    @property
+    def module(self):
+        """The loaded SavedModel this layer wraps."""
+        return self._hub.module
 
     def _make_cut(self, module, cut: str) -> list:
         """Prunes the module at `cut` (both `training` traces); returns the variables the cut reads."""
