@@ -25,7 +25,7 @@ MARGIN = 0.1
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 2` in setup.cfg, `--dist loadgroup`), the tests sharing a trained
+    """Under pytest-xdist (`-n 3` in setup.cfg, `--dist loadgroup`), the tests sharing a trained
     session fixture run in one worker, so each fixture trains once."""
     for item in items:
         for fixture in ("hymenoptera_result", "flowers_result"):
@@ -114,7 +114,7 @@ def flowers_result(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("flowers")
     result = tl_keras.train(
-        asset(FLOWERS), backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=2,
+        asset(FLOWERS), backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=1,
         unfreeze_blocks=1, class_weight="auto", fine_tune_schedule="warmup-cosine", plots_dir=str(out / "plots"),
         tensorboard_dir=str(out / "tb"), output=str(out / "flowers"), verbose=0,
     )

@@ -202,9 +202,9 @@ print(any("XLA cannot compile layer(s) resize" in str(w.message) for w in caught
 """
 
 
-def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize(tiny_hub):
+def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize():
     # A fresh process: op determinism (which `tl_keras.train` turns on) makes Keras switch XLA off.
     from conftest import run_python
 
-    out = run_python(JIT, asset(HYMENOPTERA), tiny_hub).stdout.strip().splitlines()[-1]
+    out = run_python(JIT, asset(HYMENOPTERA), asset(HUB_035)).stdout.strip().splitlines()[-1]
     assert out == "True False True True"  # warned; full model without XLA; the head with it; its loss fell

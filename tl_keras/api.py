@@ -144,8 +144,8 @@ def train(
     base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(_root(data_dir))) or "model")
     run.model = _build(run)
     train_ds, val_ds = run.datasets()
-    history, features, resumed = _fit(run, train_ds, val_ds, _checkpoint_dir(checkpoint_dir, base),
-                                      _callbacks(callbacks, tensorboard_dir), verbose)
+    run_dir = _checkpoint_dir(checkpoint_dir, base)
+    history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
     final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
     if run.config.early_stopping_patience:  # the best weights were restored: measure the model that is exported
         final = run.model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -156,8 +156,8 @@ def train(
     if plots_dir and is_chief():
         _plots(plots_dir, history, evaluation, scratch)
     export_dir = _export(run.model, run.folder.class_names, base, run.config) if export else None
-    if _checkpoint_dir(checkpoint_dir, base) is not None and is_chief():  # finished and exported: nothing to resume
-        shutil.rmtree(_checkpoint_dir(checkpoint_dir, base), ignore_errors=True)
+    if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
+        shutil.rmtree(run_dir, ignore_errors=True)
     metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds)
     return TrainResult(run.model, run.folder.class_names, history, metrics, export_dir, run.folder, run.config)
 
