@@ -8,14 +8,15 @@ import json
 import os
 import sys
 
+from tl_keras.checks import require_int
 from tl_keras.config import DISTRIBUTIONS, TRANSFERS, TrainConfig
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    try:
+        return require_int("value", int(text), 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
 
 
 def _blocks(text: str) -> int | str:

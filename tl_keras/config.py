@@ -36,7 +36,8 @@ FORMAT = "tl_keras.TrainConfig/1"
 FINE_TUNE_LR_FACTOR = 0.1
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 TRANSFERS = ("auto",) + tuple(PLANS)
-# "custom": a `tf.distribute.Strategy` object was passed to `train`; it cannot be rebuilt from a name.
+# The distributions a name rebuilds. `distribute` may also hold "custom": a `tf.distribute.Strategy`
+# object was passed to `train`, which no name rebuilds (tl_keras.distribute.distribution_name).
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
 
 
@@ -77,10 +78,10 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _hidden_units(name: str, value: Any) -> tuple[int, ...]:
-    units = tuple(value) if isinstance(value, (list, tuple)) else value
-    if not isinstance(units, tuple) or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in units):
-        raise ValueError(f"`hidden_units` must be positive integers, e.g. (512,). Received: hidden_units={value!r}")
-    return tuple(int(u) for u in units)
+    try:
+        return tuple(require_int(name, u, 1) for u in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`hidden_units` must be positive integers, e.g. (512,). Received: hidden_units={value!r}") from None
 
 
 def _class_weight(name: str, value: Any) -> str | dict[int, float]:
