@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,39 +15,50 @@ from tl_keras.checkpoint import RunCheckpoint
 
 def _command(backbone):
     return ["train", asset(HYMENOPTERA), "--backbone", backbone, "--image-size", "32", "--batch-size", "16",
-            "--head-epochs", "3", "--fine-tune-epochs", "3", "--unfreeze-blocks", "2", "--no-feature-cache", "--no-evaluate"]
-
-
-def _launch(output, backbone):
-    args = [sys.executable, "-m", "tl_keras.cli", *_command(backbone), "--output", str(output),
-            "--metrics-json", str(output) + ".json"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-
-
-def _kill_once(output, backbone, phase, min_epoch):
-    """Starts the command and SIGKILLs it once `phase` has saved epoch `min_epoch` (mid-next-epoch)."""
-    proc = _launch(output, backbone)
-    latest = os.path.join(str(output), ".checkpoint", f"phase{phase}", "LATEST")
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(latest):
-            with open(latest) as f:
-                if int(f.read().split("-")[1]) >= min_epoch:
-                    break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.communicate()[1][-2000:]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+            "--head-epochs", "3", "--fine-tune-epochs", "3", "--unfreeze-blocks", "2", "--no-evaluate"]
 
 
 def _finish(output, backbone):
-    proc = _launch(output, backbone)
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr[-3000:]
+    """The command as a user runs it, in a fresh process: (metrics, stdout)."""
+    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", *_command(backbone), "--output", str(output),
+                           "--metrics-json", str(output) + ".json"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
     with open(str(output) + ".json") as f:
-        return json.load(f), stdout
+        return json.load(f), proc.stdout
+
+
+# The same run through the API, SIGKILLed by a callback in the middle of epoch EPOCH (0-based, both
+# phases counted: phase 2 starts at 3), after its third batch: exactly where the test wants it, in
+# phase 1 on the cached features or in phase 2 on the cached boundary activations.
+_KILLED = """
+import os, signal, sys
+import keras
+from tl_keras.cli import main
+
+EPOCH = int(sys.argv[1])
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == EPOCH and batch == 2:
+            print("killed in", self.model.name, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+import tl_keras.api
+train = tl_keras.api.train
+tl_keras.api.train = lambda *a, **k: train(*a, **{**k, "callbacks": [*k.get("callbacks", ()), Kill()]})
+main(sys.argv[2:])
+"""
+
+
+def _kill_once(output, backbone, epoch):
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(epoch), *_command(backbone), "--output", str(output)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def _weights(export_dir):
@@ -60,13 +70,15 @@ def test_sigkilled_in_both_phases_then_rerun_ends_with_the_uninterrupted_weights
     # The mechanics do not depend on pretrained weights: a small Hub module keeps the five runs short.
     reference, _ = _finish(tmp_path / "reference", tiny_hub)
     assert not reference["resumed"]
+    # The default path: phase 1 on cached features, phase 2 on cached boundary activations.
+    assert reference["feature_cache"]["used"] and reference["boundary_cache"]["used"], reference["boundary_cache"]
     interrupted = tmp_path / "interrupted"
-    _kill_once(interrupted, tiny_hub, phase=1, min_epoch=1)     # killed during phase 1's third epoch or so
-    _kill_once(interrupted, tiny_hub, phase=2, min_epoch=4)     # resumed, then killed again in phase 2
+    assert "killed in feature_head" in _kill_once(interrupted, tiny_hub, epoch=1)  # phase 1, second epoch
+    assert "killed in boundary_model" in _kill_once(interrupted, tiny_hub, epoch=4)  # phase 2, its second epoch
     resumed, stdout = _finish(interrupted, tiny_hub)
     assert resumed["resumed"] and "resumed from a checkpoint" in stdout
-    # The last process skipped the finished phase 1 and phase 2's first saved epochs (4/6 and 5/6).
-    assert not any(f"Epoch {e}/" in stdout for e in range(1, 6)), stdout[-2000:]
+    # The last process skipped the finished phase 1 and phase 2's first saved epoch (4/6).
+    assert not any(f"Epoch {e}/" in stdout for e in range(1, 5)) and "Epoch 5/6" in stdout, stdout[-2000:]
     assert resumed["history"] == reference["history"]  # every epoch's metrics, both phases, bit for bit
     assert resumed["val_accuracy"] == reference["val_accuracy"]
     ref_weights, res_weights = _weights(reference["export_dir"]), _weights(resumed["export_dir"])

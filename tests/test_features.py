@@ -208,3 +208,47 @@ def test_jit_compile_applies_to_the_feature_head_and_is_refused_for_the_resize()
 
     out = run_python(JIT, asset(HYMENOPTERA), asset(HUB_035)).stdout.strip().splitlines()[-1]
     assert out == "True False True True"  # warned; full model without XLA; the head with it; its loss fell
+
+
+def test_phase_two_on_the_boundary_cache_is_the_full_model_trained(folder):
+    """Phase 2 trains the top blocks on activations computed once; the classifier on raw images then
+    gives exactly the validation loss the boundary model reported, and only the top blocks moved."""
+    keras.utils.set_random_seed(3)
+    model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+    before = [v.numpy().copy() for v in model.backbone.hub_variables]
+    history = fine_tune(model, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=32),
+                        head_epochs=2, fine_tune_epochs=2, unfreeze_blocks=2, folder=folder, verbose=0)
+    cache = history.boundary_cache
+    assert cache["used"] and cache["views"] == 2 and cache["shape"] == [2, 2, 56], cache
+    assert cache["computed"] == 2 * len(folder.train) + len(folder.val)
+    full = model.evaluate(folder.dataset("val", batch_size=32), verbose=0, return_dict=True)
+    assert full["loss"] == pytest.approx(history.last("val_loss"), abs=1e-4)
+    assert full["accuracy"] == pytest.approx(history.last("val_accuracy"), abs=1e-6)
+    assert full["accuracy"] > HYMENOPTERA_MAJORITY + MARGIN
+    top = {i for _, idx in model.backbone.blocks[-2:] for i in idx}
+    for i, (name, old, var) in enumerate(zip(model.backbone.source_names, before, model.backbone.hub_variables)):
+        assert np.array_equal(old, var.numpy()) == (i not in top or "moving_" in name), name
+
+
+def test_boundary_cache_views_reasons_and_memory_limit(folder):
+    from tl_keras.features import boundary_model, compute_boundary
+
+    model = build_classifier(asset(HUB_035), 2, image_size=64)
+    assert compute_boundary(model, folder) == "no block is trainable"
+    model.backbone.set_trainable_blocks(1)
+    exact = compute_boundary(model, folder, batch_size=64)
+    augmented = compute_boundary(model, folder, views=2, batch_size=64)
+    assert exact.train.shape == (1, len(folder.train), 2, 2, 56) and not exact.augmented
+    np.testing.assert_array_equal(exact.val, augmented.val)  # validation images are never augmented
+    assert not np.allclose(augmented.train[0], augmented.train[1])  # two different views ...
+    assert not np.allclose(augmented.train[0], exact.train[0])
+    again = compute_boundary(model, folder, views=2, batch_size=64)
+    np.testing.assert_array_equal(again.train, augmented.train)  # ... drawn from the seed: a rerun repeats them
+    trained = boundary_model(model, exact.top, exact.train.shape[2:])
+    assert {id(v) for v in trained.trainable_variables} == {id(v) for _, ws in model.backbone.block_weights()[-1:] for v in ws
+                                                              if v.trainable} | {id(v) for v in model.get_layer("predictions").trainable_variables}
+    reason = compute_boundary(model, folder, limit_megabytes=0.5)
+    assert isinstance(reason, str) and "MB" in reason
+    with pytest.raises(ValueError, match="cache_boundary=True.*no ImageFolder"):
+        fine_tune(model, folder.dataset("train", batch_size=64, training=True), head_epochs=0, fine_tune_epochs=1,
+                  cache_boundary=True, verbose=0)

@@ -216,3 +216,29 @@ def test_reinitialize_draws_fresh_weights_like_a_new_keras_layer():
     again = HubBackbone(asset(HUB_035))
     again.reinitialize(seed=1)
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(again.hub_variables, backbone.hub_variables))
+
+
+def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_boundary():
+    backbone = HubBackbone(asset(HUB_035), inference_mode=True)
+    assert backbone.split_at_trainable() == "no block is trainable"
+    backbone.set_trainable_blocks(3)
+    bottom, top = backbone.split_at_trainable()
+    x = tf.constant(_images(4))
+    boundary = bottom(x)
+    assert tuple(boundary.shape) == (4, 2, 2, 56)  # block_13's output at 64 px: stride 32, 0.35 x 160 channels
+    np.testing.assert_allclose(top(boundary).numpy(), backbone(x).numpy(), atol=1e-5)
+    grads = []
+    for run in (lambda: top(boundary), lambda: backbone(x)):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(run()))
+        grads.append(tape.gradient(loss, backbone.trainable_weights))
+    assert len(backbone.trainable_weights) > 0 and all(g is not None for g in grads[0])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * np.abs(b.numpy()).max())
+    cut = HubBackbone(asset(HUB_035), inference_mode=True, cut="block_12")
+    cut.set_trainable_blocks(2)
+    bottom, top = cut.split_at_trainable()
+    np.testing.assert_allclose(top(bottom(x)).numpy(), cut(x).numpy(), atol=1e-5)
+    free = HubBackbone(asset(HUB_035))
+    free.set_trainable_blocks(1)
+    assert "inference mode" in free.split_at_trainable()

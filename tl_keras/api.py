@@ -251,7 +251,7 @@ def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verb
             "cached_features": features is not None,
         })
     history = fine_tune(run.model, train_ds, val_ds, config.replace(class_weight=run.class_weight), features=features,
-                        checkpoint=checkpoint, callbacks=callbacks, verbose=verbose)
+                        folder=folder, checkpoint=checkpoint, callbacks=callbacks, verbose=verbose)
     return history, features, resumed
 
 
@@ -273,6 +273,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "unfrozen_blocks": history.unfrozen_blocks, "learning_rates": list(history.learning_rates),
         "resumed": resumed, "class_weight": weights, "evaluation": evaluation,
         "feature_cache": features.describe() if features is not None else {"used": False},
+        "boundary_cache": history.boundary_cache,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),

@@ -21,9 +21,10 @@ def slices(array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield array[start:start + batch_size]
 
 
-def run_batches(fn: Callable[[Any], Any], batches: Iterable, width: int, *, inputs_only: bool = False) -> np.ndarray:
+def run_batches(fn: Callable[[Any], Any], batches: Iterable, width: int | tuple[int, ...], *,
+                inputs_only: bool = False) -> np.ndarray:
     """`fn(batch)` for every batch, concatenated along the first axis as float32 `[n, width]`
-    (`[0, width]` when there is no batch). `inputs_only`: the batches are `(inputs, labels)` pairs, as
+    (`[0, width]` when there is no batch; `width` may be a shape, as `(7, 7, 160)`). `inputs_only`: the batches are `(inputs, labels)` pairs, as
     tl_keras datasets give them, and `fn` takes the inputs."""
     out = [np.asarray(fn(batch[0] if inputs_only else batch)) for batch in batches]
-    return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, width), np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, *np.atleast_1d(width)), np.float32)

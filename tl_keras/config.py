@@ -155,6 +155,8 @@ class TrainConfig:
     cache_features: bool | str = setting("auto", "train phase 1 on backbone features computed once (auto: whenever it saves backbone passes)", lambda n, v: _one_of(n, v, (True, False, "auto")), flag="--no-feature-cache", switch="off")
     feature_cache_dir: str | None = setting(None, "keep phase 1 features on disk across runs (keyed by backbone weights, image size, file content)", _optional(_text), read="str", metavar="DIR")
     feature_copies: int = setting(0, "cache K augmented variants per training image; 0 caches un-augmented images and augments in phase 2 only", require_int, read="int", metavar="K")
+    cache_boundary: bool | str = setting("auto", "train phase 2's unfrozen blocks on the frozen blocks' output computed once (auto: when the backbone splits there and it fits in half the free memory)", lambda n, v: _one_of(n, v, (True, False, "auto")), flag="--no-boundary-cache", switch="off")
+    boundary_views: int = setting(2, "with augmentation, phase 2's boundary cache holds K augmented views per training image; each epoch picks one", lambda n, v: require_int(n, v, 1), read="int", metavar="K")
     mixed_precision: bool = setting(False, "mixed_float16 on GPU (mixed_bfloat16 on TPU); a no-op with a warning on CPU", _bool, switch="both")
     jit_compile: bool | str = setting("auto", "XLA: auto is on for GPU/TPU without tf.distribute, off on CPU", lambda n, v: _one_of(n, v, (True, False, "auto")), read="auto-on-off", metavar="{auto,on,off}")
     # What to reuse, and where to run.

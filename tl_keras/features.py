@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import os
 import time
+from typing import Callable
 
 import keras
 import numpy as np
@@ -125,6 +126,9 @@ class FeatureStore:
 class FeatureSet:
     """Backbone features of a folder's train and val images, ready to train a head on.
 
+    The same class holds phase 2's boundary activations (`compute_boundary`): then each row is an
+    activation map `[h, w, channels]` instead of a vector `[dim]`.
+
     Attributes:
         train: float32 `[copies, n_train, dim]`: one row per training image and cached variant.
         train_labels: int32 `[n_train]`.
@@ -156,7 +160,7 @@ class FeatureSet:
         """(train, val) datasets of `(features, labels)`. Train is reshuffled every epoch and, with
         several cached variants, takes one per image at random; both are drawn from `(seed, epoch)`
         (see `tl_keras.data.epoch_variable`), so a resumed run sees what an uninterrupted one saw."""
-        per_image = tf.constant(np.ascontiguousarray(np.transpose(self.train, (1, 0, 2))))  # [n, copies, dim]
+        per_image = tf.constant(np.ascontiguousarray(np.moveaxis(self.train, 0, 1)))  # [n, copies, ...]
         labels = tf.constant(self.train_labels)
         copies, seed = self.copies, self.seed
 
@@ -180,6 +184,7 @@ class FeatureSet:
             "computed": self.computed,
             "loaded": self.loaded,
             "seconds": round(self.seconds, 2),
+            "megabytes": round((self.train.nbytes + self.val.nbytes) / 2**20, 1),
         }
 
 
@@ -268,3 +273,120 @@ def compute_features(
         batch_size=batch_size, augmented=copies > 0, seed=folder.seed,
         computed=computed + c, loaded=loaded + l, seconds=time.perf_counter() - started,
     )
+
+
+# --- Phase 2 on cached boundary activations -------------------------------------------------------
+# With BatchNormalization in inference mode, the frozen blocks below the first trainable one compute
+# the same activations for an image in every epoch of phase 2. `compute_boundary` runs them once
+# and `boundary_model` trains the trainable blocks and the head on the stored activations.
+
+
+class _BackboneTop(keras.layers.Layer):
+    """The trainable top of a backbone, as split by its `split_at_trainable`: boundary activations ->
+    features. It holds the backbone as a sublayer, so its trainable weights are the top blocks'
+    (the very variables the full model reads)."""
+
+    def __init__(self, backbone, top, dim: int, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.backbone, self._top, self._dim = backbone, top, dim
+
+    def call(self, activations):
+        return self._top(activations)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self._dim)
+
+
+def boundary_model(model: keras.Model, top, shape: tuple[int, ...]) -> FeatureHead:
+    """A model from boundary activations (`shape`, e.g. `(7, 7, 160)`) to class probabilities: the
+    backbone's trainable top (`top`, from `compute_boundary`) and `model`'s head layers, sharing
+    their weights with `model`, built in `model`'s distribution strategy."""
+    shape = tuple(int(d) for d in shape)
+    with model.distribute_strategy.scope():
+        inputs = keras.Input(shape, name="boundary")
+        x = _BackboneTop(model.backbone, top, int(model.backbone.output.shape[-1]), name="backbone_top")(inputs)
+        for layer in model.head_layers:
+            x = layer(x)
+        return FeatureHead(inputs, x, name="boundary_model")
+
+
+def boundary_megabytes(model: keras.Model, folder: ImageFolder, views: int, bottom) -> tuple[tuple[int, ...], float]:
+    """The boundary's activation shape at the model's image size, and the megabytes `compute_boundary`
+    would hold for `folder` (`views` training copies, or 1 when 0, plus val; counted twice, as the
+    training dataset copies the array)."""
+    size = model.image_size
+    shape = tuple(int(d) for d in bottom(tf.zeros([1, size, size, 3])).shape[1:])
+    rows = max(views, 1) * len(folder.train) + len(folder.val)
+    return shape, 2 * rows * int(np.prod(shape)) * 4 / 2**20
+
+
+def free_megabytes() -> float:
+    """Physical memory not in use, in MiB (`inf` where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX systems
+        return float("inf")
+
+
+@dataclasses.dataclass
+class BoundarySet(FeatureSet):
+    """Phase 2's cached activations at the boundary below the trainable blocks (`compute_boundary`):
+    rows are activation maps `[h, w, channels]`; `top` is the backbone's trainable part that reads
+    them (for `boundary_model`)."""
+
+    top: Callable | None = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "views": self.copies if self.augmented else 0, "shape": list(self.train.shape[2:])}
+
+
+def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
+                     batch_size: int = DEFAULT_BATCH_SIZE, limit_megabytes: float | None = None):
+    """Runs the frozen part of `model`'s backbone (everything below its trainable blocks) once over
+    `folder`'s images, for phase 2 to train on.
+
+    Args:
+        model: a `tl_keras.ImageClassifier` whose top blocks are trainable (`set_trainable_blocks`).
+        folder: the `ImageFolder` to train on.
+        views: 0 caches the un-augmented training images (phase 2 without augmentation: exact); K > 0
+            caches K augmented views of each, one pass each, and every epoch picks one per image
+            at random (the views are epochs 0..K-1 of the augmenting pipeline, as phase 1's copies).
+            Validation images are never augmented.
+        batch_size: batch size of the pass and of the returned `datasets()`.
+        limit_megabytes: the most memory the cache may take. Defaults to half the free memory.
+
+    Returns:
+        A `BoundarySet`, or a string saying why there is no boundary cache (the backbone cannot be
+        split, or the cache would not fit: phase 2 then streams images through the whole model).
+    """
+    require_int("views", views)
+    split = getattr(model.backbone, "split_at_trainable", None)
+    if split is None:
+        return f"{type(model.backbone).__name__} backbones do not split at a block boundary"
+    parts = split()
+    if isinstance(parts, str):
+        return parts
+    bottom, top = parts
+    shape, megabytes = boundary_megabytes(model, folder, views, bottom)
+    limit = free_megabytes() / 2 if limit_megabytes is None else limit_megabytes
+    if megabytes > limit:
+        return f"the activations need {megabytes:,.0f} MB, more than the {limit:,.0f} MB allowed"
+    started = time.perf_counter()
+    pixels = keras.Model(model.inputs, model.get_layer("pixel_range").output, name="boundary_input")
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        return bottom(pixels(images, training=False))
+
+    def over(dataset):
+        return run_batches(run, dataset, shape, inputs_only=True)
+
+    if views:
+        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=True, shuffle=False)
+        train = np.stack([over(augmenting) for _ in range(views)])
+    else:
+        train = over(folder.dataset("train", batch_size=batch_size))[None]
+    val = over(folder.dataset("val", batch_size=batch_size))
+    return BoundarySet(train=train, train_labels=folder.train.labels, val=val, val_labels=folder.val.labels,
+                       batch_size=batch_size, augmented=views > 0, seed=folder.seed,
+                       computed=train.shape[0] * train.shape[1] + len(val), seconds=time.perf_counter() - started, top=top)

@@ -161,37 +161,39 @@ def _inline_calls(graph_def, library: dict) -> "graph_pb2.GraphDef":
     return flat
 
 
-class _CutGraph:
-    """The part of one of the module's concrete functions that computes one layer's output, from
-    the function and its inlined graph (`_flat_graph`).
+class _SubGraph:
+    """A differentiable piece of one of the module's concrete functions, taken from its inlined graph
+    (`_flat_graph`): what computes `fetch` from the tensor named `start`.
 
     Attributes:
         graph_def: the flat, pruned graph.
         fetch: the name of the output tensor in it.
-        images: the name of the images placeholder.
+        images: the name of the input placeholder (the images, or the boundary activations).
         variables: placeholder name -> the module variable it stands for, for the variables used.
     """
 
-    def __init__(self, function, flat, variables_by_handle: dict, layer: str):
-        layers = _layer_calls(flat)
-        if layer not in layers:
-            raise ValueError(f"Layer {layer!r} is not in this module. Its layers: {', '.join(layers)}")
-        self.fetch = layers[layer] + ":0"
-        self.graph_def = _prune(flat, layers[layer])
-        kept = {n.name for n in self.graph_def.node}
-        placeholders = [op.name for op in function.graph.get_operations() if op.type == "Placeholder"]
-        self.images = placeholders[0]
+    def __init__(self, function, graph_def, fetch: str, images: str, variables_by_handle: dict):
+        self.graph_def, self.fetch, self.images = graph_def, fetch, images
+        kept = {n.name for n in graph_def.node}
         self.variables = {
             internal.op.name: variables_by_handle[id(external)]
             for external, internal in function.graph.captures
             if internal.op.name in kept and id(external) in variables_by_handle
         }
-        unknown = [n.name for n in self.graph_def.node if n.op == "Placeholder" and n.name not in self.variables and n.name != self.images]
+        unknown = [n.name for n in graph_def.node if n.op == "Placeholder" and n.name not in self.variables and n.name != images]
         if unknown:  # pragma: no cover - guards a change in how TensorFlow restores captures
-            raise RuntimeError(f"Cannot tell which variables the cut's inputs {unknown[:3]} read; please report your TF version.")
+            raise RuntimeError(f"Cannot tell which variables the graph's inputs {unknown[:3]} read; please report your TF version.")
+
+    @classmethod
+    def up_to_layer(cls, function, flat, variables_by_handle: dict, layer: str) -> "_SubGraph":
+        """Images -> the output of `layer` (a cut)."""
+        layers = _layer_calls(flat)
+        if layer not in layers:
+            raise ValueError(f"Layer {layer!r} is not in this module. Its layers: {', '.join(layers)}")
+        return cls(function, _prune(flat, layers[layer]), layers[layer] + ":0", _images_placeholder(function), variables_by_handle)
 
     def __call__(self, images, handles: dict):
-        """Imports the cut into the current graph: `handles` maps each variable placeholder to the
+        """Imports the piece into the current graph: `handles` maps each variable placeholder to the
         resource handle (a tensor of this graph) to read."""
         (output,) = tf.graph_util.import_graph_def(
             self.graph_def, input_map={self.images: images, **handles}, return_elements=[self.fetch], name="cut"
@@ -199,9 +201,9 @@ class _CutGraph:
         return output
 
     def function(self):
-        """The cut as a function of images, calling a `tf.function` of `(images, *variable handles)`:
-        gradient tapes record it as one differentiable call, and the handles are arguments, so every
-        replica reads its own copy of a mirrored variable."""
+        """The piece as a function of its input, calling a `tf.function` of `(input, *variable
+        handles)`: gradient tapes record it as one differentiable call, and the handles are
+        arguments, so every replica reads its own copy of a mirrored variable."""
         names = list(self.variables)
 
         @tf.function(autograph=False)
@@ -215,6 +217,118 @@ class _CutGraph:
             return run(images, *[_local_handle(v) for v in variables])
 
         return call
+
+
+def _images_placeholder(function) -> str:
+    return [op.name for op in function.graph.get_operations() if op.type == "Placeholder"][0]
+
+
+def _source(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def _prune_tensors(graph_def, fetch: str, boundary: str | None = None) -> tuple["graph_pb2.GraphDef", str]:
+    """What computes the tensor `fetch`, tensor by tensor: an IdentityN (an inlined call's outputs)
+    keeps only the outputs used, so a call whose function TensorFlow rewrote to also return its
+    intermediates (it does once the function has been differentiated) does not pull them in. Control
+    inputs are dropped (inference ops need no ordering). With `boundary`, that tensor is read from a
+    new float32 placeholder named "boundary" instead of being computed.
+
+    Returns the pruned graph and `fetch`'s name in it."""
+    nodes = {node.name: node for node in graph_def.node}
+    used: dict[str, set[int]] = {}  # IdentityN name -> output indices needed
+    keep, todo = set(), [_tensor(fetch)]
+    while todo:
+        tensor = todo.pop()
+        if tensor == boundary:
+            continue
+        name, index = tensor.rsplit(":", 1)
+        node = nodes[name]
+        data = [i for i in node.input if not i.startswith("^")]
+        if node.op == "IdentityN":
+            if int(index) not in used.setdefault(name, set()):
+                used[name].add(int(index))
+                todo.append(_tensor(data[int(index)]))
+            keep.add(name)
+        elif name not in keep:
+            keep.add(name)
+            todo.extend(_tensor(i) for i in data)
+    position = {name: {k: j for j, k in enumerate(sorted(ks))} for name, ks in used.items()}
+
+    def rename(tensor: str) -> str:
+        if tensor == boundary:
+            return "boundary"
+        name, index = tensor.rsplit(":", 1)
+        return f"{name}:{position[name][int(index)]}" if name in position else tensor
+
+    pruned = graph_pb2.GraphDef()
+    pruned.versions.CopyFrom(graph_def.versions)
+    if boundary is not None:
+        pruned.node.add(name="boundary", op="Placeholder").attr["dtype"].type = tf.float32.as_datatype_enum
+    for node in graph_def.node:
+        if node.name not in keep:
+            continue
+        new = pruned.node.add()
+        new.CopyFrom(node)
+        del new.input[:]
+        data = [i for i in node.input if not i.startswith("^")]
+        if node.op == "IdentityN":
+            picked = sorted(used[node.name])
+            new.input.extend(rename(_tensor(data[k])) for k in picked)
+            types = list(node.attr["T"].list.type)
+            new.attr["T"].list.ClearField("type")
+            new.attr["T"].list.type.extend(types[k] for k in picked)
+        else:
+            new.input.extend(rename(_tensor(i)) for i in data)
+    return pruned, rename(_tensor(fetch))
+
+
+def _split_at_trainable(function, flat, variables_by_handle: dict, trainable: set, fetch: str):
+    """Splits the graph computing `fetch` where the `trainable` variables (ids) start to matter.
+
+    Returns `(prefix, suffix)` `_SubGraph`s, images -> boundary -> `fetch`, or a reason (str) when the
+    trainable part does not hang off one tensor of the frozen part (then it cannot be split)."""
+    graph, fetch = _prune_tensors(flat, fetch)
+    nodes = {n.name: n for n in graph.node}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(_source(i), []).append(node.name)
+
+    def downstream(starts) -> set:
+        seen, todo = set(), list(starts)
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(consumers.get(name, ()))
+        return seen
+
+    images = _images_placeholder(function)
+    captured = {internal.op.name: variables_by_handle.get(id(external)) for external, internal in function.graph.captures}
+    trained = downstream(n for n, v in captured.items() if n in nodes and v is not None and id(v) in trainable)
+    from_images = downstream([images])
+    frontier = set()
+    for name in trained:
+        for i in nodes[name].input:
+            if _source(i) in from_images and _source(i) not in trained:
+                while nodes[_source(i)].op == "Identity":  # an inlined call's argument: look through it
+                    i = nodes[_source(i)].input[0]
+                frontier.add(_tensor(i))
+    if _source(fetch) not in trained:
+        return "no trainable variable reaches the output"
+    if len(frontier) != 1:
+        return f"the trained layers read {len(frontier)} tensors of the frozen ones, not one"
+    (boundary,) = frontier
+    if _source(boundary) == images:
+        return "the first trained layer reads the images: there is nothing frozen to cache"
+    prefix = _SubGraph(function, *_prune_tensors(graph, boundary), images, variables_by_handle)
+    suffix = _SubGraph(function, *_prune_tensors(graph, fetch, boundary), "boundary", variables_by_handle)
+    return prefix, suffix
 
 
 def _all_handles(variable) -> list:
@@ -398,7 +512,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.cut_layer = resolve_cut(layers, cut, self.block_patterns)
         # Restored functions capture a variable's handle, or under tf.distribute the variable itself.
         by_handle = {id(h): v for v in module.variables for h in [v, *_all_handles(v)]}
-        self._hub.cuts = {flag: _CutGraph(functions[flag], flats[flag], by_handle, self.cut_layer) for flag in flags}
+        self._hub.cuts = {flag: _SubGraph.up_to_layer(functions[flag], flats[flag], by_handle, self.cut_layer) for flag in flags}
         used = {id(v) for c in self._hub.cuts.values() for v in c.variables.values()}
         self._hub.run = {flag: c.function() for flag, c in self._hub.cuts.items()}
         self._hub.channels = int(self._hub.run[False](tf.zeros([1, 64, 64, 3])).shape[-1])
@@ -406,6 +520,41 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
 
     def _weights_of(self, indices: list[int]) -> list:
         return [self.hub_variables[i] for i in indices]
+
+    def split_at_trainable(self):
+        """Splits the module where its trainable blocks start, for phase 2 with a cached boundary.
+
+        Returns `(bottom, top)`: functions images -> activations at the boundary (frozen) and
+        activations -> this layer's output (the trainable blocks, differentiable), both in inference
+        mode; or a string saying why the module cannot be split (no trainable block, every block
+        trainable, the trained layers reading more than one frozen tensor, BatchNormalization not in
+        inference mode). The split is found in the module's graph, op by op: the frozen part is what
+        does not depend on a trainable variable, and it must hand one tensor to the trainable part.
+        """
+        if not self.inference_mode:
+            return "BatchNormalization is not in inference mode, so the frozen part's output is not fixed"
+        trainable = {id(kv.value) for kv in self.hub_variables if kv.trainable}
+        if not trainable:
+            return "no block is trainable"
+        function = _concrete_call(self.module, training=False)
+        flat = _flat_graph(function)
+        by_handle = {id(h): v for v in self.module.variables for h in [v, *_all_handles(v)]}
+        if self._hub.cuts:
+            fetch = self._hub.cuts[False].fetch
+        else:
+            outputs = function.structured_outputs
+            index = sorted(outputs).index(self.output_key or next(iter(outputs))) if isinstance(outputs, dict) else 0
+            fetch = function.outputs[index].name
+        parts = _split_at_trainable(function, flat, by_handle, trainable, fetch)
+        if isinstance(parts, str):
+            return parts
+        bottom, top = (part.function() for part in parts)
+
+        def top_pooled(activations):
+            outputs = top(tf.cast(activations, tf.float32))
+            return tf.reduce_mean(outputs, axis=[1, 2]) if outputs.shape.rank == 4 else outputs
+
+        return (lambda images: bottom(tf.cast(images, tf.float32))), top_pooled
 
     def reinitialize(self, seed: int | None = None) -> None:
         """Replaces the pretrained weights by random ones, as a fresh Keras layer would start: kernels

@@ -22,8 +22,12 @@ from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
 from tl_keras.data import epoch_variable
 from tl_keras.distribute import workers_agree
+from tl_keras.data import ImageFolder
 from tl_keras.features import (
+    BoundarySet,
     FeatureSet,
+    boundary_model,
+    compute_boundary,
     extract_features,
     feature_extractor,
     head_model,
@@ -40,6 +44,8 @@ class FineTuneHistory:
         fine_tune_epochs: epochs run in phase 2.
         unfrozen_blocks: names of the blocks trained in phase 2.
         learning_rates: the phase 1 and phase 2 learning rates.
+        boundary_cache: how phase 2 ran: `{"used": True, "views", "computed", "seconds", "megabytes",
+            ...}` when it trained on cached boundary activations, else `{"used": False, "reason"}`.
     """
 
     history: dict[str, list[float]]
@@ -47,6 +53,7 @@ class FineTuneHistory:
     fine_tune_epochs: int
     unfrozen_blocks: list[str]
     learning_rates: tuple[float, float]
+    boundary_cache: dict | None = None
 
     @property
     def epoch(self) -> list[int]:
@@ -218,6 +225,7 @@ def fine_tune(
     config: TrainConfig | None = None,
     *,
     features: FeatureSet | None = None,
+    folder: ImageFolder | None = None,
     checkpoint: str | RunCheckpoint | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
@@ -240,8 +248,14 @@ def fine_tune(
             `balanced_class_weights`) and `jit_compile`). Defaults to `TrainConfig()`.
         features: cached backbone features (`tl_keras.features.compute_features`) of the same
             images: phase 1 then trains the model's head layers on them instead of running the
-            frozen backbone every epoch (callbacks see the `FeatureHead` as their model). Phase 2
-            always runs on `train_data`. Defaults to None (phase 1 on `train_data`).
+            frozen backbone every epoch (callbacks see the `FeatureHead` as their model).
+            Defaults to None (phase 1 on `train_data`).
+        folder: the `ImageFolder` that `train_data` and `validation_data` were made from. With it
+            (and `config.cache_boundary`), phase 2 runs the frozen blocks below the unfrozen ones
+            once (`tl_keras.features.compute_boundary`: validation images exactly; training images
+            exactly without augmentation, else `config.boundary_views` augmented views) and trains
+            the unfrozen blocks and the head on those activations; callbacks then see the boundary
+            model, whose weights are the classifier's. Defaults to None (phase 2 on `train_data`).
         checkpoint: a folder (or `tl_keras.checkpoint.RunCheckpoint`) to make the run resumable:
             state is saved at every epoch's end, and calling `fine_tune` again the same way after a
             crash or kill continues from the last finished epoch and ends with the same weights as an
@@ -272,19 +286,43 @@ def fine_tune(
     history: dict[str, list[float]] = {}
     epochs_run = [0, 0]
     unfrozen: list[str] = []
+    boundary = None
     for phase in (0, 1):
         if (config.head_epochs, config.fine_tune_epochs)[phase] == 0:
             continue
         if phase == 1:
             unfreeze = config.unfreeze_blocks
             unfrozen = backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if unfreeze is None else unfreeze)
+            boundary = _boundary_cache(model, folder, config, features, unfrozen)
         phase_history, epochs_run[phase] = _run_phase(
-            model, phase, config, train_data, validation_data, features=features, checkpoint=checkpoint,
-            callbacks=callbacks, verbose=verbose, initial_epoch=epochs_run[0] if phase == 1 else 0,
+            model, phase, config, train_data, validation_data, features=(boundary if isinstance(boundary, BoundarySet) else None) if phase == 1 else features,
+            checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=epochs_run[0] if phase == 1 else 0,
         )
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
-    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr))
+    described = None if boundary is None else boundary.describe() if isinstance(boundary, BoundarySet) else {"used": False, "reason": boundary}
+    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr), described)
+
+
+def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, features, unfrozen: list[str]):
+    """Phase 2's boundary cache (a `BoundarySet`), or why there is none (a string); `True` makes a
+    missing cache an error."""
+    if folder is None:
+        reason = "no ImageFolder was given (fine_tune(..., folder=...))"
+    elif config.cache_boundary is False:
+        reason = "turned off (cache_boundary=False)"
+    elif len(unfrozen) == len(model.backbone.block_names):
+        reason = "every block trains: there is no frozen part to cache"
+    else:
+        batch = features.batch_size if features is not None else config.batch_size * model.distribute_strategy.num_replicas_in_sync
+        found = compute_boundary(model, folder, views=config.boundary_views if config.augment else 0, batch_size=batch)
+        if isinstance(found, BoundarySet):
+            return found
+        reason = found
+    if config.cache_boundary is True:
+        raise ValueError(f"cache_boundary=True, but phase 2 cannot use a boundary cache: {reason}. "
+                         "Use cache_boundary='auto' to fall back to full images.")
+    return reason
 
 
 def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, *, features, checkpoint,
@@ -301,12 +339,16 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
             fit_train, fit_val = features.datasets()
             fit_val = fit_val if validation_data is not None else None
     else:
+        if isinstance(features, BoundarySet):  # the trainable blocks and the head, on cached activations
+            trainee = boundary_model(model, features.top, features.train.shape[2:])
+            fit_train, fit_val = features.datasets()
+            fit_val = fit_val if validation_data is not None else None
         lr = phase_schedule(config.fine_tune_schedule, config.fine_tune_lr,
-                            _steps_per_epoch(train_data) if config.fine_tune_schedule != "constant" else 1, epochs)
+                            _steps_per_epoch(fit_train) if config.fine_tune_schedule != "constant" else 1, epochs)
     multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
     compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
     if trainee is not model:
-        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile)
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers)
     done = checkpoint.finished(phase + 1) if checkpoint is not None else None
     backup = checkpoint.backup(phase + 1, initial_epoch) if checkpoint is not None and done is None else None
     if checkpoint is not None and not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
