@@ -93,3 +93,39 @@ def test_a_checkpoint_from_other_settings_is_refused_with_the_fix(tmp_path):
     RunCheckpoint(str(tmp_path / "ck"), {"head_epochs": 4, "seed": 1})  # the same run: resumable
     with pytest.raises(ValueError, match=r"other settings \(head_epochs: 4 then, 5 now\).*delete the folder"):
         RunCheckpoint(str(tmp_path / "ck"), {"head_epochs": 5, "seed": 1})
+
+
+def test_the_best_epoch_so_far_survives_a_restart(tmp_path):
+    """A phase resumed after a kill ends with the same best weights as an uninterrupted one, even when
+    the best epoch came before the kill."""
+    import keras
+
+    from tl_keras.checkpoint import PhaseBackup
+    from tl_keras.training import BestEpoch
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
+    val = (rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 2, 32))
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        m.compile(keras.optimizers.SGD(2.0), "sparse_categorical_crossentropy")  # overshoots: val_loss goes up and down
+        return m
+
+    def run(epochs, directory, start=0):
+        m, best = model(), BestEpoch()
+        backup = PhaseBackup(str(directory))
+        resume = backup.restore(m, best)
+        m.fit(x, y, validation_data=val, initial_epoch=resume, epochs=epochs, callbacks=[best, backup], verbose=0, shuffle=False)
+        return m, best, backup
+
+    whole, best_whole, backup_whole = run(6, tmp_path / "whole")
+    run(3, tmp_path / "split")  # "killed" after 3 epochs
+    resumed, best_resumed, backup_resumed = run(6, tmp_path / "split")
+    assert backup_resumed.history == backup_whole.history
+    assert best_resumed.state()[0] == best_whole.state()[0]
+    losses = backup_whole.history["val_loss"]
+    assert best_whole.best_epoch == int(np.argmin(losses)) and best_whole.best_epoch < 5  # not simply the last
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -45,6 +45,8 @@ def test_train_predict_evaluate(tmp_path, capsys):
                       "--metrics-json", str(metrics_path))
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
+    assert "on cached boundary activations [2, 2, 56] of 2 augmented views per training image" in out
+    assert "(phase 2: " in out and " over the head)" in out
     metrics = json.loads(metrics_path.read_text())
     for key in ("head_val_accuracy", "val_accuracy", "class_names", "export_dir", "num_train_images",
                 "num_val_images", "skipped_files", "train_seconds"):

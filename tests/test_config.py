@@ -40,7 +40,7 @@ def test_defaults_round_trip_through_json():
     ({"hidden_units": (512, 0)}, "`hidden_units` must be positive integers"),
     ({"transfer": "fine-tune-some"}, "`transfer` must be one of 'auto', 'head-only'"),
     ({"distribute": "tpu"}, "`distribute` must be one of"),
-    ({"early_stopping_patience": 0}, "`early_stopping_patience` must be a positive integer"),
+    ({"early_stopping_patience": -1}, "`early_stopping_patience` must be"),
     ({"backbone": ""}, "`backbone` must be a non-empty string"),
 ])
 def test_every_setting_is_validated_once_with_the_rule_and_the_value(changes, message):

@@ -24,6 +24,9 @@ def test_train_export_and_plain_tensorflow_reproduces_probabilities(hymenoptera_
     assert metrics["num_train_images"] == 245 and metrics["num_val_images"] == 153
     assert metrics["head_val_accuracy"] > 0.7 and metrics["val_accuracy"] > 0.7  # majority class: 0.54
     assert metrics["unfrozen_blocks"] == ["block_15", "block_16"]
+    boundary = metrics["boundary_cache"]  # phase 2 on the frozen blocks' output, 2 augmented views
+    assert boundary["used"] and boundary["views"] == 2 and boundary["computed"] == 2 * 245 + 153
+    assert metrics["fine_tune_gain"] == round(metrics["val_accuracy"] - metrics["head_val_accuracy"], 4)
     val = hymenoptera_result.data.val
     images = val.images[:6].astype("float32")
     np.save(tmp_path / "batch.npy", images)

@@ -33,7 +33,7 @@ def test_phase_one_trains_only_the_head_and_phase_two_the_top_blocks(data):
     backbone = model.backbone
     recorder = _Recorder()
     history = fine_tune(model, train_ds, val_ds, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=2,
-                        learning_rate=1e-3, callbacks=[recorder], verbose=0)
+                        learning_rate=1e-3, restore_best=False, callbacks=[recorder], verbose=0)  # keep the last weights
     assert recorder.rates == pytest.approx([1e-3, 1e-4])  # phase 2 at a tenth
     start, after_head = recorder.snapshots
     assert all(np.array_equal(a, b) for a, b in zip(start, after_head)), "phase 1 must not touch the backbone"
@@ -162,3 +162,42 @@ def test_layer_decay_scales_each_blocks_step_and_zero_is_freezing(data):
     assert changes[0] == pytest.approx(1e-3, rel=0.02) and changes[1:] == [0.0] * (len(changes) - 1)
     with pytest.raises(ValueError, match="layer_decay"):
         _one_step_changes(data, layer_decay=1.5)
+
+
+class _BackboneAtPhaseStart(keras.callbacks.Callback):
+    """The classifier's backbone weights when each phase begins (phase 2 fits the boundary model,
+    which shares them)."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier, self.snapshots = classifier, []
+
+    def on_train_begin(self, logs=None):
+        self.snapshots.append([v.numpy().copy() for v in self.classifier.backbone.hub_variables])
+
+
+def test_each_phase_ends_with_its_best_epoch_and_phase_two_is_kept_only_if_it_beats_the_head(data):
+    folder, train_ds, val_ds = data
+    runs = {}
+    for name, rate in (("gentle", 1e-4), ("wrecking", 0.5)):
+        keras.utils.set_random_seed(4)
+        model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+        snapshots = _BackboneAtPhaseStart(model)
+        history = fine_tune(model, train_ds, val_ds, head_epochs=3, fine_tune_epochs=2, unfreeze_blocks=1,
+                            fine_tune_learning_rate=rate, folder=folder, callbacks=[snapshots], verbose=0)
+        full = model.evaluate(val_ds, verbose=0, return_dict=True)
+        runs[name] = (history, model, snapshots, full)
+    for name, (history, model, snapshots, full) in runs.items():
+        losses = history.history["val_loss"]
+        head_best = history.best_epochs[0]
+        assert losses[head_best] == min(losses[:3]), name  # phase 1 ended with its best epoch
+        assert full["loss"] == pytest.approx(history.final("val_loss"), abs=1e-4), name  # the model is that epoch's
+    history, model, snapshots, full = runs["wrecking"]
+    # Adam at 0.5 wrecks the top block: no phase-2 epoch beats the head, so the head's weights come back.
+    assert min(history.history["val_loss"][3:]) > history.history["val_loss"][history.best_epochs[0]]
+    assert history.fine_tune_kept is False and history.best_epochs[1] is None
+    after_head = snapshots.snapshots[1]  # the backbone when phase 2 began
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(after_head, model.backbone.hub_variables))
+    history, *_ = runs["gentle"]
+    assert history.fine_tune_kept is True and history.best_epochs[1] in (3, 4)
+    assert history.final("val_loss") == min(history.history["val_loss"])

@@ -146,9 +146,7 @@ def train(
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
-    final = {"accuracy": history.last("val_accuracy"), "loss": history.last("val_loss")}
-    if run.config.early_stopping_patience:  # the best weights were restored: measure the model that is exported
-        final = run.model.evaluate(val_ds, verbose=0, return_dict=True)
+    final = {"accuracy": history.final("val_accuracy"), "loss": history.final("val_loss")}  # the weights exported
     train_seconds = time.perf_counter() - run.started
     evaluation = {split: _report(run.model, run.folder, split, run.global_batch)
                   for split in run.folder.splits if split != "train"} if evaluate else {}
@@ -263,7 +261,9 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "backbone": run.spec.name, "image_size": run.spec.image_size, "transfer_strategy": run.asked.transfer,
         "advice": run.advice.to_dict() if run.advice is not None else None, "cut": run.spec.cut,
         "hidden_units": list(config.hidden_units or ()), "layer_decay": config.layer_decay,
-        "head_val_accuracy": history.last("val_accuracy", phase=1), "val_accuracy": float(final["accuracy"]),
+        "head_val_accuracy": history.final("val_accuracy", phase=1), "val_accuracy": float(final["accuracy"]),
+        "fine_tune_gain": _gain(history, final), "fine_tune_kept": history.fine_tune_kept,
+        "best_epochs": history.best_epochs,
         "val_loss": float(final["loss"]), "class_names": folder.class_names, "export_dir": export_dir,
         "num_train_images": len(folder.train), "num_val_images": len(folder.val), "num_files_found": folder.num_found,
         "validation_source": folder.validation_source,
@@ -278,6 +278,14 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
     }
+
+
+def _gain(history: FineTuneHistory, final: dict) -> float | None:
+    """What phase 2 added to the head's val accuracy (None without both phases and a val split)."""
+    head = history.final("val_accuracy", phase=1)
+    if head is None or not history.fine_tune_epochs or final["accuracy"] is None:
+        return None
+    return round(float(final["accuracy"]) - head, 4)
 
 
 @dataclasses.dataclass

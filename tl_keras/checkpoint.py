@@ -4,8 +4,8 @@ A checkpoint folder holds:
 
 - `run.json`: the settings the run was started with; resuming with other settings is refused;
 - `phase1/`, `phase2/`: the running phase's last epoch state (`PhaseBackup`): weights and optimizer
-  as Keras saves them, the random-generator states Keras does not save (dropout's), the epoch and the
-  phase's history so far;
+  as Keras saves them, the random-generator states Keras does not save (dropout's), the epoch, the
+  phase's history so far, and its best epoch so far (weights and patience count);
 - `phase1.npz` + `phase1.json`, `phase2.npz` + `phase2.json`: a finished phase's model weights and
   history, so a restart skips it.
 
@@ -54,6 +54,7 @@ class PhaseBackup(keras.callbacks.Callback):
         self.initial_epoch = initial_epoch
         self.writer = writer
         self.history: dict[str, list[float]] = {}
+        self.best = None
 
     def _latest(self) -> str | None:
         pointer = os.path.join(self.directory, "LATEST")
@@ -67,8 +68,10 @@ class PhaseBackup(keras.callbacks.Callback):
         state = self._latest()
         return self.initial_epoch if state is None else read_json(os.path.join(state, "state.json"))["epoch"] + 1
 
-    def restore(self, model: keras.Model) -> int:
-        """Loads the last saved state into `model` (compiled); returns the epoch to continue from."""
+    def restore(self, model: keras.Model, best=None) -> int:
+        """Loads the last saved state into `model` (compiled) and `best` (a `tl_keras.training.BestEpoch`,
+        saved with the state from then on); returns the epoch to continue from."""
+        self.best = best
         state = self._latest()
         if state is None:
             return self.initial_epoch
@@ -81,6 +84,9 @@ class PhaseBackup(keras.callbacks.Callback):
                 variable.assign(saved[f"v{i}"])
         meta = read_json(os.path.join(state, "state.json"))
         self.history = meta["history"]
+        if best is not None and "best" in meta:
+            with np.load(os.path.join(state, "best.npz")) as saved:
+                best.load_state(meta["best"], [saved[f"w{i}"] for i in range(len(saved.files))])
         return meta["epoch"] + 1
 
     def on_epoch_end(self, epoch, logs=None):
@@ -99,7 +105,11 @@ class PhaseBackup(keras.callbacks.Callback):
         self.model.save_weights(os.path.join(staging, "model.weights.h5"))
         values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(_rng_variables(self.model))}
         np.savez(os.path.join(staging, "rng.npz"), **values)
-        write_json(os.path.join(staging, "state.json"), {"epoch": epoch, "history": self.history})
+        meta = {"epoch": epoch, "history": self.history}
+        if self.best is not None:  # the best epoch so far: its weights and how long since
+            meta["best"], weights = self.best.state()
+            np.savez(os.path.join(staging, "best.npz"), **{f"w{i}": w for i, w in enumerate(weights)})
+        write_json(os.path.join(staging, "state.json"), meta)
         name = f"epoch-{epoch:05d}"
         target = os.path.join(self.directory, name)
         if os.path.exists(target):  # left by a run killed between this rename and the pointer update
@@ -158,13 +168,14 @@ class RunCheckpoint:
         path = os.path.join(self.directory, f"phase{phase}.json")
         return read_json(path) if os.path.exists(path) else None
 
-    def finish(self, phase: int, model: keras.Model, epochs: int, history: dict) -> None:
-        """Records a finished phase: all of `model`'s variables, then its history (the marker)."""
+    def finish(self, phase: int, model: keras.Model, epochs: int, history: dict, best: dict | None = None) -> None:
+        """Records a finished phase: all of `model`'s variables, then its history and best epoch
+        (the marker)."""
         values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}  # all workers read
         if not self.writer:
             return
         atomic_write(os.path.join(self.directory, f"phase{phase}.npz"), lambda f: np.savez(f, **values))
-        write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history})
+        write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history, "best": best or {}})
         shutil.rmtree(os.path.join(self.directory, f"phase{phase}"), ignore_errors=True)  # superseded
 
     def restore(self, phase: int, model: keras.Model) -> None:

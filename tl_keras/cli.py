@@ -214,9 +214,17 @@ def _print_train_summary(metrics: dict) -> None:
         variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
+    boundary = metrics.get("boundary_cache")
+    if boundary and boundary["used"]:
+        views = f"{boundary['views']} augmented views per training image" if boundary["views"] else "un-augmented training images"
+        print(f"  on cached boundary activations {boundary['shape']} of {views}: {boundary['computed']} computed, "
+              f"{boundary['megabytes']:.0f} MB, {boundary['seconds']:.1f} s")
+    elif boundary:
+        print(f"  on full images every epoch: {boundary['reason']}")
     if metrics.get("layer_decay") is not None:
         print(f"  discriminative learning rates: layer decay {metrics['layer_decay']}")
-    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}")
+    gain = metrics.get("fine_tune_gain")
+    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}" + (f" (phase 2: {gain:+.3f} over the head)" if gain is not None else ""))
     if metrics.get("scratch"):
         scratch = metrics["scratch"]
         print(f"from scratch      val accuracy {_fmt(scratch['val_accuracy'])} (same architecture, splits and "

@@ -143,7 +143,8 @@ class TrainConfig:
     fine_tune_learning_rate: float | None = setting(None, "phase 2 learning rate (default: learning rate / 10)", _optional(lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0")), read="float")
     fine_tune_schedule: str = setting("constant", "phase 2 learning rate schedule", lambda n, v: _one_of(n, v, SCHEDULES), read="str", choices=SCHEDULES)
     layer_decay: float | None = setting(None, "phase 2 discriminative learning rates: each block below the top at D times the rate of the one above; 0 trains the top block only", _optional(lambda n, v: _number(n, v, 0.0, 1.0)), read="float", metavar="D")
-    early_stopping_patience: int | None = setting(None, "stop a phase after PATIENCE epochs without better val_loss, restoring its best weights", _optional(lambda n, v: require_int(n, v, 1)), read="int", flag="--early-stopping", metavar="PATIENCE")
+    early_stopping_patience: int | None = setting(3, "stop a phase after PATIENCE epochs without a better val_loss (0: never)", _optional(lambda n, v: require_int(n, v, 0)), read="int", flag="--early-stopping", metavar="PATIENCE")
+    restore_best: bool = setting(True, "end each phase with its best epoch's weights by val_loss; phase 2 is kept only if it beats the head's best", _bool, switch="both")
     class_weight: str | dict | None = setting(None, "auto: weigh classes by n / (classes * count) for imbalanced folders (the API also takes a dict)", _optional(_class_weight), read="str", choices=("auto",))
     # Data.
     batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")

@@ -46,6 +46,9 @@ class FineTuneHistory:
         learning_rates: the phase 1 and phase 2 learning rates.
         boundary_cache: how phase 2 ran: `{"used": True, "views", "computed", "seconds", "megabytes",
             ...}` when it trained on cached boundary activations, else `{"used": False, "reason"}`.
+        best_epochs: per phase, the epoch (index into `history`) whose weights the phase ended with
+            (see `BestEpoch`); None where the phase kept its last weights, or phase 2 kept none of
+            its epochs (it never beat the head's best `val_loss`, so the model is the head's).
     """
 
     history: dict[str, list[float]]
@@ -54,10 +57,32 @@ class FineTuneHistory:
     unfrozen_blocks: list[str]
     learning_rates: tuple[float, float]
     boundary_cache: dict | None = None
+    best_epochs: list[int | None] = dataclasses.field(default_factory=lambda: [None, None])
 
     @property
     def epoch(self) -> list[int]:
         return list(range(self.head_epochs + self.fine_tune_epochs))
+
+    @property
+    def fine_tune_kept(self) -> bool | None:
+        """Whether the model ends with phase 2's weights: None if phase 2 did not run or was not
+        judged (no validation data, `restore_best=False`), False if no phase-2 epoch beat the head."""
+        if not self.fine_tune_epochs or self.best_epochs[0] is None and self.best_epochs[1] is None:
+            return None
+        return self.best_epochs[1] is not None
+
+    def final(self, metric: str, phase: int | None = None) -> float | None:
+        """`metric` of the weights the model ends with (`phase=1`: ended phase 1 with): the best kept
+        epoch's, else the last epoch's."""
+        values = self.history.get(metric, [])
+        if phase == 1:
+            epoch = self.best_epochs[0] if self.best_epochs[0] is not None else self.head_epochs - 1
+        else:
+            kept = [e for e in self.best_epochs if e is not None]
+            if self.fine_tune_kept is False:
+                kept = kept[:1]
+            epoch = kept[-1] if kept else len(values) - 1
+        return float(values[epoch]) if values and epoch >= 0 else None
 
     def last(self, metric: str, phase: int | None = None) -> float | None:
         """The last value of `metric` overall, or at the end of phase 1 or 2."""
@@ -284,7 +309,7 @@ def fine_tune(
     if isinstance(checkpoint, str):
         checkpoint = RunCheckpoint(checkpoint, {"config": config.to_dict(), "cached_features": features is not None})
     history: dict[str, list[float]] = {}
-    epochs_run = [0, 0]
+    epochs_run, best = [0, 0], [{}, {}]
     unfrozen: list[str] = []
     boundary = None
     for phase in (0, 1):
@@ -294,14 +319,17 @@ def fine_tune(
             unfreeze = config.unfreeze_blocks
             unfrozen = backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if unfreeze is None else unfreeze)
             boundary = _boundary_cache(model, folder, config, features, unfrozen)
-        phase_history, epochs_run[phase] = _run_phase(
-            model, phase, config, train_data, validation_data, features=(boundary if isinstance(boundary, BoundarySet) else None) if phase == 1 else features,
+        phase_history, epochs_run[phase], best[phase] = _run_phase(
+            model, phase, config, train_data, validation_data,
+            features=(boundary if isinstance(boundary, BoundarySet) else None) if phase == 1 else features,
             checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=epochs_run[0] if phase == 1 else 0,
+            baseline=best[0].get("best") if phase == 1 else None,
         )
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     described = None if boundary is None else boundary.describe() if isinstance(boundary, BoundarySet) else {"used": False, "reason": boundary}
-    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr), described)
+    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr),
+                           described, [b.get("best_epoch") for b in best])
 
 
 def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, features, unfrozen: list[str]):
@@ -325,26 +353,72 @@ def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, feat
     return reason
 
 
-def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, *, features, checkpoint,
-               callbacks, verbose, initial_epoch: int) -> tuple[dict, int]:
-    """One phase of `fine_tune`: compile, resume or skip from the checkpoint, fit; (history, epochs run)."""
-    epochs = (config.head_epochs, config.fine_tune_epochs)[phase]
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of a phase's best epoch by `val_loss` and puts them back when the phase ends;
+    with `patience`, stops the phase after that many epochs without a better one.
+
+    With `baseline` (phase 1's best `val_loss`), an epoch must beat it to count, and a phase that never
+    does ends with the weights it started from: phase 2 is kept only if it improves on the head.
+    `state()` / `load_state()` let a checkpoint carry it across a restart.
+    """
+
+    def __init__(self, patience: int | None = None, baseline: float | None = None):
+        super().__init__()
+        self.patience = patience
+        self.best = float("inf") if baseline is None else float(baseline)
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.weights: list | None = None
+
+    def on_train_begin(self, logs=None):
+        if self.weights is None:  # a fresh phase (a resumed one has its state already)
+            self.weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get("val_loss")
+        if current is not None and current < self.best:
+            self.best, self.best_epoch, self.wait = float(current), epoch, 0
+            self.weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.patience and self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.model.set_weights(self.weights)
+
+    def state(self) -> tuple[dict, list]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}, self.weights
+
+    def load_state(self, state: dict, weights: list) -> None:
+        self.best, self.best_epoch, self.wait, self.weights = state["best"], state["best_epoch"], state["wait"], weights
+
+
+def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data, features):
+    """What a phase fits, on what: the classifier on the datasets, or (on cached data) the head or
+    the boundary model sharing its weights; and the phase's learning rate."""
     trainee, fit_train, fit_val = model, train_data, validation_data
-    lr = config.learning_rate
     if phase == 0:
         model.backbone.set_trainable_blocks(0)
         adapt_feature_norm(model, train_data, features)
         if features is not None:  # the head's own layers, trained on the cached vectors
             trainee = head_model(model)
             fit_train, fit_val = features.datasets()
-            fit_val = fit_val if validation_data is not None else None
-    else:
-        if isinstance(features, BoundarySet):  # the trainable blocks and the head, on cached activations
-            trainee = boundary_model(model, features.top, features.train.shape[2:])
-            fit_train, fit_val = features.datasets()
-            fit_val = fit_val if validation_data is not None else None
-        lr = phase_schedule(config.fine_tune_schedule, config.fine_tune_lr,
-                            _steps_per_epoch(fit_train) if config.fine_tune_schedule != "constant" else 1, epochs)
+    elif isinstance(features, BoundarySet):  # the trainable blocks and the head, on cached activations
+        trainee = boundary_model(model, features.top, features.train.shape[2:])
+        fit_train, fit_val = features.datasets()
+    fit_val = fit_val if validation_data is not None else None
+    lr = config.learning_rate if phase == 0 else phase_schedule(
+        config.fine_tune_schedule, config.fine_tune_lr,
+        _steps_per_epoch(fit_train) if config.fine_tune_schedule != "constant" else 1, config.fine_tune_epochs)
+    return trainee, fit_train, fit_val, lr
+
+
+def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, *, features, checkpoint,
+               callbacks, verbose, initial_epoch: int, baseline: float | None = None) -> tuple[dict, int, dict]:
+    """One phase of `fine_tune`: compile, resume or skip from the checkpoint, fit; (history, epochs
+    run, best: the `BestEpoch` state the phase ended with, `{}` without one)."""
+    trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
     multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
     compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
     if trainee is not model:
@@ -359,27 +433,28 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
         )
     if done is not None:  # finished before a restart: take its result, skip the work
         checkpoint.restore(phase + 1, model)
-        return done["history"], done["epochs"]
+        return done["history"], done["epochs"], done.get("best", {})
     phase_callbacks = list(callbacks)
     if epoch_variable(fit_train) is not None:
         phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
-    if config.early_stopping_patience and fit_val is not None:
-        phase_callbacks.append(
-            keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping_patience, restore_best_weights=True)
-        )
+    best = None
+    if fit_val is not None and (config.restore_best or config.early_stopping_patience):
+        best = BestEpoch(config.early_stopping_patience or None, baseline if config.restore_best else None)
+        phase_callbacks.append(best)
     resume_at = initial_epoch
     if backup is not None:
-        resume_at = backup.restore(trainee)  # after a kill: the last finished epoch's state
+        resume_at = backup.restore(trainee, best)  # after a kill: the last finished epoch's state
         phase_callbacks.append(backup)
     result = trainee.fit(
-        fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=initial_epoch + epochs,
+        fit_train, validation_data=fit_val, initial_epoch=resume_at, epochs=initial_epoch + (config.head_epochs, config.fine_tune_epochs)[phase],
         class_weight=config.class_weight, callbacks=phase_callbacks, verbose=verbose, shuffle=False,  # the dataset shuffles, seeded
     )
     phase_history = backup.history if backup is not None else result.history
     epochs_run = len(next(iter(phase_history.values()), []))
+    ended = best.state()[0] if best is not None else {}
     if checkpoint is not None:
-        checkpoint.finish(phase + 1, model, epochs_run, phase_history)
-    return phase_history, epochs_run
+        checkpoint.finish(phase + 1, model, epochs_run, phase_history, best=ended)
+    return phase_history, epochs_run, ended
 
 
 def train_from_scratch(

@@ -1,0 +1,84 @@
+"""Floor ratio: a training run's wall time over one inference pass over the same images.
+
+One inference pass (decode the folder, build the classifier, predict every train and val image at
+the same size) is the least any run must spend: it has to look at each image once. The ratio says
+how many of those passes a run costs. Arms, each in a fresh process, side by side in one run:
+
+- `inference`: the pass (decode included, as in the training arms);
+- `defaults`: `tl_keras.train` at its defaults (phase 2 on the cached boundary activations);
+- `streaming` (with `--streaming`): the same with `cache_boundary=False`, phase 2 running every
+  image through the whole backbone every epoch (the code before boundary caching).
+
+Run:  python benchmarks/floor_ratio.py [--datasets hymenoptera flowers] [--seed 42] [--streaming]
+Prints a table: seconds, ratio to the inference pass, val accuracy (head phase, final).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
+
+
+def inference_arm(data: str) -> dict:
+    import keras
+
+    from tl_keras.classifier import build_classifier
+    from tl_keras.data import load_image_folder
+
+    keras.utils.set_random_seed(0)
+    with Timer() as t:
+        folder = load_image_folder(data, image_size=224)
+        model = build_classifier(HUB_100, len(folder.class_names), image_size=224)
+        for split in ("train", "val"):
+            model.predict(folder.dataset(split, batch_size=32), verbose=0)
+    return {"seconds": t.seconds, "images": len(folder.train) + len(folder.val)}
+
+
+def train_arm(data: str, seed: int, streaming: bool) -> dict:
+    import tl_keras
+
+    with Timer() as t:
+        result = tl_keras.train(data, backbone=HUB_100, seed=seed, cache_boundary=not streaming and "auto",
+                                export=False, evaluate=False, checkpoint_dir=None, verbose=0)
+    m = result.metrics
+    return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": m["val_accuracy"],
+            "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}", "boundary": m["boundary_cache"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--streaming", action="store_true", help="also time phase 2 without the boundary cache")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm, print its JSON
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.arm:
+        arm = inference_arm(args.data) if args.arm == "inference" else train_arm(args.data, args.seed, args.arm == "streaming")
+        print(json.dumps(arm))
+        return
+    require(HUB_100)
+    rows = []
+    for name in args.datasets:
+        data = require(DATASETS[name])
+        warm_file_cache(data)
+        arms = ["inference", "defaults"] + (["streaming"] if args.streaming else [])
+        results = {arm: run_arm(__file__, "--arm", arm, "--data", data, "--seed", str(args.seed)) for arm in arms}
+        floor = results["inference"]["seconds"]
+        for arm, r in results.items():
+            rows.append({"dataset": name, "arm": arm, "images": results["inference"]["images"],
+                         "seconds": f"{r['seconds']:.1f}", "ratio": f"{r['seconds'] / floor:.1f}x",
+                         "epochs": r.get("epochs", ""), "head acc": f"{r['head']:.3f}" if "head" in r else "",
+                         "final acc": f"{r['final']:.3f}" if "final" in r else ""})
+    print(table(rows, ["dataset", "arm", "images", "seconds", "ratio", "epochs", "head acc", "final acc"]))
+    print(f"seed {args.seed}, Hub MobileNetV2 1.0 at 224 px, {os.cpu_count()} CPU cores; the ratio divides each arm's "
+          "wall time by the inference pass's (decode, model load and one predict over train + val).")
+
+
+if __name__ == "__main__":
+    main()
