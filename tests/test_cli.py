@@ -42,7 +42,7 @@ def test_train_predict_evaluate(tmp_path, capsys):
     code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
                       "--batch-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1",
                       "--learning-rate", "0.001", "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"),
-                      "--metrics-json", str(metrics_path))
+                      "--metrics-json", str(metrics_path), "--tta")
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
     assert "on cached boundary activations [2, 2, 56] of 2 augmented views per training image" in out
@@ -63,7 +63,11 @@ def test_train_predict_evaluate(tmp_path, capsys):
 
     code, out = _main(capsys, "evaluate", metrics["export_dir"], asset(HYMENOPTERA), "--json")
     report = json.loads(out)
-    assert report["num_images"] == 153 and abs(report["accuracy"] - metrics["val_accuracy"]) < 0.03
+    # --tta at training: the report and the export's signatures average each image with its mirror
+    # image, so the export evaluates exactly as the run reported.
+    assert report["num_images"] == 153 and report["tta"] == "flip" and metrics["config"]["tta"] is True
+    assert report["confusion_matrix"] == metrics["evaluation"]["val"]["confusion_matrix"]
+    assert report["accuracy"] == pytest.approx(metrics["evaluation"]["val"]["accuracy"], abs=1e-9)
 
     # The export records the resolved config; training from it in a new process, as a user runs the
     # command, reruns the run: same seed, same history, same weights.

@@ -54,3 +54,42 @@ def test_same_size_images_are_batched_with_the_same_result(hymenoptera_result):
     mixed = model.predict(images + [images[0][:69]])  # sizes differ: one image at a time
     assert batched.shape == (5, 2) and mixed.shape == (6, 2)
     np.testing.assert_allclose(mixed[:5], batched, atol=1e-5)
+
+
+def test_test_time_flip_agrees_across_keras_the_client_and_the_signatures(hymenoptera_result, tmp_path, capsys):
+    """--tta: the Keras model's mean over each image and its mirror image, the client-side average over
+    a plain export, and an export with the average inside its three signatures give one answer."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tl_keras.export import export_saved_model, read_metadata
+
+    keras_model = hymenoptera_result.model
+    images = hymenoptera_result.data.val.images[:8].astype("float32")
+    expected = (keras_model.predict(images, verbose=0) + keras_model.predict(images[:, :, ::-1], verbose=0)) / 2
+    plain = ExportedModel(hymenoptera_result.export_dir)
+    assert np.abs(plain.predict(images) - expected).max() > 1e-4  # the flip changes the answer ...
+    np.testing.assert_allclose(ExportedModel(hymenoptera_result.export_dir, tta=True).predict(images), expected, atol=1e-5)
+    inside = export_saved_model(keras_model, str(tmp_path / "tta"), tta=True)
+    assert read_metadata(inside)["tta"] == "flip"
+    served = ExportedModel(inside)
+    assert served.tta and served.tta_inside
+    np.testing.assert_allclose(served.predict(images), expected, atol=1e-5)  # ... and the signature averages it
+    loaded = tf.saved_model.load(inside)
+    u8 = np.clip(np.round(images), 0, 255).astype("uint8")
+    as_uint8 = loaded.signatures["serving_uint8"](images=tf.constant(u8))["probabilities"].numpy()
+    np.testing.assert_allclose(as_uint8, served.predict(u8.astype("float32")), atol=1e-5)
+    paths = hymenoptera_result.data.val.paths[:4]
+    encoded = tf.constant([open(p, "rb").read() for p in paths])
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=encoded)["probabilities"].numpy()
+    np.testing.assert_allclose(from_bytes, expected[:4], atol=1e-4)  # the files decode to the same images
+    import json
+
+    from tl_keras.cli import main
+
+    assert main(["evaluate", hymenoptera_result.export_dir, asset(HYMENOPTERA), "--tta", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tta"] == "flip" and report["accuracy"] > 0.7  # majority class: 0.54
+    assert main(["predict", hymenoptera_result.export_dir, paths[0], "--tta", "--json", "--top-k", "2"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert dict(row["top_k"])[row["label"]] == pytest.approx(float(expected[0].max()), abs=1e-4)

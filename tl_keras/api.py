@@ -49,6 +49,7 @@ from tl_keras.training import (
     fine_tune,
     train_from_scratch,
 )
+from tl_keras.tta import flip_averaged
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
 
@@ -148,7 +149,7 @@ def train(
     history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
     final = {"accuracy": history.final("val_accuracy"), "loss": history.final("val_loss")}  # the weights exported
     train_seconds = time.perf_counter() - run.started
-    evaluation = {split: _report(run.model, run.folder, split, run.global_batch)
+    evaluation = {split: _report(run.model, run.folder, split, run.global_batch, run.config.tta)
                   for split in run.folder.splits if split != "train"} if evaluate else {}
     scratch = _compare_scratch(run, train_ds, val_ds, history, verbose) if run.config.compare_scratch else None
     if plots_dir and is_chief():
@@ -438,9 +439,13 @@ def _callbacks(callbacks: Sequence[keras.callbacks.Callback], tensorboard_dir: s
     return callbacks
 
 
-def _report(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int) -> dict:
-    """The evaluation report of `model` on one split, predicted on this worker's device."""
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+def _report(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int, tta: bool = False) -> dict:
+    """The evaluation report of `model` on one split, predicted on this worker's device (with `tta`,
+    averaged over each image and its mirror image)."""
+    def probabilities(x):
+        return model(x, training=False)
+
+    predict = tf.function(flip_averaged(probabilities) if tta else probabilities, reduce_retracing=True)
     probabilities = run_batches(predict, folder.dataset(split, batch_size=batch_size), len(folder.class_names),
                                 inputs_only=True)
     data = folder.splits[split]
@@ -476,10 +481,10 @@ def _export(model: ImageClassifier, class_names: list[str], base: str, config: T
     """Exports on the chief. Under multi-worker training every worker must take part in saving
     (reading sync-on-read variables is a collective), so the others write to a temporary folder."""
     if is_chief():
-        return export_saved_model(model, base, class_names=class_names, config=config)
+        return export_saved_model(model, base, class_names=class_names, config=config, tta=config.tta)
     scratch = tempfile.mkdtemp(prefix="tl_keras_worker_export_")
     try:
-        export_saved_model(model, scratch, class_names=class_names, config=config)
+        export_saved_model(model, scratch, class_names=class_names, config=config, tta=config.tta)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return None

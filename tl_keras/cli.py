@@ -157,6 +157,7 @@ def _serving_commands(sub) -> None:
     p.add_argument("--top-k", type=_positive_int, default=1, help="classes to show per image (default: 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE: .csv or .json")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each image's probabilities with its mirror image's (twice the compute; an export trained with --tta does it already)")
 
     e = sub.add_parser("evaluate", help="report on an exported model over an image folder")
     e.add_argument("model_dir", metavar="MODEL_DIR")
@@ -165,6 +166,7 @@ def _serving_commands(sub) -> None:
     e.add_argument("--top-k", type=_positive_int, help="k of top-k accuracy (default: 5 with more than 5 classes, else 2)")
     e.add_argument("--plots", metavar="DIR", help="write confusion_<split>.png and misclassified_<split>.png (needs matplotlib)")
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--tta", action="store_true", help="test-time augmentation: average each image's probabilities with its mirror image's (twice the compute; an export trained with --tta does it already)")
 
     x = sub.add_parser("export-tflite", help="convert an export to TFLite (float32 and dynamic-range int8) with labels",
                        description="Writes model_float32.tflite and model_dynamic_int8.tflite, labels.txt and tl_keras.json to OUTPUT_DIR; with --check-data, reports how often TFLite and the SavedModel agree on the top-1 class.")
@@ -245,7 +247,7 @@ def _predict(args) -> int:
 
     paths, skipped = expand_image_paths(args.images)
     explicit = set(args.images)
-    model = ExportedModel(args.model_dir)
+    model = ExportedModel(args.model_dir, tta=args.tta)
 
     def progress(done: int, total: int) -> None:
         if total > 256:
@@ -411,7 +413,7 @@ def _evaluate(args) -> int:
     from tl_keras.evaluation import format_report
     from tl_keras.serving import ExportedModel
 
-    report = ExportedModel(args.model_dir).evaluate(args.data_dir, split=args.split, top_k=args.top_k)
+    report = ExportedModel(args.model_dir, tta=args.tta).evaluate(args.data_dir, split=args.split, top_k=args.top_k)
     if args.plots:
         from tl_keras.plots import plot_report
 

@@ -152,6 +152,7 @@ class TrainConfig:
     augment: bool = setting(True, "light training augmentation (flip, crop)", _bool, switch="both")
     seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
     deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")
+    tta: bool = setting(False, "test-time augmentation: the final report and the exported signatures average each image's probabilities with its mirror image's (twice the compute)", _bool, switch="both")
     # Speed.
     cache_features: bool | str = setting("auto", "train phase 1 on backbone features computed once (auto: whenever it saves backbone passes)", lambda n, v: _one_of(n, v, (True, False, "auto")), flag="--no-feature-cache", switch="off")
     feature_cache_dir: str | None = setting(None, "keep phase 1 features on disk across runs (keyed by backbone weights, image size, file content)", _optional(_text), read="str", metavar="DIR")

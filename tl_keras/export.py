@@ -38,6 +38,7 @@ import keras
 import tensorflow as tf
 
 from tl_keras.data import decode_image
+from tl_keras.tta import flip_averaged
 
 # Leading bytes of the encodings `serving_bytes` decodes.
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
@@ -73,7 +74,8 @@ class _ServingModule(tf.Module):
     # properties: the reloaded export exposes the lists under these names.
     variables = trainable_variables = non_trainable_variables = None
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str,
+                 tta: bool = False):
         super().__init__(name="tl_keras_export")
         # Track the model's TensorFlow variables themselves, not the Keras model: Keras variables
         # export as copies of their tf.Variables, which the TF1 session loader (TF Serving,
@@ -90,9 +92,13 @@ class _ServingModule(tf.Module):
         self.metadata_asset = tf.saved_model.Asset(metadata_path)
         self._class_names = tf.constant(list(class_names))
         self._image_size = int(getattr(model, "image_size", None) or DEFAULT_BYTES_IMAGE_SIZE)
+        self._tta = bool(tta)
 
     def _outputs(self, images):
-        probabilities = tf.cast(self._untracked.model(tf.cast(images, tf.float32), training=False), tf.float32)
+        def predict(x):
+            return tf.cast(self._untracked.model(x, training=False), tf.float32)
+
+        probabilities = (flip_averaged(predict) if self._tta else predict)(tf.cast(images, tf.float32))
         label = tf.gather(self._class_names, tf.argmax(probabilities, axis=-1))
         return {"probabilities": probabilities, "label": label}
 
@@ -141,6 +147,7 @@ def export_saved_model(
     class_names: Sequence[str] | None = None,
     version: int | None = None,
     config=None,
+    tta: bool = False,
 ) -> str:
     """Writes `model` to `export_base/VERSION/` and returns that path.
 
@@ -151,6 +158,9 @@ def export_saved_model(
         version: the version number. Defaults to the next free integer.
         config: the `TrainConfig` the model was trained with, recorded under `"config"` in
             `assets/tl_keras.json` (`tl-keras train DATA --config that_file` reruns it). Defaults to None.
+        tta: put test-time augmentation inside the serving signatures: each image's probabilities
+            are averaged with its mirror image's (`tl_keras.tta`), at twice the compute. Recorded
+            as `"tta": "flip"` in `assets/tl_keras.json`. Defaults to False.
 
     Raises:
         ValueError: `version` exists already, or the class names do not match the model's outputs.
@@ -174,8 +184,8 @@ def export_saved_model(
             f.write("\n".join(class_names) + "\n")
         metadata_path = os.path.join(labels_dir, METADATA_FILE)
         with open(metadata_path, "w", encoding="utf-8") as f:
-            json.dump(export_metadata(model, class_names, config), f, indent=2)
-        module = _ServingModule(model, class_names, labels_path, metadata_path)
+            json.dump(export_metadata(model, class_names, config, tta), f, indent=2)
+        module = _ServingModule(model, class_names, labels_path, metadata_path, tta)
         attach_functions(module, model)
         tf.saved_model.save(
             module, staging,
@@ -211,7 +221,7 @@ def attach_functions(module: _ServingModule, model: keras.Model) -> None:
         module._probabilities_at_size, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
 
 
-def export_metadata(model: keras.Model, class_names: Sequence[str], config=None) -> dict:
+def export_metadata(model: keras.Model, class_names: Sequence[str], config=None, tta: bool = False) -> dict:
     """`assets/tl_keras.json`: what a client needs to feed the model, and the training config."""
     backbone = getattr(model, "backbone", None)
     if config is not None and not isinstance(config, dict):
@@ -223,6 +233,7 @@ def export_metadata(model: keras.Model, class_names: Sequence[str], config=None)
         "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
         "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
                        "serving_bytes": "image_bytes string: encoded JPEG, PNG, GIF or BMP"},
+        "tta": "flip" if tta else None,
         "config": config,
     }
 

@@ -20,6 +20,7 @@ from tl_keras.checks import require_int
 from tl_keras.data import load_image_folder, read_images, try_read_images
 from tl_keras.evaluation import classification_report
 from tl_keras.export import latest_version_dir, read_labels, read_metadata
+from tl_keras.tta import flip_averaged
 
 
 class ExportedModel:
@@ -27,14 +28,21 @@ class ExportedModel:
 
     Args:
         model_dir: `NAME/` (the latest version is used) or `NAME/VERSION/`.
+        tta: average each image's probabilities with its mirror image's (`tl_keras.tta`) in
+            `predict`, `predict_files` and `evaluate`. An export made with `tta=True` does this
+            inside its signatures already, and is not averaged twice. Defaults to False.
     """
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, tta: bool = False):
         self.path = latest_version_dir(model_dir)
         self._loaded = tf.saved_model.load(self.path)
         self._serve = self._loaded.signatures["serving_default"]
         self.class_names = read_labels(self.path)
-        self.image_size = read_metadata(self.path).get("image_size")
+        metadata = read_metadata(self.path)
+        self.image_size = metadata.get("image_size")
+        self.tta_inside = metadata.get("tta") is not None
+        self.tta = bool(tta) or self.tta_inside
+        self._probabilities = flip_averaged(self._served) if tta and not self.tta_inside else self._served
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Class probabilities `[n, num_classes]` for RGB 0-255 images (a batch, or a list of any sizes)."""
@@ -46,7 +54,7 @@ class ExportedModel:
             batches = [image[None] for image in images]  # differently sized images go one by one
         return run_batches(self._probabilities, batches, len(self.class_names))
 
-    def _probabilities(self, images) -> tf.Tensor:
+    def _served(self, images) -> tf.Tensor:
         return self._serve(images=tf.cast(images, tf.float32))["probabilities"]
 
     def predict_files(
@@ -124,6 +132,7 @@ class ExportedModel:
             "model_dir": self.path,
             "data_dir": data_dir,
             "split": split or "all",
+            "tta": "flip" if self.tta else None,
             **report,
             "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped],
         }
