@@ -21,6 +21,10 @@ def test_ridge_probe_separates_separable_features_and_not_noise():
     (100, {"block_5": 0.70, "block_11": 0.80, "top": 0.90}, True, ("head-only", None, 0)),
     (100, {"block_5": 0.85, "block_11": 0.75, "top": 0.70}, False, ("cut", "block_5", 0)),
     (100, {"block_5": 0.55, "block_11": 0.56, "top": 0.60}, False, ("head-only", None, 0)),  # weak everywhere: nothing to cut to
+    # The depth profile: a middle block probing as well as the top (aerial scenes, MobileNetV2 at 160 px)
+    # means the top is specific to ImageNet's task: fine-tune it, kept only if it beats the head.
+    (100, {"block_5": 0.70, "block_11": 0.844, "top": 0.841}, False, ("top-blocks", None, 5)),
+    (100, {"block_5": 0.70, "block_11": 0.87, "top": 0.90}, False, ("top-blocks", None, 5)),  # within 0.03
     (SMALL_PER_CLASS, {"block_5": 0.70, "block_11": 0.80, "top": 0.90}, True, ("top-blocks", None, 5)),
     (SMALL_PER_CLASS, {"block_5": 0.85, "block_11": 0.75, "top": 0.70}, False, ("top-blocks", None, 10)),
     (LARGE_PER_CLASS, {"block_5": 0.70, "block_11": 0.80, "top": 0.90}, True, ("fine-tune-all", None, "all")),

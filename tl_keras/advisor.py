@@ -12,13 +12,16 @@ both axes and picks one of four plans:
   sample of the images (up to `per_class` per class from train and as many from val, pooled). The
   probe is a ridge classifier on standardised, average-pooled features, its penalty chosen by
   leave-one-out on each training fold, scored by 5-fold cross-validation. If the top features probe
-  (within `TOLERANCE`) as well as any earlier layer and at least halfway from chance to perfect
+  better than every earlier layer (by more than `TOLERANCE`) and at least halfway from chance to perfect
   (chance-corrected accuracy >= `MIN_TOP_KAPPA`), the pretraining domain's top features fit the task:
   *similar*. Otherwise the top layers are too specific to the pretraining task (Yosinski et al.):
-  *dissimilar*.
+  *dissimilar*. The depth profile decides: the top must probe better than every earlier depth by more
+  than `TOLERANCE`; a middle block probing as well as the top means the top layers add nothing here.
 
 Plans: small + similar -> `head-only`; small + dissimilar -> `cut` at the best-probing block if it
-beats the top features by more than `CUT_MARGIN` (else `head-only`: nothing better to cut to);
+beats the top features by more than `CUT_MARGIN`, `top-blocks` if it probes as well as the top
+(within `TOLERANCE`: the top is domain-specific, fine-tune it; phase 2 is kept only if it beats the
+head), else `head-only` (the top is weak but still the best there is);
 medium -> `top-blocks` (the backbone's default number of top blocks; twice that if dissimilar);
 large -> `fine-tune-all` with discriminative learning rates and a hidden layer in the head (for large
 and dissimilar data, compare with training from scratch: `--compare-scratch`).
@@ -269,7 +272,11 @@ def choose_strategy(
     chance = 1.0 / num_classes
     similarity = (top - chance) / (1.0 - chance)
     best_block, best_acc = max(((d, probes[d]) for d in depths), key=lambda kv: kv[1], default=(None, -1.0))
-    similar = top >= best_acc - TOLERANCE and similarity >= MIN_TOP_KAPPA
+    # The depth profile: the top counts as fitting the task only if it probes clearly better than
+    # every block below it. A middle block probing as well as the top means the top layers add
+    # nothing for this data: they are specific to the pretraining task.
+    similar = top > best_acc + TOLERANCE and similarity >= MIN_TOP_KAPPA
+    flat_top = bool(depths) and best_acc >= top - TOLERANCE
     smallest = min(counts.values())
     size = "small" if smallest < SMALL_PER_CLASS else "large" if smallest >= LARGE_PER_CLASS else "medium"
 
@@ -284,6 +291,11 @@ def choose_strategy(
             reason = (f"few images per class (smallest class {smallest}), and features from {best_block} probe "
                       f"better ({best_acc:.3f}) than the top ones ({top:.3f}): the top layers are specific to the "
                       "pretraining task, so the backbone is cut there and a head trains on those features.")
+        elif flat_top:
+            strategy, measured = "top-blocks", {"unfreeze_blocks": default_blocks}
+            reason = (f"few images per class (smallest class {smallest}), and {best_block} probes as well as the top "
+                      f"({best_acc:.3f} vs {top:.3f}): the top layers add nothing for this data, so they are fine-tuned "
+                      f"(the top {default_blocks} blocks; phase 2 is kept only if it beats the head on val).")
         else:
             strategy = "head-only"
             reason = (f"few images per class (smallest class {smallest}) and the top features probe weakly "

@@ -230,6 +230,7 @@ def _build(run: _Run) -> ImageClassifier:
         return build_classifier(
             run.spec, num_classes=len(run.folder.class_names), dropout=config.dropout, l2=config.l2,
             class_names=run.folder.class_names, hidden_units=config.hidden_units or (),
+            normalize_features=config.normalize_features,
         )
 
 

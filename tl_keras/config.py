@@ -132,6 +132,7 @@ class TrainConfig:
     image_size: int | None = setting(None, "input size (default: the backbone's, 224)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
     cut: str | None = setting(None, "cut the backbone at this block (block_12) or layer; its pooled output is the features", _optional(_text), read="str", metavar="BLOCK")
     hidden_units: tuple[int, ...] | None = setting(None, "hidden ReLU layers in the head, e.g. 512 or 512,256 (default: none, or the transfer plan's)", _optional(_hidden_units), read="units", metavar="N[,N]")
+    normalize_features: bool | None = setting(None, "standardise the backbone's features (training mean and variance) before the head (default: on for a cut backbone)", _optional(_bool), switch="both")
     dropout: float = setting(0.2, "dropout before the output layer", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     l2: float = setting(0.0, "L2 penalty on the output layer", lambda n, v: _number(n, v, 0.0, text=">= 0"), read="float")
     label_smoothing: float = setting(0.0, "label smoothing", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
