@@ -1,17 +1,21 @@
 """(a) tl_keras two-phase fit vs TensorFlow's "Transfer learning and fine-tuning" tutorial recipe.
 
-Both arms use ImageNet MobileNetV2 1.0 at 160 px on the same train/ and val/ folders, each in a fresh
-process, one after the other, with the files already in the OS cache:
+Every arm uses ImageNet MobileNetV2 1.0 on the same train/ and val/ folders, each run in a fresh
+process, one after the other, with the files already in the OS cache, for each seed:
 
-- recipe: the tutorial in plain Keras: `image_dataset_from_directory`, RandomFlip + RandomRotation(0.2),
-  `preprocess_input`, the keras.applications backbone frozen with `training=False`, pooling, dropout
-  0.2, a Dense head; 10 epochs of Adam 1e-4; then the backbone unfrozen from layer 100 on and 10 more
-  epochs of RMSprop 1e-5. Two classes get the tutorial's one-logit binary head, more get a softmax.
-- tl_keras: `tl_keras.train` on the Hub copy of the same network, at 160 px: 10 head epochs on cached
-  features, then 3 fine-tuning epochs of the default top blocks with a warm-up cosine schedule.
+- recipe: the tutorial in plain Keras at 160 px: `image_dataset_from_directory`, RandomFlip +
+  RandomRotation(0.2), `preprocess_input`, the keras.applications backbone frozen with
+  `training=False`, pooling, dropout 0.2, a Dense head; 10 epochs of Adam 1e-4; then the backbone
+  unfrozen from layer 100 on and 10 more epochs of RMSprop 1e-5. Two classes get the tutorial's
+  one-logit binary head, more get a softmax. Under Keras 3 the unfrozen BatchNormalization layers
+  normalise with batch statistics in phase 2: a functional model passes the outer `training=True` to
+  nested layers, overriding the tutorial's `base(x, training=False)` (its comment assumes Keras 2).
+- tl_keras 10+10: `tl_keras.train` on the Hub copy of the same network at the recipe's 160 px and
+  10+10 epochs (early stopping and best-epoch restore at their defaults).
+- tl_keras defaults: `tl_keras.train` with every setting at its default (224 px, the backbone's own).
 
-Run:  python benchmarks/vs_tutorial_recipe.py [--datasets hymenoptera flowers]
-Prints a table, then the time ratio (tl_keras / recipe) last.
+Run:  python benchmarks/vs_tutorial_recipe.py [--datasets hymenoptera flowers] [--seeds 0 1 2]
+Prints a table of mean +- std over the seeds, then the time ratios (tl_keras / recipe) last.
 """
 
 from __future__ import annotations
@@ -25,19 +29,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import DATASETS, HUB_100, KERAS_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
 IMAGE_SIZE = 160
-# The recipe neither checkpoints nor writes a report, so neither does tl_keras here: the two arms
-# compare training alike. Both are on by default in `tl_keras.train` (about 1-2 s here).
-TL_KERAS_SETTINGS = dict(head_epochs=10, fine_tune_epochs=3, fine_tune_schedule="warmup-cosine",
-                         evaluate=False, checkpoint_dir=None)
+# The recipe neither checkpoints nor writes a report, so neither does tl_keras here: the arms compare
+# training alike. Both are on by default in `tl_keras.train` (about 1-2 s here).
+RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
+ARMS = {"tl_keras 10+10": dict(image_size=IMAGE_SIZE, head_epochs=10, fine_tune_epochs=10), "tl_keras defaults": {}}
 
 
-def recipe(data_dir: str) -> dict:
+def recipe(data_dir: str, seed: int) -> dict:
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     with Timer() as clock:
-        kwargs = dict(batch_size=32, image_size=(IMAGE_SIZE, IMAGE_SIZE), seed=0)
+        kwargs = dict(batch_size=32, image_size=(IMAGE_SIZE, IMAGE_SIZE), seed=seed)
         train_ds = keras.utils.image_dataset_from_directory(os.path.join(data_dir, "train"), shuffle=True, **kwargs)
         val_ds = keras.utils.image_dataset_from_directory(os.path.join(data_dir, "val"), shuffle=False, **kwargs)
         num_classes = len(train_ds.class_names)
@@ -71,43 +75,57 @@ def recipe(data_dir: str) -> dict:
             "seconds": clock.seconds}
 
 
-def tl_keras_arm(data_dir: str) -> dict:
+def tl_keras_arm(data_dir: str, seed: int, settings: dict) -> dict:
     import tl_keras
 
     with Timer() as clock:
-        result = tl_keras.train(data_dir, backbone=HUB_100, image_size=IMAGE_SIZE, export=False, verbose=0,
-                                **TL_KERAS_SETTINGS)
-    return {"head_val_accuracy": result.metrics["head_val_accuracy"], "val_accuracy": result.metrics["val_accuracy"],
-            "seconds": clock.seconds}
+        result = tl_keras.train(data_dir, backbone=HUB_100, seed=seed, **RUN_SETTINGS, **settings)
+    m = result.metrics
+    return {"head_val_accuracy": m["head_val_accuracy"], "val_accuracy": m["val_accuracy"], "seconds": clock.seconds}
+
+
+def _stats(values: list[float], digits: int = 3) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.{digits}f} +- {np.std(values, ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
-    parser.add_argument("--arm", choices=["recipe", "tl_keras"], help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
     parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.arm:  # one arm, in this fresh process
-        print(json.dumps((recipe if args.arm == "recipe" else tl_keras_arm)(args.data)))
+    if args.arm:
+        result = recipe(args.data, args.seed) if args.arm == "recipe" else tl_keras_arm(args.data, args.seed, ARMS[args.arm])
+        print(json.dumps(result))
         return
     require(HUB_100), require(KERAS_100)
-    rows = []
+    rows, ratios = [], []
     for name in args.datasets:
         data_dir = require(DATASETS[name])
         warm_file_cache(data_dir)
-        arms = {arm: run_arm(__file__, "--arm", arm, "--data", data_dir) for arm in ("recipe", "tl_keras")}
-        for arm, r in arms.items():
-            rows.append({"dataset": name, "arm": arm, "head val acc": f"{r['head_val_accuracy']:.3f}",
-                         "final val acc": f"{r['val_accuracy']:.3f}", "seconds": f"{r['seconds']:.1f}"})
-        ratio = arms["tl_keras"]["seconds"] / arms["recipe"]["seconds"]
-        rows.append({"dataset": name, "arm": "tl_keras / recipe", "final val acc":
-                     f"{arms['tl_keras']['val_accuracy'] - arms['recipe']['val_accuracy']:+.3f}", "seconds": f"{ratio:.2f}x"})
+        runs = {arm: [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
+                for arm in ("recipe", *ARMS)}
+        recipe_seconds = sum(r["seconds"] for r in runs["recipe"])
+        for arm, results in runs.items():
+            seconds = sum(r["seconds"] for r in results)
+            gain = [r["val_accuracy"] - q["val_accuracy"] for r, q in zip(results, runs["recipe"])]
+            rows.append({"dataset": name, "arm": arm + (" (BatchNorm: batch statistics in phase 2)" if arm == "recipe" else ""),
+                         "head val acc": _stats([r["head_val_accuracy"] for r in results]),
+                         "final val acc": _stats([r["val_accuracy"] for r in results]),
+                         "vs recipe": "" if arm == "recipe" else _stats(gain),
+                         "seconds (mean)": f"{seconds / len(results):.1f}",
+                         "time / recipe": "" if arm == "recipe" else f"{seconds / recipe_seconds:.2f}x"})
+            if arm != "recipe":
+                ratios.append(f"{name} {arm} {seconds / recipe_seconds:.2f}x")
         print(f"{name}: done", file=sys.stderr, flush=True)
-    print(f"tl_keras: tl_keras.train(backbone=Hub MobileNetV2 1.0, image_size={IMAGE_SIZE}, "
-          + ", ".join(f"{k}={v}" for k, v in TL_KERAS_SETTINGS.items()) + "), other arguments default")
-    print(table(rows, ["dataset", "arm", "head val acc", "final val acc", "seconds"]))
-    ratios = [r["seconds"] for r in rows if r["arm"] == "tl_keras / recipe"]
-    print("time ratio tl_keras / recipe: " + ", ".join(f"{n} {r}" for n, r in zip(args.datasets, ratios)))
+    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0 for tl_keras, keras.applications MobileNetV2 1.0 (same weights) for the recipe; "
+          f"tl_keras arms: {ARMS}, checkpoints and the final report off in every arm")
+    print(table(rows, ["dataset", "arm", "head val acc", "final val acc", "vs recipe", "seconds (mean)", "time / recipe"]))
+    print("time ratio tl_keras / recipe: " + ", ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -145,8 +145,10 @@ def test_train_uses_the_cache_by_default_and_reports_it(tmp_path, tiny_hub):
     again = tl_keras.train(str(data), feature_cache_dir=str(tmp_path / "cache"), **kwargs).metrics
     assert again["feature_cache"]["loaded"] == 16 and again["feature_cache"]["computed"] == 0
     assert again["head_val_accuracy"] == cached["head_val_accuracy"]  # same seed, same features
-    off = tl_keras.train(str(data), cache_features=False, **kwargs).metrics
-    assert off["feature_cache"] == {"used": False}
+    off = tl_keras.train(str(data), cache_features=False, normalize_features=True, **kwargs)
+    assert off.metrics["feature_cache"] == {"used": False}
+    norm = off.model.get_layer("feature_norm")  # standardised features, set from the training images
+    assert np.abs(keras.ops.convert_to_numpy(norm.mean)).sum() > 0 and off.metrics["config"]["normalize_features"] is True
     with pytest.raises(ValueError, match="cache_features"):
         tl_keras.train(str(data), cache_features="sometimes", **kwargs)
 

@@ -226,7 +226,8 @@ def _print_train_summary(metrics: dict) -> None:
     if metrics.get("layer_decay") is not None:
         print(f"  discriminative learning rates: layer decay {metrics['layer_decay']}")
     gain = metrics.get("fine_tune_gain")
-    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}" + (f" (phase 2: {gain:+.3f} over the head)" if gain is not None else ""))
+    kept = "" if metrics.get("fine_tune_kept") is not False else "; not kept: no epoch beat the head's val_loss"
+    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}" + (f" (phase 2: {gain:+.3f} over the head{kept})" if gain is not None else ""))
     if metrics.get("scratch"):
         scratch = metrics["scratch"]
         print(f"from scratch      val accuracy {_fmt(scratch['val_accuracy'])} (same architecture, splits and "
@@ -466,7 +467,12 @@ def _demo(args) -> int:
     print(f"source task       {metrics['source_task']}: {metrics['source_train_images']} images, backbone saved in TF Hub format to {metrics['hub_backbone_dir']}")
     print(f"target task       {metrics['target_task']}: {metrics['target_train_images']} training images, {metrics['target_val_images']} validation images")
     print(f"transfer          val accuracy {metrics['head_val_accuracy']:.4f} after the head phase, {metrics['transfer_val_accuracy']:.4f} after fine-tuning")
-    print(f"from scratch      val accuracy {metrics['scratch_val_accuracy']:.4f} (same architecture, images and epochs)")
+    print(f"from scratch      val accuracy {metrics['scratch_val_accuracy']:.4f} (same architecture, images and epochs; "
+          f"its best epoch, at lr {metrics['scratch_learning_rate']:g})")
+    gain = metrics["transfer_val_accuracy"] - metrics["scratch_val_accuracy"]
+    print(f"pretraining       {gain:+.4f}: " + ("the digits 0-4 features paid off" if gain > 0 else
+          "training from scratch did better here: digits are easy to learn from a few images, and the 0-4 "
+          "features are specific to their task (pretraining does not always beat scratch)"))
     print(f"exported to       {metrics['export_dir']}")
     print(f"total time        {metrics['seconds']:.1f} s")
     if args.metrics_json:

@@ -137,8 +137,8 @@ class TrainConfig:
     l2: float = setting(0.0, "L2 penalty on the output layer", lambda n, v: _number(n, v, 0.0, text=">= 0"), read="float")
     label_smoothing: float = setting(0.0, "label smoothing", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     # The two phases.
-    head_epochs: int = setting(5, "phase 1 epochs, backbone frozen", require_int, read="int")
-    fine_tune_epochs: int = setting(5, "phase 2 epochs, top blocks unfrozen", require_int, read="int")
+    head_epochs: int = setting(20, "phase 1 epochs, backbone frozen", require_int, read="int")
+    fine_tune_epochs: int = setting(10, "phase 2 epochs, top blocks unfrozen", require_int, read="int")
     unfreeze_blocks: int | str | None = setting(None, "top blocks trained in phase 2: N or 'all' (default: the backbone's, or the transfer plan's)", _optional(lambda n, v: parse_unfreeze_blocks(v)), read="blocks")
     learning_rate: float = setting(1e-3, "phase 1 learning rate (Adam); phase 2 uses a tenth", lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0"), read="float")
     fine_tune_learning_rate: float | None = setting(None, "phase 2 learning rate (default: learning rate / 10)", _optional(lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0")), read="float")

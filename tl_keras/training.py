@@ -344,6 +344,9 @@ def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, feat
     else:
         batch = features.batch_size if features is not None else config.batch_size * model.distribute_strategy.num_replicas_in_sync
         found = compute_boundary(model, folder, views=config.boundary_views if config.augment else 0, batch_size=batch)
+        # Every worker of a cluster must train the same model: the memory check may differ per machine.
+        if not workers_agree(model.distribute_strategy, int(isinstance(found, BoundarySet))):
+            found = "the workers disagree on whether the activations fit in memory"
         if isinstance(found, BoundarySet):
             return found
         reason = found
