@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from conftest import HYMENOPTERA, KERAS_035, asset
-from tl_keras.advisor import LARGE_PER_CLASS, SMALL_PER_CLASS, advise, choose_strategy, probe_depths, ridge_probe
+from tl_keras.advisor import (
+    LARGE_PER_CLASS,
+    MIN_TOP_KAPPA,
+    SMALL_PER_CLASS,
+    TOLERANCE,
+    advise,
+    choose_strategy,
+    probe_depths,
+    ridge_probe,
+)
 
 
 def test_ridge_probe_separates_separable_features_and_not_noise():
@@ -53,6 +62,10 @@ def test_advise_measures_the_real_photos_and_its_options_build_a_model():
     assert advice.images_per_class == {"ants": 124, "bees": 121} and advice.size == "small"
     assert list(advice.probes) == ["block_5", "block_11", "top"]
     assert all(0.5 < acc <= 1.0 for acc in advice.probes.values())  # ants vs bees: above chance at every depth
-    assert advice.strategy in ("head-only", "cut") and "smallest class 121" in advice.reason
+    assert advice.strategy in ("head-only", "cut", "top-blocks") and "smallest class 121" in advice.reason
+    # The depth profile decides: similar only if the top probes clearly better than every block below.
+    middle = max(acc for depth, acc in advice.probes.items() if depth != "top")
+    assert advice.similar == (advice.probes["top"] > middle + TOLERANCE and advice.similarity >= MIN_TOP_KAPPA)
+    assert advice.strategy == choose_strategy(advice.images_per_class, advice.probes, 2, 3, 17).strategy
     text = advice.describe()
     assert "linear-probe accuracy by depth" in text and advice.strategy in text

@@ -152,7 +152,7 @@ def test_advise_prints_what_it_measured_and_why(capsys):
     assert main(args + ["--json"]) == 0
     advice = json.loads(capsys.readouterr().out)
     assert advice["images_per_class"] == {"ants": 124, "bees": 121} and advice["size"] == "small"
-    assert list(advice["probes"]) == ["block_5", "block_11", "top"] and advice["strategy"] in ("head-only", "cut")
+    assert list(advice["probes"]) == ["block_5", "block_11", "top"] and advice["strategy"] in ("head-only", "cut", "top-blocks")
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "linear-probe accuracy by depth: block_5" in text and "why: " in text
@@ -170,8 +170,11 @@ def test_train_strategy_auto_compare_scratch_with_learning_curves(tmp_path, caps
     assert code == 0
     metrics = json.loads(metrics_path.read_text())
     advice = metrics["advice"]
-    assert metrics["transfer_strategy"] == "auto" and advice["strategy"] in ("head-only", "cut")
-    assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (3, 0)  # head-only plans give the head the budget
+    assert metrics["transfer_strategy"] == "auto" and advice["strategy"] in ("head-only", "cut", "top-blocks")
+    if advice["strategy"] == "top-blocks":  # at 48 px a middle block probes as well as the top
+        assert metrics["unfrozen_blocks"] and metrics["config"]["unfreeze_blocks"] == advice["unfreeze_blocks"]
+    else:
+        assert (metrics["head_epochs"], metrics["fine_tune_epochs"]) == (3, 0)  # head-only plans give the head the budget
     assert f"strategy          {advice['strategy']} (advisor: small data" in out and "why: " in out
     scratch = metrics["scratch"]
     assert scratch["epochs"] == 3 and len(scratch["history"]["val_accuracy"]) == 3
