@@ -269,8 +269,10 @@ def fine_tune(
             `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default), `learning_rate`,
             `fine_tune_learning_rate` (None: a tenth), `fine_tune_schedule`, `layer_decay`,
             `label_smoothing`, `early_stopping_patience` (stop a phase after this many epochs
-            without a better `val_loss`, restoring its best weights), `class_weight` (a dict: see
-            `balanced_class_weights`) and `jit_compile`). Defaults to `TrainConfig()`.
+            without a better `val_loss`; 0: never), `restore_best` (each phase ends with its best
+            epoch's weights, and phase 2 is kept only if it beats the head: see `BestEpoch`),
+            `class_weight` (a dict: see `balanced_class_weights`), `jit_compile`, and for `folder`
+            `cache_boundary` and `boundary_views`). Defaults to `TrainConfig()`.
         features: cached backbone features (`tl_keras.features.compute_features`) of the same
             images: phase 1 then trains the model's head layers on them instead of running the
             frozen backbone every epoch (callbacks see the `FeatureHead` as their model).
