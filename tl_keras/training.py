@@ -20,9 +20,8 @@ import tensorflow as tf
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
-from tl_keras.data import epoch_variable
+from tl_keras.data import ImageFolder, epoch_variable
 from tl_keras.distribute import workers_agree
-from tl_keras.data import ImageFolder
 from tl_keras.features import (
     BoundarySet,
     FeatureSet,
