@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from conftest import MARGIN
+
 
 def test_demo_transfers_through_the_public_path(tmp_path):
     metrics_path = tmp_path / "demo.json"
@@ -13,9 +17,20 @@ def test_demo_transfers_through_the_public_path(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "from scratch" in proc.stdout and "transfer" in proc.stdout
     metrics = json.loads(metrics_path.read_text())
-    assert metrics["target_train_images"] == 50
+    assert metrics["target_train_images"] == 10
     assert os.path.exists(os.path.join(metrics["hub_backbone_dir"], "saved_model.pb"))
     assert os.path.exists(os.path.join(metrics["export_dir"], "assets", "labels.txt"))
-    # Five classes, chance is 0.2: the pretrained digit features must carry over.
-    assert metrics["head_val_accuracy"] > 0.5 and metrics["transfer_val_accuracy"] > 0.6
-    assert 0.0 < metrics["scratch_val_accuracy"] <= 1.0
+    # Five classes, chance is 0.2. With two labels per class the pretrained features must beat the same
+    # CNN trained from scratch (three times the epochs, its best epoch) clearly.
+    assert metrics["transfer_val_accuracy"] >= metrics["scratch_val_accuracy"] + 0.10
+    assert metrics["scratch_val_accuracy"] > 0.2 + MARGIN  # the comparison is with a scratch run that learned
+    assert "the pretrained features paid off" in proc.stdout
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_transfer_beats_scratch_by_ten_points_on_other_seeds(tmp_path, seed):
+    from tl_keras.demo import run_demo
+
+    metrics = run_demo(str(tmp_path / "demo"), seed=seed, verbose=0)
+    assert metrics["transfer_val_accuracy"] >= metrics["scratch_val_accuracy"] + 0.10, metrics
+    assert metrics["scratch_val_accuracy"] > 0.2 + MARGIN

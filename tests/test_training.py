@@ -1,4 +1,6 @@
-"""Two-phase fit on the real ants/bees photos with the 0.35 Hub backbone."""
+"""Two-phase fit on the real ants/bees photos: what pretrained features decide, with the 0.35 Hub
+backbone; the mechanics (schedules, layer decay, class weights, best epochs, early stopping), with
+the small `tiny_hub` module, at a fraction of the cost."""
 
 import keras
 import numpy as np
@@ -14,6 +16,19 @@ from tl_keras.training import SmoothedSparseCategoricalCrossentropy, fine_tune
 def data():
     folder = load_image_folder(asset(HYMENOPTERA), image_size=64)
     return folder, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_hub):
+    """The ants/bees photos at 32 px, and a builder of classifiers on `tiny_hub` (blocks 1-3)."""
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=32)
+    train_ds = folder.dataset("train", batch_size=32, training=True)
+    val_ds = folder.dataset("val", batch_size=64)
+
+    def build():
+        return build_classifier(tiny_hub, 2, image_size=32, class_names=folder.class_names)
+
+    return folder, train_ds, val_ds, build
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -48,9 +63,9 @@ def test_phase_one_trains_only_the_head_and_phase_two_the_top_blocks(data):
     assert history.last("val_accuracy", phase=1) > HYMENOPTERA_MAJORITY + MARGIN  # real features separate ants from bees
 
 
-def test_early_stopping_and_label_smoothing(data):
-    folder, train_ds, val_ds = data
-    model = build_classifier(asset(HUB_035), 2, image_size=64)
+def test_early_stopping_and_label_smoothing(tiny):
+    folder, train_ds, val_ds, build = tiny
+    model = build()
     history = fine_tune(model, train_ds, val_ds, head_epochs=6, fine_tune_epochs=0, learning_rate=0.5,
                         early_stopping_patience=1, label_smoothing=0.1, verbose=0)
     assert history.head_epochs < 6  # a huge learning rate stops improving val_loss quickly
@@ -60,8 +75,8 @@ def test_early_stopping_and_label_smoothing(data):
     assert float(loss(np.array([0]), y_pred)) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_argument_errors():
-    model = build_classifier(asset(HUB_035), 2, image_size=64)
+def test_argument_errors(tiny):
+    model = tiny[3]()
     with pytest.raises(ValueError, match="nothing to train"):
         fine_tune(model, None, head_epochs=0, fine_tune_epochs=0)
     with pytest.raises(ValueError, match="head_epochs"):
@@ -88,7 +103,7 @@ def test_class_weights_shift_the_decision_toward_the_heavier_class(data):
     assert balanced_class_weights([0, 0, 0, 1], 2) == {0: pytest.approx(2 / 3), 1: pytest.approx(2.0)}
     with pytest.raises(ValueError, match="no training images"):
         balanced_class_weights([0, 0], 2)
-    folder, train_ds, val_ds = data
+    folder, train_ds, val_ds = data  # real features: the even head recognises both classes
     recalls = {}
     for name, weights in (("even", None), ("bees heavy", {0: 0.05, 1: 1.0})):
         keras.utils.set_random_seed(5)
@@ -111,9 +126,9 @@ class _RateLog(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
 
 
-def test_warmup_cosine_schedule_for_phase_two(data):
-    folder, train_ds, val_ds = data
-    model = build_classifier(asset(HUB_035), 2, image_size=64)
+def test_warmup_cosine_schedule_for_phase_two(tiny):
+    folder, train_ds, val_ds, build = tiny
+    model = build()
     log = _RateLog()
     fine_tune(model, train_ds, val_ds, head_epochs=1, fine_tune_epochs=2, unfreeze_blocks=1, learning_rate=1e-3,
               fine_tune_schedule="warmup-cosine", callbacks=[log], verbose=0)
@@ -136,11 +151,11 @@ def test_tensorboard_logs_both_phases(flowers_result):
     assert len(os.listdir(os.path.join(flowers_result.tensorboard_dir, "train"))) >= 2  # one log per phase
 
 
-def _one_step_changes(data, layer_decay, unfreeze_blocks=3, lr=1e-3):
+def _one_step_changes(tiny, layer_decay, unfreeze_blocks=2, lr=1e-3):
     """Max |change| per backbone block (top first) after one phase-2 Adam step, and the head's."""
-    folder, train_ds, _ = data
+    folder, train_ds, _, build = tiny
     keras.utils.set_random_seed(0)
-    model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+    model = build()
     one_batch = train_ds.take(1)
     before = [(name, [w.numpy().copy() for w in weights]) for name, weights in model.backbone.block_weights()]
     head_before = model.get_layer("predictions").kernel.numpy().copy()
@@ -151,17 +166,18 @@ def _one_step_changes(data, layer_decay, unfreeze_blocks=3, lr=1e-3):
     return changes, float(np.abs(model.get_layer("predictions").kernel.numpy() - head_before).max())
 
 
-def test_layer_decay_scales_each_blocks_step_and_zero_is_freezing(data):
+def test_layer_decay_scales_each_blocks_step_and_zero_is_freezing(tiny):
     # Adam's first step moves every weight with a non-negligible gradient by about the learning rate,
     # so each block's largest change is its learning rate.
-    changes, head = _one_step_changes(data, layer_decay=0.5)
+    changes, head = _one_step_changes(tiny, layer_decay=0.5)
+    assert len(changes) == 3  # tiny_hub's block_3 (top), block_2, block_1
     assert head == pytest.approx(1e-3, rel=0.02)
-    assert changes[:3] == pytest.approx([1e-3, 5e-4, 2.5e-4], rel=0.02)
-    assert changes[3:] == [0.0] * (len(changes) - 3)  # not unfrozen: learning rate 0
-    changes, _ = _one_step_changes(data, layer_decay=0.0)
-    assert changes[0] == pytest.approx(1e-3, rel=0.02) and changes[1:] == [0.0] * (len(changes) - 1)
+    assert changes[:2] == pytest.approx([1e-3, 5e-4], rel=0.02)
+    assert changes[2] == 0.0  # not unfrozen: learning rate 0
+    changes, _ = _one_step_changes(tiny, layer_decay=0.0)
+    assert changes[0] == pytest.approx(1e-3, rel=0.02) and changes[1:] == [0.0, 0.0]
     with pytest.raises(ValueError, match="layer_decay"):
-        _one_step_changes(data, layer_decay=1.5)
+        _one_step_changes(tiny, layer_decay=1.5)
 
 
 class _BackboneAtPhaseStart(keras.callbacks.Callback):
@@ -176,12 +192,12 @@ class _BackboneAtPhaseStart(keras.callbacks.Callback):
         self.snapshots.append([v.numpy().copy() for v in self.classifier.backbone.hub_variables])
 
 
-def test_each_phase_ends_with_its_best_epoch_and_phase_two_is_kept_only_if_it_beats_the_head(data):
-    folder, train_ds, val_ds = data
+def test_each_phase_ends_with_its_best_epoch_and_phase_two_is_kept_only_if_it_beats_the_head(tiny):
+    folder, train_ds, val_ds, build = tiny
     runs = {}
     for name, rate in (("gentle", 1e-4), ("wrecking", 0.5)):
         keras.utils.set_random_seed(4)
-        model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=folder.class_names)
+        model = build()
         snapshots = _BackboneAtPhaseStart(model)
         history = fine_tune(model, train_ds, val_ds, head_epochs=3, fine_tune_epochs=2, unfreeze_blocks=1,
                             fine_tune_learning_rate=rate, folder=folder, callbacks=[snapshots], verbose=0)

@@ -1,17 +1,20 @@
 """The embedded default: a complete transfer-learning run, offline, on data an installed package ships.
 
-scikit-learn bundles 1,797 real handwritten digits (8x8 scans). The demo
-1. pretrains a small convolutional backbone on the source task, digits 0-4;
+scikit-learn bundles 1,797 real handwritten digits (8x8 scans). The demo splits the scans at random
+into two halves and
+1. pretrains a small convolutional backbone on the first half, all ten digits (the source task, as
+   ImageNet is for photos: a large labelled set that covers the target's kind of images);
 2. saves it in TF Hub format, as a model publisher would;
-3. writes the target task, digits 5-9 with only a few labelled images per class, as an image folder;
+3. writes the target task as an image folder: digits 5-9 from the *other* half (scans the backbone
+   never saw), with only two labelled images per class, the rest for validation;
 4. transfers the backbone through the same public path a user takes (`tl_keras.train` with a local
    Hub handle: new head, frozen phase, top blocks unfrozen at a tenth of the learning rate, export);
-5. trains the same architecture from random weights on the same images and epochs, for comparison
-   (at tl_keras' default learning rate, ending with its best epoch, as the transfer does).
+5. trains the same architecture from random weights on the same images for three times the
+   transfer's epochs, at tl_keras' default learning rate, ending with its best epoch, for comparison.
 
-On this task the fair from-scratch run wins (see the README): 50 labelled digits are enough to learn
-digits 5-9, and features learnt on 0-4 are specific to those. The demo shows the public path, and
-that the comparison is worth running.
+With ten labelled images the pretrained features win clearly (seeds 0, 1, 2 in the README). With
+many labels per class (`labels_per_class=50`) training from scratch catches up: pretraining pays most
+when labels are few.
 
 Example:
 
@@ -35,7 +38,6 @@ from tl_keras.api import train
 from tl_keras.hub import save_hub_module
 from tl_keras.training import BestEpoch, compile_for_phase
 
-SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 IMAGE_SIZE = 32
@@ -89,12 +91,13 @@ def _write_folder(root: str, images: np.ndarray, labels: np.ndarray) -> None:
 def run_demo(
     output_dir: str = os.path.join("saved_models", "demo"),
     *,
-    labels_per_class: int = 10,
+    labels_per_class: int = 2,
     source_epochs: int = 8,
-    head_epochs: int = 15,
+    head_epochs: int = 40,
     fine_tune_epochs: int = 10,
     learning_rate: float = 1e-2,
     scratch_learning_rate: float = 1e-3,
+    scratch_epochs: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
     verbose: int | str = 2,
@@ -107,18 +110,20 @@ def run_demo(
     images, labels = load_digits_rgb()
     rng = np.random.default_rng(seed)
 
-    # 1. Pretrain on the source task.
-    source = np.isin(labels, SOURCE_CLASSES)
+    # 1. Pretrain on the source task: a random half of the scans, all ten digits.
+    source = np.zeros(len(labels), bool)
+    source[rng.permutation(len(labels))[: len(labels) // 2]] = True
     backbone = digits_backbone()
-    source_model = _classifier_on(backbone, len(SOURCE_CLASSES))
+    source_model = _classifier_on(backbone, len(CLASS_NAMES))
     compile_for_phase(source_model, 3e-3)
     source_model.fit(images[source], labels[source], epochs=source_epochs, batch_size=64, verbose=verbose)
 
     # 2. Publish the backbone in TF Hub format.
-    hub_dir = save_hub_module(backbone, os.path.join(output_dir, "digits_0-4_backbone"))
+    hub_dir = save_hub_module(backbone, os.path.join(output_dir, "digits_backbone"))
 
-    # 3. The target task: few labels per class for training, the rest for validation.
-    target_idx = np.flatnonzero(np.isin(labels, TARGET_CLASSES))
+    # 3. The target task, on the scans the backbone never saw: few labels per class for training, the
+    # rest for validation.
+    target_idx = np.flatnonzero(np.isin(labels, TARGET_CLASSES) & ~source)
     rng.shuffle(target_idx)
     train_idx = np.concatenate([target_idx[labels[target_idx] == c][:labels_per_class] for c in TARGET_CLASSES])
     val_idx = np.setdiff1d(target_idx, train_idx)
@@ -130,25 +135,27 @@ def run_demo(
     result = train(
         data_dir, backbone=hub_dir, image_size=IMAGE_SIZE, batch_size=batch_size, head_epochs=head_epochs,
         fine_tune_epochs=fine_tune_epochs, unfreeze_blocks=1, learning_rate=learning_rate,
+        normalize_features=True,  # this small backbone's pooled features are small: standardised, the head learns in 40 epochs
         augment=False,  # mirrored or cropped digits change identity: flips are no "light" change here
         output=os.path.join(output_dir, "export"), seed=seed, verbose=verbose,
     )
 
-    # 5. The same architecture from random weights, same images, same number of epochs, judged as the
-    # transfer is: it ends with its best epoch by val_loss. Its learning rate is tl_keras' default
-    # (1e-3): the transfer's head rate makes training from scratch diverge on some seeds, which would
-    # flatter the transfer.
+    # 5. The same architecture from random weights, same images, judged as the transfer is: it ends with
+    # its best epoch by val_loss. It gets three times the transfer's epochs (it starts from nothing) and
+    # tl_keras' default learning rate (1e-3): the transfer's head rate makes training from scratch
+    # diverge on some seeds, which would flatter the transfer.
+    scratch_epochs = scratch_epochs or 3 * (head_epochs + fine_tune_epochs)
     keras.utils.set_random_seed(seed)
     scratch = _classifier_on(digits_backbone("scratch_backbone"), len(TARGET_CLASSES))
     compile_for_phase(scratch, scratch_learning_rate)
     train_ds = result.data.dataset("train", batch_size=batch_size, training=True, augment=False)
     val_ds = result.data.dataset("val", batch_size=64)
-    scratch.fit(train_ds, validation_data=val_ds, epochs=head_epochs + fine_tune_epochs, callbacks=[BestEpoch()], verbose=0)
+    scratch.fit(train_ds, validation_data=val_ds, epochs=scratch_epochs, callbacks=[BestEpoch()], verbose=0)
     scratch_accuracy = float(scratch.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
 
     return {
-        "source_task": "digits 0-4",
-        "target_task": "digits 5-9",
+        "source_task": "digits 0-9, half of the scans",
+        "target_task": "digits 5-9, the other half",
         "source_train_images": int(source.sum()),
         "target_train_images": len(result.data.train),
         "target_val_images": len(result.data.val),
@@ -156,6 +163,7 @@ def run_demo(
         "transfer_val_accuracy": result.metrics["val_accuracy"],
         "scratch_val_accuracy": scratch_accuracy,
         "scratch_learning_rate": scratch_learning_rate,
+        "scratch_epochs": scratch_epochs,
         "hub_backbone_dir": hub_dir,
         "data_dir": data_dir,
         "export_dir": result.export_dir,
