@@ -129,3 +129,33 @@ def test_the_best_epoch_so_far_survives_a_restart(tmp_path):
     assert best_whole.best_epoch == int(np.argmin(losses)) and best_whole.best_epoch < 5  # not simply the last
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_restart_after_both_phases_restores_them_without_recomputing_the_boundary(tmp_path, tiny_hub, monkeypatch):
+    """Killed after training (while exporting, say): the rerun takes both phases from the checkpoint
+    and skips phase 2's boundary pass, whose result it would not use."""
+    import keras
+
+    import tl_keras.training as training
+    from tl_keras.classifier import build_classifier
+    from tl_keras.data import load_image_folder
+
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=32)
+    train_ds, val_ds = folder.dataset("train", batch_size=16, training=True), folder.dataset("val", batch_size=64)
+    settings = dict(head_epochs=2, fine_tune_epochs=2, unfreeze_blocks=1, folder=folder,
+                    checkpoint=str(tmp_path / "ck"), verbose=0)
+
+    def run():
+        keras.utils.set_random_seed(0)
+        model = build_classifier(tiny_hub, 2, image_size=32, class_names=folder.class_names)
+        return model, training.fine_tune(model, train_ds, val_ds, **settings)
+
+    first_model, first = run()
+    assert first.boundary_cache["used"]
+    passes = []
+    monkeypatch.setattr(training, "compute_boundary", lambda *a, **k: passes.append(1))
+    again_model, again = run()
+    assert passes == [] and "had finished before the restart" in again.boundary_cache["reason"]
+    assert again.history == first.history and again.best_epochs == first.best_epochs
+    for a, b in zip(first_model.weights, again_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

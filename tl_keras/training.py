@@ -316,14 +316,17 @@ def fine_tune(
     for phase in (0, 1):
         if (config.head_epochs, config.fine_tune_epochs)[phase] == 0:
             continue
+        initial_epoch = epochs_run[0] if phase == 1 else 0
+        state = _phase_state(model, checkpoint, phase, initial_epoch)  # before any work a restart may skip
         if phase == 1:
             unfreeze = config.unfreeze_blocks
             unfrozen = backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if unfreeze is None else unfreeze)
-            boundary = _boundary_cache(model, folder, config, features, unfrozen)
+            boundary = (_boundary_cache(model, folder, config, features, unfrozen) if state[0] is None
+                        else "phase 2 had finished before the restart: its result was restored from the checkpoint")
         phase_history, epochs_run[phase], best[phase] = _run_phase(
-            model, phase, config, train_data, validation_data,
+            model, phase, config, train_data, validation_data, state,
             features=(boundary if isinstance(boundary, BoundarySet) else None) if phase == 1 else features,
-            checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=epochs_run[0] if phase == 1 else 0,
+            checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=initial_epoch,
             baseline=best[0].get("best") if phase == 1 else None,
         )
         for key, values in phase_history.items():
@@ -418,23 +421,34 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
     return trainee, fit_train, fit_val, lr
 
 
-def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, *, features, checkpoint,
-               callbacks, verbose, initial_epoch: int, baseline: float | None = None) -> tuple[dict, int, dict]:
-    """One phase of `fine_tune`: compile, resume or skip from the checkpoint, fit; (history, epochs
-    run, best: the `BestEpoch` state the phase ended with, `{}` without one)."""
-    trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
-    multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
-    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
-    if trainee is not model:
-        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers)
-    done = checkpoint.finished(phase + 1) if checkpoint is not None else None
-    backup = checkpoint.backup(phase + 1, initial_epoch) if checkpoint is not None and done is None else None
-    if checkpoint is not None and not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
+def _phase_state(model, checkpoint: RunCheckpoint | None, phase: int, initial_epoch: int) -> tuple:
+    """What the checkpoint holds for a phase: `(record of the finished phase or None, PhaseBackup or
+    None)`; every worker of a cluster must see the same, else a clear error (before any collective
+    work that would wait on a worker taking another path)."""
+    if checkpoint is None:
+        return None, None
+    done = checkpoint.finished(phase + 1)
+    backup = checkpoint.backup(phase + 1, initial_epoch) if done is None else None
+    if not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
         raise ValueError(
             f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
             "Only the chief writes it and every worker resumes from it: put it on storage all workers "
             "read (a shared file system or bucket path), or delete it to start over."
         )
+    return done, backup
+
+
+def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, state: tuple, *, features,
+               checkpoint, callbacks, verbose, initial_epoch: int, baseline: float | None = None) -> tuple[dict, int, dict]:
+    """One phase of `fine_tune`: compile, then skip (finished before a restart), resume or start it
+    (`state` from `_phase_state`), fit; (history, epochs run, best: the `BestEpoch` state the phase
+    ended with, `{}` without one)."""
+    trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
+    multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
+    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
+    if trainee is not model:
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers)
+    done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
         checkpoint.restore(phase + 1, model)
         return done["history"], done["epochs"], done.get("best", {})
