@@ -51,10 +51,14 @@ def test_probe_depths_are_a_third_and_two_thirds_up():
     assert probe_depths(["stem"] + [f"block_{i}" for i in range(1, 17)]) == ["block_5", "block_11"]
 
 
-def test_a_module_that_cannot_be_cut_is_probed_at_the_top_only(tiny_hub):
+def test_a_module_that_cannot_be_cut_is_probed_at_the_top_only(tiny_hub, monkeypatch):
+    import tl_keras.hub
+
+    # A module with neither Keras layer functions nor block names in its ops: nothing to cut at.
+    monkeypatch.setattr(tl_keras.hub, "_cut_points", lambda flat, patterns=(): {})
     advice = advise(asset(HYMENOPTERA), backbone=tiny_hub, image_size=32, per_class=10)
     assert list(advice.probes) == ["top"] and advice.strategy == "head-only"
-    assert "Only the top features were probed" in advice.reason and "no per-layer functions" in advice.reason
+    assert "Only the top features were probed" in advice.reason and "neither per-layer functions nor op names" in advice.reason
 
 
 def test_advise_measures_the_real_photos_and_its_options_build_a_model():

@@ -120,3 +120,39 @@ def test_each_plan_is_defined_once_and_explicit_values_win():
     assert head_only.with_plan(plan_for("head-only")) == head_only  # applying it again changes nothing
     kept = TrainConfig(head_epochs=3, fine_tune_epochs=2, unfreeze_blocks=2).with_plan(plan_for("cut", cut="block_8"))
     assert (kept.unfreeze_blocks, kept.cut, kept.fine_tune_epochs) == (2, "block_8", 2)
+
+
+def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_path, monkeypatch):
+    """`backbone="resnet50"` (TF Hub's imagenet/resnet_v2_50/feature_vector/5) end to end, offline: the
+    stand-in in `tests/standins.py` has the module's architecture, variable and op names, input
+    contract and output, with random weights, and sits in a TFHUB_CACHE_DIR where `hub.resolve`
+    finds it, as a user's cache would hold the real one."""
+    import hashlib
+
+    import tl_keras
+    from standins import save_resnet_v2_50
+    from tl_keras.classifier import build_classifier
+    from tl_keras.export import export_saved_model
+    from tl_keras.registry import resolve_backbone
+    from tl_keras.serving import ExportedModel
+
+    handle = resolve_backbone("resnet50").handle
+    save_resnet_v2_50(str(tmp_path / "cache" / hashlib.sha1(handle.encode()).hexdigest()))
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    settings = dict(backbone="resnet50", image_size=32, head_epochs=1, fine_tune_epochs=1, evaluate=False, verbose=0)
+    result = tl_keras.train(asset(HYMENOPTERA), output=str(tmp_path / "full"), **settings)
+    backbone = result.model.backbone
+    units = [f"block{b}/unit_{u}" for b, n in enumerate((3, 4, 6, 3), start=1) for u in range(1, n + 1)]
+    assert backbone.block_names == ["stem", *units]  # conv1 is the stem; postnorm joins the last unit
+    assert result.metrics["unfrozen_blocks"] == ["block4/unit_1", "block4/unit_2", "block4/unit_3"]
+    assert result.metrics["boundary_cache"]["used"]  # phase 2 trained block 4 on block 3's cached output
+    images = result.data.val.images[:8].astype("float32")
+    served = ExportedModel(result.export_dir).predict(images)
+    np.testing.assert_allclose(served, result.model.predict(images, verbose=0), atol=1e-5)
+    assert result.model.get_layer("predictions").kernel.shape[0] == 2048
+
+    # Cut at a block of the slim module (found by its op names), exported and reloaded.
+    cut = build_classifier("resnet50", 2, image_size=32, cut="block3/unit_6", class_names=["ants", "bees"])
+    assert cut.backbone.block_names[-1] == "block3/unit_6" and cut.get_layer("predictions").kernel.shape[0] == 1024
+    export_dir = export_saved_model(cut, str(tmp_path / "cut"), class_names=["ants", "bees"])
+    np.testing.assert_allclose(ExportedModel(export_dir).predict(images), cut.predict(images, verbose=0), atol=1e-5)

@@ -185,9 +185,10 @@ class _SubGraph:
             raise RuntimeError(f"Cannot tell which variables the graph's inputs {unknown[:3]} read; please report your TF version.")
 
     @classmethod
-    def up_to_layer(cls, function, flat, variables_by_handle: dict, layer: str) -> "_SubGraph":
-        """Images -> the output of `layer` (a cut)."""
-        layers = _layer_calls(flat)
+    def up_to_layer(cls, function, flat, variables_by_handle: dict, layer: str,
+                    patterns: Sequence[str] = GENERIC_BLOCKS) -> "_SubGraph":
+        """Images -> the output of `layer` (a cut; see `_cut_points`)."""
+        layers = _cut_points(flat, patterns)
         if layer not in layers:
             raise ValueError(f"Layer {layer!r} is not in this module. Its layers: {', '.join(layers)}")
         return cls(function, _prune(flat, layers[layer]), layers[layer] + ":0", _images_placeholder(function), variables_by_handle)
@@ -378,9 +379,40 @@ def _flat_graph(function) -> "graph_pb2.GraphDef":
     return _inline_calls(graph_def, {f.signature.name: f for f in graph_def.library.function})
 
 
-def module_layers(module) -> list[str]:
-    """The layer names of a Keras-made TF Hub module, bottom first: the places it can be cut."""
-    return list(_layer_calls(_flat_graph(_concrete_call(module, training=False))))
+def _scope_outputs(flat, patterns: Sequence[str]) -> dict[str, str]:
+    """Cut points of a module made without Keras (TF-slim and the like), from its op names: for each
+    block (ops whose name scope matches `patterns`, e.g. `resnet_v2_50/block3/unit_6/...`), the last
+    op whose output is read outside the block, in network order. Each is named by its op names up to
+    the block's name, plus `output` (`resnet_v2_50/block3/unit_6/output`), the same in every trace."""
+    compiled = [re.compile(p) for p in patterns]
+
+    def block(name: str) -> tuple[str, str] | None:
+        match = next((m for m in (r.search(name) for r in compiled) if m), None)
+        return (match.group(1), name[:match.end()] + "output") if match else None
+
+    blocks = {node.name: block(node.name) for node in flat.node}
+    read_outside = set()
+    for node in flat.node:
+        for tensor in node.input:
+            if not tensor.startswith("^") and (blocks.get(_source(tensor)) or (None,))[0] != (blocks[node.name] or (None,))[0]:
+                read_outside.add(_source(tensor))
+    outputs: dict[str, str] = {}
+    for node in flat.node:
+        if blocks[node.name] and node.name in read_outside and node.op not in ("Const", "ReadVariableOp", "Placeholder"):
+            outputs[blocks[node.name][1]] = node.name  # the last such op of the block wins
+    return outputs
+
+
+def _cut_points(flat, patterns: Sequence[str] = GENERIC_BLOCKS) -> dict[str, str]:
+    """Layer name -> output node: a Keras-made module's layer calls, else its blocks' outputs by op
+    name scope (`_scope_outputs`)."""
+    return _layer_calls(flat) or _scope_outputs(flat, patterns)
+
+
+def module_layers(module, patterns: Sequence[str] = GENERIC_BLOCKS) -> list[str]:
+    """The places a TF Hub module can be cut, bottom first: its layer names if Keras made it, else the
+    output op of each block its op names show (`patterns`)."""
+    return list(_cut_points(_flat_graph(_concrete_call(module, training=False)), patterns))
 
 
 def _concrete_call(module, training: bool):
@@ -503,16 +535,17 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         flags = (False, True) if self._hub.accepts_training else (False,)
         functions = {flag: _concrete_call(module, flag) for flag in flags}
         flats = {flag: _flat_graph(fn) for flag, fn in functions.items()}
-        layers = list(_layer_calls(flats[False]))
+        layers = list(_cut_points(flats[False], self.block_patterns))
         if not layers:
             raise CutUnsupportedError(
-                f"The SavedModel at {self.handle!r} has no per-layer functions, so tl_keras cannot find "
-                "its intermediate layers: cuts work on Keras-made TF Hub modules. Use cut=None."
+                f"The SavedModel at {self.handle!r} has neither per-layer functions nor op names that show "
+                "its blocks, so tl_keras cannot find its intermediate layers. Use cut=None."
             )
         self.cut_layer = resolve_cut(layers, cut, self.block_patterns)
         # Restored functions capture a variable's handle, or under tf.distribute the variable itself.
         by_handle = {id(h): v for v in module.variables for h in [v, *_all_handles(v)]}
-        self._hub.cuts = {flag: _SubGraph.up_to_layer(functions[flag], flats[flag], by_handle, self.cut_layer) for flag in flags}
+        self._hub.cuts = {flag: _SubGraph.up_to_layer(functions[flag], flats[flag], by_handle, self.cut_layer, self.block_patterns)
+                          for flag in flags}
         used = {id(v) for c in self._hub.cuts.values() for v in c.variables.values()}
         self._hub.run = {flag: c.function() for flag, c in self._hub.cuts.items()}
         self._hub.channels = int(self._hub.run[False](tf.zeros([1, 64, 64, 3])).shape[-1])
