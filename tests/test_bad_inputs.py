@@ -31,6 +31,12 @@ def _jpeg(array, **kwargs):
     return buffer.getvalue()
 
 
+def _encoded(array, kind, **kwargs):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, kind, **kwargs)
+    return buffer.getvalue()
+
+
 def _png(image):
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
@@ -78,6 +84,11 @@ def _corpus():
         "one_pixel.png": (_png(Image.new("RGB", (1, 1), (200, 10, 10))), "too small"),
         "exif_rotated.jpg": (_exif_rotated_jpeg(_photo(6)), "warned"),
         "bomb.png": (_huge_png_header(20000, 20000), "too large"),
+        "photo.webp": (_encoded(_photo(7), "WEBP", lossless=True), "used"),
+        "webp_named.jpg": (_encoded(_photo(8), "WEBP"), "used"),  # the content decides, not the name
+        "scan.tif": (_encoded(_photo(9), "TIFF"), "used"),  # through Pillow
+        "tiff_no_extension": (_encoded(_photo(11), "TIFF"), "used"),
+        "dangling.jpg": (None, "broken symbolic link: its target"),  # a symlink to a deleted file
         "notes.txt": (b"labelled by Sam", "not an image file type"),
         "Thumbs.db": (b"\0" * 64, "not an image file type"),
         ".DS_Store": (b"\0\0\0\1Bud1", "hidden file"),
@@ -91,6 +102,9 @@ def corpus_folder(tmp_path_factory):
     corpus = _corpus()
     for name, (blob, _) in corpus.items():
         os.makedirs(root / "train" / "fourmis rouges", exist_ok=True)
+        if blob is None:
+            os.symlink(root / "deleted.jpg", root / "train" / "fourmis rouges" / name)
+            continue
         with open(root / "train" / "fourmis rouges" / name, "wb") as f:
             f.write(blob)
     # The other class, with a unicode name with spaces, and good photos in both classes and splits.
@@ -127,6 +141,19 @@ def test_every_bad_file_is_used_warned_or_skipped_as_decided(corpus_folder):
     sixteen = folder.train.images[index["sixteen_bit.png"]].astype(int)
     expected16 = tf.image.resize(_photo(2), (32, 32), antialias=True).numpy().round().astype(int)
     assert np.abs(sixteen - expected16).max() <= 1
+    for name, seed in (("photo.webp", 7), ("scan.tif", 9), ("tiff_no_extension", 11)):  # lossless: exact
+        expected = tf.image.resize(_photo(seed), (32, 32), antialias=True).numpy().round().astype(int)
+        assert np.abs(folder.train.images[index[name]].astype(int) - expected).max() <= 1, name
+
+
+def test_streamed_tiff_and_webp_decode_as_held_in_memory(corpus_folder):
+    """Past the memory limit, files are decoded each epoch in the tf.data pipeline: TIFF included."""
+    root, _ = corpus_folder
+    held = load_image_folder(str(root), image_size=32)
+    streamed = load_image_folder(str(root), image_size=32, memory_limit=0)
+    assert streamed.train.images is None and streamed.train.paths == held.train.paths
+    pixels = np.concatenate([x.numpy() for x, _ in streamed.dataset("train", batch_size=8)])
+    np.testing.assert_array_equal(pixels, held.train.images.astype("float32"))
 
 
 def test_a_very_large_photo_is_decoded_and_used(tmp_path):
@@ -195,3 +222,14 @@ def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predi
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)[0]["label"] in labels
+
+
+def test_without_pillow_tiff_is_skipped_with_how_to_enable_it(corpus_folder, monkeypatch):
+    import tl_keras.data as data
+
+    monkeypatch.setattr(data, "_pillow_missing", lambda: True)
+    root, _ = corpus_folder
+    skipped = {os.path.basename(p): reason for p, reason in load_image_folder(str(root), image_size=32).skipped}
+    for name in ("scan.tif", "tiff_no_extension"):
+        assert "TIFF" in skipped[name] and "pip install pillow" in skipped[name], skipped.get(name)
+    assert "photo.webp" not in skipped

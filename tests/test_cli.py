@@ -101,12 +101,24 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
     assert main(["train", asset(HYMENOPTERA), "--backbone", "mobilenet_v2"]) == 2
     offline = capsys.readouterr().err
     assert "Could not download the backbone" in offline and "--backbone /path/to/folder" in offline
+    # The data is checked (by listing) before the default backbone's download is tried.
+    for command in ("train", "advise", "lr-find"):
+        assert main([command, str(tmp_path / "nope")]) == 2
+        err = capsys.readouterr().err
+        assert "not a folder" in err and "download" not in err, (command, err)
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    (tmp_path / "data" / "dogs").mkdir()
+    (tmp_path / "data" / "cats" / "notes.txt").write_text("to do: add photos")
+    (tmp_path / "data" / "dogs" / "a.jpg").write_bytes(b"")
+    assert main(["train", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "Class 'cats' has no image file in" in err and "download" not in err
     with pytest.raises(SystemExit) as exit_info:
         main(["train", asset(HYMENOPTERA), "--unfreeze-blocks", "some"])
     assert exit_info.value.code == 2 and "argument --unfreeze-blocks" in capsys.readouterr().err
 
 
-def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenoptera_result, tmp_path):
+def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenoptera_result, tmp_path, capsys):
     import csv
     import shutil
 
@@ -120,20 +132,33 @@ def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenopt
     (photos / "broken.jpg").write_bytes(b"not an image")
     (photos / "notes.txt").write_text("hello")
     out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
-    assert main(["predict", hymenoptera_result.export_dir, str(tmp_path / "photos"), "--top-k", "2", "--output", str(out_csv)]) == 0
+    # broken.jpg looks like an input and fails: exit 1; notes.txt is no image: skipped, no failure.
+    assert main(["predict", hymenoptera_result.export_dir, str(tmp_path / "photos"), "--top-k", "2", "--output", str(out_csv)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg: failed: " in err and "cannot be decoded as an image" in err
+    assert "notes.txt: skipped: not an image file type" in err
+    assert "3 images predicted, 1 failed, 1 files skipped" in err
     rows = list(csv.DictReader(open(out_csv, encoding="utf-8")))
     assert len(rows) == 5 and [r["label"] != "" for r in rows].count(True) == 3
     errors = {os.path.basename(r["path"]): r["error"] for r in rows if r["error"]}
     assert set(errors) == {"broken.jpg", "notes.txt"} and "cannot be decoded" in errors["broken.jpg"]
     assert all(len(r["top_k"].split(";")) == 2 for r in rows if r["label"])
     pattern = str(tmp_path / "photos" / "**" / "*.jpg")
-    assert main(["predict", hymenoptera_result.export_dir, pattern, "--output", str(out_json)]) == 0
+    assert main(["predict", hymenoptera_result.export_dir, pattern, "--output", str(out_json)]) == 1
     predicted = json.load(open(out_json))
     assert len(predicted) == 4 and sum("error" in r for r in predicted) == 1
     assert all(0 < r["probability"] <= 1 for r in predicted if "label" in r)
-    # Named explicitly, a bad file is an error; a pattern that matches nothing too.
-    assert main(["predict", hymenoptera_result.export_dir, str(photos / "broken.jpg")]) == 2
-    assert main(["predict", hymenoptera_result.export_dir, str(tmp_path / "*.png")]) == 2
+    # Files named one by one: every readable one is predicted, each failure reported, exit 1.
+    good = sorted(str(p) for p in photos.glob("*.jpg") if p.name != "broken.jpg")
+    missing = str(tmp_path / "missing.jpg")
+    capsys.readouterr()
+    assert main(["predict", hymenoptera_result.export_dir, good[0], missing, good[1], str(tmp_path / "*.png"), "--json"]) == 1
+    out = capsys.readouterr()
+    results = {r["path"]: r for r in json.loads(out.out)}
+    assert "label" in results[good[0]] and "label" in results[good[1]]
+    assert results[missing]["error"] == "image file or folder not found" and f"{missing}: failed" in out.err
+    assert results[str(tmp_path / "*.png")]["error"] == "no file matches this pattern"
+    assert main(["predict", hymenoptera_result.export_dir, str(photos / "broken.jpg")]) == 1
 
 
 def test_predict_files_reports_progress_in_chunks(hymenoptera_result):

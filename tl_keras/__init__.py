@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_classifier": "tl_keras.classifier",
     "ImageFolder": "tl_keras.data",
     "load_image_folder": "tl_keras.data",
+    "load_data": "tl_keras.data",
+    "load_label_file": "tl_keras.label_files",
     "get_strategy": "tl_keras.distribute",
     "FineTuneHistory": "tl_keras.training",
     "fine_tune": "tl_keras.training",

@@ -220,14 +220,15 @@ def advise(
         An `Advice`; `advice.train_options()` are the `tl_keras.train` arguments that carry it out.
     """
     from tl_keras.backbones import build_backbone
-    from tl_keras.data import count_images, load_image_folder
+    from tl_keras.data import check_source, count_images, load_data
 
+    check_source(data_dir)  # a wrong folder is reported before the backbone is resolved or downloaded
     started = time.perf_counter()
     spec = backbone if isinstance(backbone, BackboneSpec) else resolve_backbone(backbone, weights=weights, image_size=image_size)
     if isinstance(backbone, BackboneSpec) and image_size is not None:
         spec = spec.replace(image_size=image_size)
     counts = count_images(data_dir)
-    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=seed, max_per_class=per_class)
+    folder = load_data(data_dir, image_size=spec.image_size, seed=seed, max_per_class=per_class)
     num_classes = len(folder.class_names)
     train, val = folder.train, folder.val
     if train.images is None or val.images is None:  # pragma: no cover - a sample always fits

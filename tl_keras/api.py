@@ -29,7 +29,7 @@ from tl_keras.batches import run_batches
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.config import TrainConfig
-from tl_keras.data import ImageFolder, load_image_folder
+from tl_keras.data import ImageFolder, check_source, load_data, source_name
 from tl_keras.distribute import (
     distribution_name,
     dtype_policy,
@@ -92,10 +92,13 @@ class _Run:
 
 
 def train(
-    data_dir: str | ImageFolder,
+    data_dir: str | ImageFolder | None = None,
     backbone: str | None = None,
     *,
     config: TrainConfig | None = None,
+    dataset: tf.data.Dataset | None = None,
+    val_dataset: tf.data.Dataset | None = None,
+    class_names: Sequence[str] | None = None,
     output: str | None = None,
     export: bool = True,
     evaluate: bool = True,
@@ -109,12 +112,19 @@ def train(
     """Trains a classifier on an image folder with two-phase transfer learning, and exports it.
 
     Args:
-        data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; or an
-            `ImageFolder` already loaded at the backbone's image size (e.g. one of `folder.folds(k)`).
+        data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; a label
+            source (a `.csv` file, a pandas DataFrame or a list of rows with `path,label[,split]`, see
+            `tl_keras.label_files`); or an `ImageFolder` already loaded at the backbone's image size
+            (e.g. one of `folder.folds(k)`).
+            Or None, with `dataset`.
         backbone: registry name (`"mobilenet_v2"`, `"resnet50"`, `"keras:mobilenet_v2"`, ...), TF Hub /
             Kaggle handle, URL, or local SavedModel folder. Defaults to the config's (`"mobilenet_v2"`).
         config: the run's settings (`tl_keras.TrainConfig`: epochs, learning rates, head, transfer plan,
             distribution, ...). Defaults to `TrainConfig()`.
+        dataset, val_dataset, class_names: instead of `data_dir`, `tf.data.Dataset`s of `(uint8 image
+            [h, w, 3], integer label)` elements (from TFRecords or TFDS), read once into memory at the
+            backbone's size, and the class names (label i -> `class_names[i]`); without `val_dataset`
+            a seeded share of `dataset` validates. See `tl_keras.tfdata`.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
         export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
         evaluate: report on the final model: top-1/top-k accuracy, per-class precision/recall/F1, the
@@ -138,11 +148,12 @@ def train(
         `export_dir`, `num_train_images`, `num_val_images`, `skipped_files`, `train_seconds`,
         `config` (the resolved settings, which rerun this run), ...
     """
+    data_dir = _data_source(data_dir, dataset, val_dataset, class_names)
     config, strategy = _settle(config, backbone, overrides, data_dir)
     _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir)
     strategy = get_strategy(strategy)  # first, before any TensorFlow op: multi-worker collectives need it
     run = _prepare(data_dir, config, strategy)
-    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, os.path.basename(os.path.normpath(_root(data_dir))) or "model")
+    base = output or os.path.join(DEFAULT_OUTPUT_ROOT, source_name(data_dir))
     run.model = _build(run)
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
@@ -159,6 +170,21 @@ def train(
         shutil.rmtree(run_dir, ignore_errors=True)
     metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds)
     return TrainResult(run.model, run.folder.class_names, history, metrics, export_dir, run.folder, run.config)
+
+
+def _data_source(data_dir, dataset, val_dataset, class_names):
+    """`data_dir`, or the tf.data datasets as a `DatasetSource`: exactly one of the two."""
+    if dataset is None:
+        if data_dir is None:
+            raise ValueError("Give the data: a folder or label file as `data_dir`, or `dataset=` (tf.data) with `class_names=`.")
+        if val_dataset is not None or class_names is not None:
+            raise ValueError("`val_dataset` and `class_names` go with `dataset=`, not with `data_dir`.")
+        return data_dir
+    if data_dir is not None:
+        raise ValueError("Give either `data_dir` or `dataset=`, not both.")
+    from tl_keras.tfdata import DatasetSource, class_names_of
+
+    return DatasetSource(dataset, val_dataset, class_names_of(class_names))
 
 
 def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
@@ -184,8 +210,10 @@ def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
 
 
 def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.distribute.Strategy) -> _Run:
-    """Resolves the backbone (downloading it before any image is decoded), applies the transfer plan
-    (measuring with the advisor when asked), seeds, and loads the data."""
+    """Checks the data folder's layout (listing only), resolves the backbone (downloading it before any
+    image is decoded), applies the transfer plan (measuring with the advisor when asked), seeds, and
+    loads the data."""
+    check_source(data_dir)  # a wrong folder or label file is reported before any download
     spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
     if spec.source == "hub":
         resolve_handle(spec.handle)  # fail on a download before decoding the data; cached for the build
@@ -195,8 +223,7 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     resolved, advice = resolve_plan(config, _root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
     keras.utils.set_random_seed(config.seed)
-    folder = data_dir if isinstance(data_dir, ImageFolder) else load_image_folder(
-        data_dir, image_size=spec.image_size, validation_split=config.validation_split, seed=config.seed)
+    folder = load_data(data_dir, image_size=spec.image_size, validation_split=config.validation_split, seed=config.seed)
     run = _Run(resolved, config, spec, strategy, folder, advice, started)
     if config.class_weight == "auto":
         run.class_weight = balanced_class_weights(folder.train.labels, len(folder.class_names))
@@ -245,7 +272,7 @@ def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verb
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
         checkpoint = RunCheckpoint(run_dir, writer=is_chief(), settings={
-            "config": config.to_dict(), "data_dir": os.path.abspath(_root(folder)), "handle": run.spec.handle,
+            "config": config.to_dict(), "data_dir": os.path.abspath(folder.root) if os.path.exists(folder.root) else folder.root, "handle": run.spec.handle,
             "validation": folder.validation_source, "class_names": folder.class_names,
             "num_train_images": len(folder.train), "global_batch_size": run.global_batch,
             "cached_features": features is not None,
@@ -339,8 +366,9 @@ def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None 
             raise ValueError(f"`{option}` does not apply to cross-validation: fold models are not exported or resumed.")
     run_options = {k: overrides.pop(k) for k in ("evaluate", "callbacks", "verbose") if k in overrides}
     config, strategy = _settle(config, None, overrides)
+    check_source(data_dir)
     spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
-    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=config.seed, validation_split=config.validation_split)
+    folder = load_data(data_dir, image_size=spec.image_size, seed=config.seed, validation_split=config.validation_split)
     # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
     config, advice = resolve_plan(config, data_dir, spec)
     results, accuracies = [], []
@@ -377,9 +405,10 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
 
     config, _ = _settle(config, backbone, overrides)
     _require_outputs(plot=plot)
+    check_source(data_dir)
     spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size).replace(cut=config.cut)
     keras.utils.set_random_seed(config.seed)
-    folder = load_image_folder(data_dir, image_size=spec.image_size, seed=config.seed)
+    folder = load_data(data_dir, image_size=spec.image_size, seed=config.seed)
     model = build_classifier(spec, num_classes=len(folder.class_names), dropout=config.dropout,
                              class_names=folder.class_names, hidden_units=config.hidden_units or ())
     train_ds = folder.dataset("train", batch_size=config.batch_size, training=True)

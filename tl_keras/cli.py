@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train on an image folder, export a SavedModel",
-                       description="Train both phases on DATA_DIR (one subfolder per class, or train/ val/ [test/]) and export for serving.")
-    t.add_argument("data_dir", metavar="DATA_DIR")
+                       description="Train both phases on DATA_DIR (one subfolder per class, or train/ val/ [test/]; or a labels .csv file with columns path,label[,split]) and export for serving.")
+    t.add_argument("data_dir", metavar="DATA_DIR", help="an image folder, or a .csv label file (path,label[,split]; paths relative to it)")
     _config_flags(t)
     t.add_argument("--strategy", choices=TRANSFERS + DISTRIBUTIONS[1:], help="older name of --transfer and --distribute: takes a transfer plan or a distribution")
     t.add_argument("--save-config", metavar="FILE", help="write the resolved settings (--config and flags) to FILE as JSON and exit without training")
@@ -129,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
                        description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")
-    a.add_argument("data_dir", metavar="DATA_DIR")
+    a.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
     _config_flags(a, only=("backbone", "weights", "image_size", "seed"))
     a.add_argument("--per-class", type=_positive_int, default=100, help="images per class and split decoded for the probes (default: 100)")
     a.add_argument("--json", action="store_true", help="print JSON")
 
     r = sub.add_parser("lr-find", help="learning-rate range test for both phases; suggests learning rates and plots loss vs rate",
                        description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the largest rate at which the smoothed loss is within 20% of its minimum.")
-    r.add_argument("data_dir", metavar="DATA_DIR")
+    r.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
     _config_flags(r, only=("backbone", "weights", "image_size", "cut", "hidden_units", "dropout", "unfreeze_blocks",
                            "layer_decay", "batch_size", "seed", "cache_features"))
     r.add_argument("--steps", type=_positive_int, default=100, help="batches per ramp (default: 100)")
@@ -161,7 +161,7 @@ def _serving_commands(sub) -> None:
 
     e = sub.add_parser("evaluate", help="report on an exported model over an image folder")
     e.add_argument("model_dir", metavar="MODEL_DIR")
-    e.add_argument("data_dir", metavar="DATA_DIR", help="uses its test/ split, else val/, else every image")
+    e.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file; uses its test split, else val, else every image")
     e.add_argument("--split", help="evaluate this split (train, val or test) instead")
     e.add_argument("--top-k", type=_positive_int, help="k of top-k accuracy (default: 5 with more than 5 classes, else 2)")
     e.add_argument("--plots", metavar="DIR", help="write confusion_<split>.png and misclassified_<split>.png (needs matplotlib)")
@@ -246,20 +246,17 @@ def _predict(args) -> int:
     from tl_keras.data import expand_image_paths
     from tl_keras.serving import ExportedModel
 
-    paths, skipped = expand_image_paths(args.images)
-    explicit = set(args.images)
+    paths, skipped = expand_image_paths(args.images, report_missing=True)
     model = ExportedModel(args.model_dir, tta=args.tta)
 
     def progress(done: int, total: int) -> None:
         if total > 256:
             print(f"predicted {done}/{total} images", file=sys.stderr, flush=True)
 
-    # A file named on the command line must be an image (else exit 2); files found in folders or by
-    # globs that are not are reported and skipped, never dropped silently.
+    # Every readable image is predicted. Each input that fails (missing, unreadable, not decodable)
+    # is reported on stderr and in the output, and makes the exit code 1; files met in folders and
+    # globs that are no images are listed as skipped.
     results = model.predict_files(paths, top_k=args.top_k, skip_errors=True, progress=progress)
-    failed_explicit = [r for r in results if "error" in r and r["path"] in explicit]
-    if failed_explicit:
-        raise ValueError(failed_explicit[0]["error"])
     results += [{"path": p, "error": reason} for p, reason in skipped]
     if args.output:
         _write_predictions(args.output, results, args.top_k)
@@ -267,14 +264,20 @@ def _predict(args) -> int:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         for r in results:
-            if "error" in r:
-                print(f"{r['path']}: skipped: {r['error']}")
-            else:
+            if "error" not in r:
                 print(f"{r['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
-    errors = sum("error" in r for r in results)
-    if errors:
-        print(f"{len(results) - errors} images predicted, {errors} files skipped (listed above)", file=sys.stderr)
-    return 0
+    failed = [r for r in results if "error" in r and not r["error"].startswith(_NOT_INPUTS)]
+    for r in results:
+        if "error" in r:
+            print(f"{r['path']}: {'failed' if r in failed else 'skipped'}: {r['error']}", file=sys.stderr)
+    if any("error" in r for r in results):
+        print(f"{sum('error' not in r for r in results)} images predicted, {len(failed)} failed, "
+              f"{sum('error' in r for r in results) - len(failed)} files skipped (not images)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# Files met in folders and globs that are not inputs at all: reported, but no failure.
+_NOT_INPUTS = ("hidden file", "not an image file type")
 
 
 def _write_predictions(path: str, results: list[dict], top_k: int) -> None:

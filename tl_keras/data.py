@@ -22,14 +22,17 @@ import random
 import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tl_keras.checks import require_int
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff")
+# A file is used for what its first bytes say it is, whatever its name (a WebP named .jpg is used).
+# TensorFlow decodes all of these but TIFF, which is read through Pillow when it is installed.
+FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP, JPEG XL, TIFF"
 VAL_DIR_NAMES = ("val", "validation", "valid")
 # Images with fewer distinct colours than this (on a 64x64 nearest-neighbour thumbnail) are kept but
 # flagged: photographs have hundreds; web placeholders, icons and blank frames have a handful.
@@ -186,24 +189,119 @@ def _list_files(folder: str, class_names: Sequence[str]) -> tuple[list[Sample], 
             dirnames.sort()
             for filename in sorted(filenames):
                 path = os.path.join(dirpath, filename)
-                if filename.startswith("."):
-                    skipped.append((path, "hidden file"))
-                elif not filename.lower().endswith(IMAGE_EXTENSIONS):
-                    skipped.append((path, f"not an image file type (expected one of {', '.join(IMAGE_EXTENSIONS)})"))
+                reason = skip_reason(path)
+                if reason:
+                    skipped.append((path, reason))
                 else:
                     samples.append(Sample(path, label))
     return samples, skipped
 
 
+def image_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce ("JPEG", "PNG", "GIF", "BMP", "WebP",
+    "JPEG XL", "TIFF"), or None."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def _pillow_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("PIL") is None
+
+
+def skip_reason(path: str) -> str | None:
+    """Why a file met in a folder is not a candidate image, or None. Judged by its content: an image
+    is used whatever its name; a file with an image's name but other content is a candidate whose
+    decoding fails with a reason."""
+    name = os.path.basename(path)
+    if name.startswith("."):
+        return "hidden file"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken symbolic link: its target {os.readlink(path)!r} does not exist"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    kind = image_format(head)
+    if kind == "TIFF" and _pillow_missing():
+        return "TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it"
+    if kind is None and not name.lower().endswith(IMAGE_EXTENSIONS):
+        return f"not an image file type (neither its content nor its extension is {FORMAT_NAMES.replace(', TIFF', ' or TIFF')})"
+    return None
+
+
+def _decode_tiff(raw: bytes) -> np.ndarray:
+    """A TIFF's first page as uint8 RGB, through Pillow."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            return np.asarray(image.convert("RGB"), np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot be decoded as a TIFF image ({err})") from err
+
+
+def decode_file(raw: bytes, image_size: int | None = None) -> np.ndarray:
+    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow).
+
+    Raises:
+        ValueError: the bytes are no image tl_keras reads, or TIFF without Pillow.
+    """
+    if image_format(raw[:16]) == "TIFF":
+        if _pillow_missing():
+            raise ValueError("TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it")
+        image = _decode_tiff(raw)
+        if image_size is None:
+            return image
+        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+    try:
+        return decode_image(raw, image_size).numpy()
+    except tf.errors.OpError as err:
+        raise ValueError(f"cannot be decoded as an image ({_tf_message(err)})") from err
+
+
 def decode_image(contents: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
-    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB (grayscale and RGBA become RGB; a GIF gives its
-    first frame), optionally resized to `image_size` squared (bilinear, antialiased)."""
+    """Decodes JPEG/PNG/BMP/GIF/WebP/JPEG XL bytes to uint8 RGB in the graph (grayscale and RGBA
+    become RGB; a GIF gives its first frame), optionally resized to `image_size` squared (bilinear,
+    antialiased). TIFF needs `decode_file` (eager, through Pillow)."""
     image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
     if image_size is not None:
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     return image
+
+
+def decode_streamed(contents: tf.Tensor, image_size: int) -> tf.Tensor:
+    """`decode_image` for input pipelines that read files each epoch: TIFF (by its first bytes) goes
+    through Pillow in a `tf.numpy_function`, which serving signatures cannot hold."""
+    head = tf.strings.substr(contents, 0, 4)
+    is_tiff = tf.logical_or(tf.equal(head, b"II*\x00"), tf.equal(head, b"MM\x00*"))
+
+    def tiff():
+        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size), [contents], tf.uint8)
+        image.set_shape([image_size, image_size, 3])
+        return image
+
+    return tf.cond(is_tiff, tiff, lambda: decode_image(contents, image_size))
 
 
 def _tf_message(err: tf.errors.OpError) -> str:
@@ -265,19 +363,20 @@ def exif_orientation(contents: bytes) -> int:
 def _check_one(path: str, image_size: int, keep: bool):
     """Decodes one file; returns (pixels or None, error or None, warning or None)."""
     try:
-        contents = tf.io.read_file(path)
-        raw = contents.numpy()
-        if not raw:
-            return None, "empty file (0 bytes)", None
-        size = declared_size(raw)
-        if size and size[0] * size[1] > MAX_PIXELS:
-            return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
-                          "downscale it to use it"), None
-        image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
-    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as err:
-        return None, f"cannot be read ({err.message})", None
-    except tf.errors.OpError as err:  # invalid, truncated or oversized image data
-        return None, f"cannot be decoded as an image ({_tf_message(err)})", None
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})", None
+    if not raw:
+        return None, "empty file (0 bytes)", None
+    size = declared_size(raw)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
+                      "downscale it to use it"), None
+    try:
+        image = decode_file(raw)  # invalid, truncated or oversized image data: the reason says which
+    except ValueError as err:
+        return None, str(err), None
     height, width = image.shape[0], image.shape[1]
     if min(height, width) < MIN_SIDE:
         return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None
@@ -379,21 +478,90 @@ def load_image_folder(
         ValueError: no such folder, fewer than two classes, a class without usable images, or `val/`
             classes that differ from `train/`'s.
     """
-    if not os.path.isdir(data_dir):
-        raise ValueError(f"`data_dir` must be a folder of class subfolders. Received: data_dir={data_dir!r} (not a folder)")
+    split_dirs, class_names = _layout(data_dir)
     if not 0.0 < validation_split < 1.0:
         raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
+
+    candidates, skipped = {}, []
+    num_found = 0
+    for split, folder in split_dirs.items():
+        samples, split_skipped = _list_files(folder, class_names)
+        if max_per_class is not None:
+            samples = _at_most_per_class(samples, max_per_class, seed)
+        candidates[split] = samples
+        skipped += split_skipped
+        num_found += len(samples) + len(split_skipped)
+    return assemble(data_dir, class_names, candidates, skipped, num_found, image_size=image_size,
+                    validation_split=validation_split, seed=seed, memory_limit=memory_limit,
+                    where=lambda name: os.path.join(split_dirs["train"], name))
+
+
+def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sample]], skipped: list[tuple[str, str]],
+             num_found: int, *, image_size: int, validation_split: float, seed: int, memory_limit: int,
+             where: Callable[[str], str], fix: str = "add images or remove the folder") -> ImageFolder:
+    """Decodes and checks the candidate files of each split (`check_images`), makes sure every class
+    kept a training image (else an error naming `where(class_name)` and the `fix`), splits off validation
+    images when there is no `val` split, and returns the `ImageFolder`."""
+    total = sum(len(v) for v in candidates.values())
+    keep = total * image_size * image_size * 3 <= memory_limit
+    splits, warnings = {}, []
+    for split, samples in candidates.items():
+        checked, bad, warn = check_images(samples, image_size, keep=keep)
+        splits[split] = checked
+        skipped += bad
+        warnings += warn
+    label_of = {s.path: s.label for samples in candidates.values() for s in samples}
+    return _folder(root, class_names, splits, skipped, warnings, num_found, image_size=image_size,
+                   validation_split=validation_split, seed=seed, where=where, fix=fix, label_of=label_of)
+
+
+def assemble_in_memory(root: str, class_names: list[str], candidates: dict[str, list[Sample]], pixels: dict[str, np.ndarray],
+                       *, image_size: int, validation_split: float, seed: int) -> ImageFolder:
+    """`assemble` for images already decoded and resized (`pixels[sample.path]`), e.g. read from a
+    tf.data pipeline: nothing is skipped."""
+    splits = {split: Split(samples, np.stack([pixels[s.path] for s in samples]) if samples
+                           else np.zeros((0, image_size, image_size, 3), np.uint8))
+              for split, samples in candidates.items()}
+    return _folder(root, class_names, splits, [], [], sum(len(v) for v in candidates.values()), image_size=image_size,
+                   validation_split=validation_split, seed=seed, where=lambda name: root,
+                   fix="add elements with that label", label_of={})
+
+
+def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped: list, warnings: list, num_found: int,
+            *, image_size: int, validation_split: float, seed: int, where: Callable[[str], str], fix: str,
+            label_of: dict[str, int]) -> ImageFolder:
+    """The class check, the validation split and the `ImageFolder`, for both `assemble`s."""
+    for label, name in enumerate(class_names):
+        if not any(s.label == label for s in splits["train"].samples):
+            count = sum(1 for p, _ in skipped if label_of.get(p) == label or os.sep + name + os.sep in p)
+            raise ValueError(f"Class {name!r} has no usable image in {where(name)!r}"
+                             + (f" ({count} skipped)" if skipped else "") + f": {fix}.")
+    validation_source = "folder"
+    if "val" not in splits:
+        validation_source = "split"
+        train, val = _stratified_split(splits["train"].samples, validation_split, seed)
+        splits["train"], splits["val"] = _subset(splits["train"], train), _subset(splits["train"], val)
+    order = ["train", "val"] + (["test"] if "test" in splits else [])
+    return ImageFolder(
+        root=root, class_names=class_names, image_size=image_size,
+        splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
+        num_found=num_found, validation_source=validation_source, seed=seed,
+    )
+
+
+def _layout(data_dir: str) -> tuple[dict[str, str], list[str]]:
+    """The split folders of a dataset folder and its class names, with the structural checks."""
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"`data_dir` must be a folder of class subfolders. Received: data_dir={data_dir!r} (not a folder)")
     top = _class_dirs(data_dir)
+    split_dirs = {"train": data_dir}
     if "train" in top:
-        train_dir = _train_dir(data_dir)
+        split_dirs = {"train": _train_dir(data_dir)}
         val_name = next((n for n in VAL_DIR_NAMES if n in top), None)
-        split_dirs = {"train": train_dir}
         if val_name:
             split_dirs["val"] = os.path.join(data_dir, val_name)
         if "test" in top:
             split_dirs["test"] = os.path.join(data_dir, "test")
-    else:
-        split_dirs = {"train": data_dir}
     class_names = _class_dirs(split_dirs["train"])
     if len(class_names) < 2:
         raise ValueError(
@@ -406,42 +574,26 @@ def load_image_folder(
                 f"The classes of {folder!r} ({', '.join(_class_dirs(folder))}) differ from those of "
                 f"{split_dirs['train']!r} ({', '.join(class_names)}): give every split the same class folders."
             )
+    return split_dirs, class_names
 
-    candidates, skipped = {}, []
-    num_found = 0
-    for split, folder in split_dirs.items():
-        samples, split_skipped = _list_files(folder, class_names)
-        if max_per_class is not None:
-            samples = _at_most_per_class(samples, max_per_class, seed)
-        candidates[split] = samples
-        skipped += split_skipped
-        num_found += len(samples) + len(split_skipped)
-    total = sum(len(v) for v in candidates.values())
-    keep = total * image_size * image_size * 3 <= memory_limit
-    splits, warnings = {}, []
-    for split, samples in candidates.items():
-        checked, bad, warn = check_images(samples, image_size, keep=keep)
-        splits[split] = checked
-        skipped += bad
-        warnings += warn
-    for label, name in enumerate(class_names):
-        if not any(s.label == label for s in splits["train"].samples):
-            raise ValueError(
-                f"Class {name!r} has no usable image in {os.path.join(split_dirs['train'], name)!r}"
-                + (f" ({sum(1 for p, _ in skipped if os.sep + name + os.sep in p)} skipped)" if skipped else "")
-                + ": add images or remove the folder."
-            )
-    validation_source = "folder"
-    if "val" not in splits:
-        validation_source = "split"
-        train, val = _stratified_split(splits["train"].samples, validation_split, seed)
-        splits["train"], splits["val"] = _subset(splits["train"], train), _subset(splits["train"], val)
-    order = ["train", "val"] + (["test"] if "test" in splits else [])
-    return ImageFolder(
-        root=data_dir, class_names=class_names, image_size=image_size,
-        splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
-        num_found=num_found, validation_source=validation_source, seed=seed,
-    )
+
+def check_layout(data_dir: str) -> list[str]:
+    """Checks a dataset folder by listing only (nothing is decoded, so it is quick on any size):
+    the layout, at least two classes, the same classes in every split, and at least one candidate
+    image in each training class. Returns the class names. `tl_keras.train` runs it before it
+    resolves (or downloads) a backbone, so a wrong folder is reported first.
+
+    Raises:
+        ValueError: the problem, naming the folder and the fix.
+    """
+    split_dirs, class_names = _layout(data_dir)
+    samples, _ = _list_files(split_dirs["train"], class_names)
+    counts = np.bincount([s.label for s in samples], minlength=len(class_names))
+    for name, count in zip(class_names, counts):
+        if not count:
+            raise ValueError(f"Class {name!r} has no image file in {os.path.join(split_dirs['train'], name)!r}: "
+                             "add images or remove the folder.")
+    return class_names
 
 
 def _concat(a: Split, b: Split) -> Split:
@@ -455,9 +607,58 @@ def _train_dir(data_dir: str) -> str:
     return os.path.join(data_dir, "train") if has_train else data_dir
 
 
-def count_images(data_dir: str) -> dict[str, int]:
-    """Image files per class in the training files (`train/`, or the folder itself), by listing only:
+def load_data(source, **kwargs) -> ImageFolder:
+    """An image folder (`load_image_folder`), a label source: a `.csv` file, a pandas DataFrame or a
+    list of `(path, label[, split])` rows (`tl_keras.label_files.load_label_file`), or tf.data
+    datasets (`tl_keras.tfdata.DatasetSource`), loaded and checked with `kwargs`; an `ImageFolder` is
+    returned as it is."""
+    from tl_keras.label_files import is_label_source, load_label_file
+    from tl_keras.tfdata import DatasetSource, load_datasets
+
+    if isinstance(source, ImageFolder):
+        return source
+    if isinstance(source, DatasetSource):
+        return load_datasets(source, **kwargs)
+    if is_label_source(source):
+        return load_label_file(source, **kwargs)
+    return load_image_folder(source, **kwargs)
+
+
+def check_source(source) -> list[str]:
+    """`check_layout` for a folder, `tl_keras.label_files.check_label_rows` for a label source: the
+    checks that need no decoding. Returns the class names."""
+    from tl_keras.label_files import check_label_rows, is_label_source
+    from tl_keras.tfdata import DatasetSource
+
+    if isinstance(source, (ImageFolder, DatasetSource)):  # a DatasetSource checks itself when it is made
+        return list(source.class_names)
+    return check_label_rows(source) if is_label_source(source) else check_layout(source)
+
+
+def source_name(source) -> str:
+    """A short name for a data source, for output folders: the folder's name, a label file's folder's
+    name, else "model"."""
+    root = getattr(source, "root", source)
+    if not isinstance(root, str) or not os.path.exists(root):
+        return "model"
+    if os.path.isfile(root):
+        root = os.path.dirname(os.path.abspath(root))
+    return os.path.basename(os.path.normpath(root)) or "model"
+
+
+def count_images(data_dir) -> dict[str, int]:
+    """Image files per class in the training files (`train/`, or the folder itself; a label source's
+    training rows), by listing only:
     nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
+    from tl_keras.label_files import is_label_source, read_rows
+    from tl_keras.tfdata import DatasetSource, count_labels
+
+    if isinstance(data_dir, DatasetSource):
+        return count_labels(data_dir)
+    if is_label_source(data_dir):
+        rows, _ = read_rows(data_dir)
+        names = check_source(data_dir)
+        return {name: sum(1 for _, label, split in rows if label == name and split in (None, "train")) for name in names}
     train_dir = _train_dir(data_dir)
     class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
     if len(class_names) < 2:
@@ -543,7 +744,7 @@ def make_dataset(
             ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
         else:
             ds = tf.data.Dataset.from_tensor_slices((split.paths, labels)).map(
-                lambda p, y: (decode_image(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+                lambda p, y: (decode_streamed(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
         return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE), batch_size)
 
     if split.images is not None:
@@ -555,7 +756,7 @@ def make_dataset(
         paths = tf.constant(split.paths if split.paths else [""], tf.string)
 
         def load(i):
-            return decode_image(tf.io.read_file(tf.gather(paths, i)), image_size)
+            return decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size)
 
     label_table = tf.constant(labels)
     augmenting = training and augment
@@ -575,15 +776,20 @@ def make_dataset(
 
 def _read_image(path: str, image_size: int | None) -> np.ndarray:
     if not os.path.isfile(path):
-        raise ValueError(f"Image file not found: {path!r}")
-    contents = tf.io.read_file(path)
-    size = declared_size(contents.numpy())
+        reason = skip_reason(path) if os.path.islink(path) else None
+        raise ValueError(f"Image file not found: {path!r}" + (f" ({reason})" if reason else ""))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ValueError(f"{path!r} cannot be read ({err.strerror or err})") from err
+    size = declared_size(raw)
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
     try:
-        return decode_image(contents, image_size).numpy()
-    except tf.errors.OpError as err:
-        raise ValueError(f"{path!r} cannot be decoded as an image (JPEG, PNG, BMP or GIF): {_tf_message(err)}") from err
+        return decode_file(raw, image_size)
+    except ValueError as err:
+        raise ValueError(f"{path!r} {err}; tl_keras reads {FORMAT_NAMES}") from err
 
 
 def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None) -> list[np.ndarray]:
@@ -616,24 +822,28 @@ def try_read_images(
     return [image for image, _ in pairs], [error for _, error in pairs]
 
 
-def expand_image_paths(items: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def expand_image_paths(items: Sequence[str], *, report_missing: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
     """Image files named directly, found under folders (recursively, sorted), or matched by glob
     patterns (`**` included); returns `(paths, skipped)` where `skipped` lists the hidden and
-    non-image files met in folders and globs, with the reason.
+    non-image files met in folders and globs, with the reason (judged by content, see `skip_reason`).
 
     Raises:
-        ValueError: an item that is neither an existing file, a folder, nor a pattern matching something.
+        ValueError: an item that is neither an existing file, a folder, nor a pattern matching
+            something; with `report_missing=True` it is listed in `skipped` instead.
     """
     paths, skipped = [], []
 
     def consider(path: str) -> None:
-        name = os.path.basename(path)
-        if name.startswith("."):
-            skipped.append((path, "hidden file"))
-        elif not name.lower().endswith(IMAGE_EXTENSIONS):
-            skipped.append((path, f"not an image file type (expected one of {', '.join(IMAGE_EXTENSIONS)})"))
+        reason = skip_reason(path)
+        if reason:
+            skipped.append((path, reason))
         else:
             paths.append(path)
+
+    def missing(item: str, reason: str) -> None:
+        if not report_missing:
+            raise ValueError(f"{reason}: {item!r}")
+        skipped.append((item, reason))
 
     for item in items:
         if os.path.isfile(item):
@@ -646,9 +856,11 @@ def expand_image_paths(items: Sequence[str]) -> tuple[list[str], list[tuple[str,
         elif glob.has_magic(item):
             matches = sorted(m for m in glob.glob(item, recursive=True) if os.path.isfile(m))
             if not matches:
-                raise ValueError(f"No file matches {item!r}.")
+                missing(item, "no file matches this pattern")
             for match in matches:
                 consider(match)
+        elif os.path.islink(item):
+            missing(item, skip_reason(item) or "cannot be read")
         else:
-            raise ValueError(f"Image file or folder not found: {item!r}")
+            missing(item, "image file or folder not found")
     return paths, skipped

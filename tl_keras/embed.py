@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.classifier import build_classifier
-from tl_keras.data import load_image_folder
+from tl_keras.data import load_data
 from tl_keras.export import latest_version_dir, read_metadata
 from tl_keras.features import extract_features, feature_extractor
 from tl_keras.registry import resolve_backbone
@@ -81,7 +81,7 @@ def embed(
         size = spec.image_size
     else:
         size = image_size or export_size or 224
-    folder = load_image_folder(data_dir, image_size=size)
+    folder = load_data(data_dir, image_size=size)
     names = list(folder.splits)
     features = np.concatenate([extract_features(run, folder.dataset(name, batch_size=batch_size)) for name in names])
     by_folder = folder.validation_source == "folder"  # a flat folder's split is tl_keras's, not the user's

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.checks import require_int
-from tl_keras.data import load_image_folder, read_images, try_read_images
+from tl_keras.data import load_data, read_images, try_read_images
 from tl_keras.evaluation import classification_report
 from tl_keras.export import latest_version_dir, read_labels, read_metadata
 from tl_keras.tta import flip_averaged
@@ -115,7 +115,7 @@ class ExportedModel:
         training; the model resizes whatever it gets anyway.
         """
         image_size = image_size or self.image_size or 224
-        folder = load_image_folder(data_dir, image_size=image_size, validation_split=0.5)
+        folder = load_data(data_dir, image_size=image_size, validation_split=0.5)
         if list(folder.class_names) != list(self.class_names):
             raise ValueError(
                 f"The classes of {data_dir!r} ({', '.join(folder.class_names)}) differ from the model's "

@@ -1,0 +1,106 @@
+"""Label files: the real ants/bees photos listed in a CSV file, a DataFrame and a list of rows."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import HYMENOPTERA, asset
+from tl_keras.data import load_image_folder
+from tl_keras.label_files import load_label_file
+
+
+def _rows(root):
+    """(path relative to `root`, label, split) for every file of the hymenoptera folders."""
+    rows = []
+    for split in ("train", "val"):
+        for label in ("ants", "bees"):
+            folder = os.path.join(asset(HYMENOPTERA), split, label)
+            for name in sorted(os.listdir(folder)):
+                rows.append((os.path.relpath(os.path.join(folder, name), root), label, split))
+    return rows
+
+
+@pytest.fixture
+def label_csv(tmp_path):
+    """labels.csv listing every hymenoptera file (paths relative to the CSV), plus a row whose file
+    is missing and a row naming a text file."""
+    (tmp_path / "notes.txt").write_text("not a photo")
+    rows = _rows(str(tmp_path)) + [("gone/ant.jpg", "ants", "train"), ("notes.txt", "bees", "train")]
+    path = tmp_path / "labels.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows(rows)
+    return str(path), rows
+
+
+def test_a_csv_gives_the_folders_images_and_reports_every_row(label_csv):
+    path, rows = label_csv
+    listed = load_label_file(path, image_size=32)
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=32)
+    assert listed.class_names == folder.class_names == ["ants", "bees"]
+    assert listed.num_found == len(rows) and listed.num_used + len(listed.skipped) == len(rows)  # nothing lost
+    reasons = {os.path.basename(p): r for p, r in listed.skipped}
+    assert "listed in" in reasons["ant.jpg"] and "not found" in reasons["ant.jpg"]
+    assert reasons["notes.txt"].startswith("not an image file type")
+    assert listed.validation_source == "folder"
+    for split in ("train", "val"):  # the same files, labels and decoded pixels as the folder
+        assert [os.path.realpath(p) for p in listed.splits[split].paths] == [os.path.realpath(p) for p in folder.splits[split].paths]
+        np.testing.assert_array_equal(listed.splits[split].labels, folder.splits[split].labels)
+        np.testing.assert_array_equal(listed.splits[split].images, folder.splits[split].images)
+
+
+def test_a_dataframe_and_a_list_of_rows_read_as_the_csv(label_csv, tmp_path, monkeypatch):
+    import pandas as pd
+
+    path, rows = label_csv
+    monkeypatch.chdir(tmp_path)  # relative paths start from the current folder for in-memory rows
+    from_csv = load_label_file(path, image_size=32)
+    frame = pd.DataFrame(rows, columns=["path", "label", "split"])
+    for source in (frame, rows):
+        loaded = load_label_file(source, image_size=32)
+        assert loaded.class_names == from_csv.class_names
+        assert loaded.train.paths == from_csv.train.paths and loaded.val.paths == from_csv.val.paths
+        np.testing.assert_array_equal(loaded.train.labels, from_csv.train.labels)
+        assert [p for p, _ in loaded.skipped] == [p for p, _ in from_csv.skipped]
+    train_rows = [r[:2] for r in rows if r[2] == "train"]  # (path, label): no split column
+    loaded = load_label_file(train_rows, image_size=32, validation_split=0.2)
+    assert loaded.validation_source == "split" and loaded.num_found == len(train_rows)
+    assert len(loaded.val) == pytest.approx(0.2 * (loaded.num_used), abs=2)  # a seeded, stratified share
+
+
+@pytest.mark.parametrize("content, message", [
+    ("file,label\na.jpg,ants\n", r"must have the columns path,label\[,split\]; path missing"),
+    ("path,label\na.jpg,\n", r"line 2 has an empty label"),
+    ("path,label\na.jpg,ants;bees\n", r"line 2 has several labels \('ants;bees'\): multi-label"),
+    ("path,label,split\na.jpg,ants,holdout\n", r"line 2 has split 'holdout': use train, val or test"),
+    ("path,label\na.jpg,ants\nb.jpg,ants\n", r"must list at least 2 classes. Received: 1 \(ants\)"),
+    ("path,label,split\na.jpg,ants,train\nb.jpg,bees,val\n", r"Class 'bees' has no training row"),
+    ("path,label\n", r"lists no image"),
+])
+def test_bad_label_files_are_errors_naming_the_file_line_and_fix(tmp_path, content, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_label_file(str(path), image_size=32)
+
+
+def test_train_and_evaluate_from_a_label_file(label_csv, tiny_hub, tmp_path, capsys):
+    from tl_keras.cli import main
+
+    path, rows = label_csv
+    metrics_path = tmp_path / "m.json"
+    assert main(["train", path, "--backbone", tiny_hub, "--image-size", "32", "--head-epochs", "3",
+                 "--fine-tune-epochs", "0", "--output", str(tmp_path / "out"), "--metrics-json", str(metrics_path)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["num_files_found"] == len(rows) and "gone" in out  # the summary names the missing row's file
+    assert metrics["num_train_images"] + metrics["num_val_images"] + len(metrics["skipped_files"]) == len(rows)
+    assert main(["evaluate", metrics["export_dir"], path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_images"] == 153 and report["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-6)
+    assert main(["train", str(tmp_path / "nope.csv"), "--backbone", tiny_hub]) == 2
+    assert "Label file not found" in capsys.readouterr().err
