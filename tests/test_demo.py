@@ -27,6 +27,7 @@ def test_demo_transfers_through_the_public_path(tmp_path):
     assert "the pretrained features paid off" in proc.stdout
 
 
+@pytest.mark.slow  # seed 0 asserts it in the default suite; these add the other two seeds of the README's table
 @pytest.mark.parametrize("seed", [1, 2])
 def test_transfer_beats_scratch_by_ten_points_on_other_seeds(tmp_path, seed):
     from tl_keras.demo import run_demo
