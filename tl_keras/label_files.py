@@ -87,7 +87,10 @@ def read_rows(data: Any, root: str | None = None) -> tuple[list[tuple[str, str, 
 def check_label_rows(data: Any, root: str | None = None) -> list[str]:
     """The label source's class names (sorted), after the checks that need no decoding: columns, at
     least two classes, a training row for each class."""
-    rows, where = read_rows(data, root)
+    return _class_names(*read_rows(data, root))
+
+
+def _class_names(rows: list[tuple[str, str, str | None]], where: str) -> list[str]:
     class_names = sorted({label for _, label, _ in rows})
     if len(class_names) < 2:
         raise ValueError(f"{where!r} must list at least 2 classes. Received: {len(class_names)} ({', '.join(class_names)}).")
@@ -113,8 +116,8 @@ def load_label_file(
     `ImageFolder` whose `root` is the CSV path (or the DataFrame's type name)."""
     if not 0.0 < validation_split < 1.0:
         raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
-    class_names = check_label_rows(data, root)
     rows, where = read_rows(data, root)
+    class_names = _class_names(rows, where)
     index = {name: i for i, name in enumerate(class_names)}
     has_val = any(split == "val" for _, _, split in rows)
     candidates: dict[str, list[Sample]] = {"train": []}
