@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import HYMENOPTERA, asset
-from tl_keras.data import load_image_folder
+from tl_keras.data import count_images, load_image_folder
 from tl_keras.label_files import load_label_file
 
 
@@ -47,6 +47,8 @@ def test_a_csv_gives_the_folders_images_and_reports_every_row(label_csv):
     assert "listed in" in reasons["ant.jpg"] and "not found" in reasons["ant.jpg"]
     assert reasons["notes.txt"].startswith("not an image file type")
     assert listed.validation_source == "folder"
+    # What the advisor counts (listing only): training rows per class, the two odd rows included.
+    assert count_images(path) == {"ants": 124 + 1, "bees": 121 + 1} and count_images(asset(HYMENOPTERA)) == {"ants": 124, "bees": 121}
     for split in ("train", "val"):  # the same files, labels and decoded pixels as the folder
         assert [os.path.realpath(p) for p in listed.splits[split].paths] == [os.path.realpath(p) for p in folder.splits[split].paths]
         np.testing.assert_array_equal(listed.splits[split].labels, folder.splits[split].labels)

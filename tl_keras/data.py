@@ -270,8 +270,7 @@ def decode_file(raw: bytes, image_size: int | None = None) -> np.ndarray:
         image = _decode_tiff(raw)
         if image_size is None:
             return image
-        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+        return resize_uint8(image, image_size).numpy()
     try:
         return decode_image(raw, image_size).numpy()
     except tf.errors.OpError as err:
@@ -284,10 +283,20 @@ def decode_image(contents: tf.Tensor, image_size: int | None = None) -> tf.Tenso
     antialiased). TIFF needs `decode_file` (eager, through Pillow)."""
     image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
-    if image_size is not None:
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return image
+    return image if image_size is None else resize_uint8(image, image_size)
+
+
+def resize_uint8(image, image_size: int) -> tf.Tensor:
+    """The one resize every image goes through (files, tf.data elements, serving bytes): bilinear,
+    antialiased, to `image_size` squared, rounded back to uint8."""
+    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def require_fraction(validation_split: float) -> None:
+    """`validation_split` must be in (0, 1): checked before any image is read."""
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
 
 
 def decode_streamed(contents: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -391,8 +400,7 @@ def _check_one(path: str, image_size: int, keep: bool):
                      "decodes it: used as stored; re-save it upright if it looks sideways")
     pixels = None
     if keep:
-        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-        pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+        pixels = resize_uint8(image, image_size).numpy()
     return pixels, None, "; ".join(notes) or None
 
 
@@ -479,8 +487,7 @@ def load_image_folder(
             classes that differ from `train/`'s.
     """
     split_dirs, class_names = _layout(data_dir)
-    if not 0.0 < validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
+    require_fraction(validation_split)
 
     candidates, skipped = {}, []
     num_found = 0
@@ -650,15 +657,13 @@ def count_images(data_dir) -> dict[str, int]:
     """Image files per class in the training files (`train/`, or the folder itself; a label source's
     training rows), by listing only:
     nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
-    from tl_keras.label_files import is_label_source, read_rows
+    from tl_keras.label_files import count_rows, is_label_source
     from tl_keras.tfdata import DatasetSource, count_labels
 
     if isinstance(data_dir, DatasetSource):
         return count_labels(data_dir)
     if is_label_source(data_dir):
-        rows, _ = read_rows(data_dir)
-        names = check_source(data_dir)
-        return {name: sum(1 for _, label, split in rows if label == name and split in (None, "train")) for name in names}
+        return count_rows(data_dir)
     train_dir = _train_dir(data_dir)
     class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
     if len(class_names) < 2:

@@ -22,7 +22,7 @@ import os
 from typing import Any, Sequence
 
 from tl_keras.data import (
-    DEFAULT_MEMORY_LIMIT, VAL_DIR_NAMES, ImageFolder, Sample, _at_most_per_class, assemble, skip_reason,
+    DEFAULT_MEMORY_LIMIT, VAL_DIR_NAMES, ImageFolder, Sample, _at_most_per_class, assemble, require_fraction, skip_reason,
 )
 
 SPLITS = {"train": "train", "test": "test", **{name: "val" for name in VAL_DIR_NAMES}}
@@ -90,6 +90,14 @@ def check_label_rows(data: Any, root: str | None = None) -> list[str]:
     return _class_names(*read_rows(data, root))
 
 
+def count_rows(data: Any, root: str | None = None) -> dict[str, int]:
+    """Training rows per class (rows without a split count as training rows), after the checks of
+    `check_label_rows`; the file is read once."""
+    rows, where = read_rows(data, root)
+    return {name: sum(1 for _, label, split in rows if label == name and split in (None, "train"))
+            for name in _class_names(rows, where)}
+
+
 def _class_names(rows: list[tuple[str, str, str | None]], where: str) -> list[str]:
     class_names = sorted({label for _, label, _ in rows})
     if len(class_names) < 2:
@@ -114,8 +122,7 @@ def load_label_file(
     """Reads, checks and decodes the images a label source lists; the arguments are
     `load_image_folder`'s, plus `root` (the folder relative paths start from). Returns an
     `ImageFolder` whose `root` is the CSV path (or the DataFrame's type name)."""
-    if not 0.0 < validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
+    require_fraction(validation_split)
     rows, where = read_rows(data, root)
     class_names = _class_names(rows, where)
     index = {name: i for i, name in enumerate(class_names)}

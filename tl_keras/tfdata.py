@@ -22,7 +22,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.data import DEFAULT_MEMORY_LIMIT, ImageFolder, Sample, _at_most_per_class, assemble_in_memory
+from tl_keras.data import (
+    DEFAULT_MEMORY_LIMIT, ImageFolder, Sample, _at_most_per_class, assemble_in_memory, require_fraction, resize_uint8,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +72,7 @@ def _read(name: str, ds: tf.data.Dataset, image_size: int, num_classes: int, mem
         ds = ds.unbatch()
 
     def resize(image, label):
-        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8), tf.cast(label, tf.int32)
+        return resize_uint8(image, image_size), tf.cast(label, tf.int32)
 
     limit = max(1, memory_limit // (image_size * image_size * 3))
     images, labels = [], []
@@ -102,8 +103,7 @@ def load_datasets(
     max_per_class: int | None = None,
 ) -> ImageFolder:
     """Reads a `DatasetSource` into an in-memory `ImageFolder` (arguments as `load_image_folder`'s)."""
-    if not 0.0 < validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
+    require_fraction(validation_split)
     splits = {"train": source.train} if source.val is None else {"train": source.train, "val": source.val}
     candidates, pixels = {}, {}
     for split, ds in splits.items():
