@@ -1,4 +1,5 @@
-"""TFLite export: float32 and dynamic-range int8, labels beside, agreement with the SavedModel."""
+"""TFLite export: float32, dynamic-range int8, float16 and full-integer int8 (calibrated on the real
+training photos), labels beside, agreement with the SavedModel under LiteRT's interpreter."""
 
 import json
 import os
@@ -13,15 +14,25 @@ from conftest import HYMENOPTERA, asset
 def tflite_report(hymenoptera_result, tmp_path_factory):
     from tl_keras.tflite import export_tflite
 
-    return export_tflite(hymenoptera_result.export_dir, str(tmp_path_factory.mktemp("tflite")), check_data=asset(HYMENOPTERA))
+    return export_tflite(hymenoptera_result.export_dir, str(tmp_path_factory.mktemp("tflite")), check_data=asset(HYMENOPTERA),
+                         quantize=["none", "dynamic", "float16", "int8-full"])
 
 
-def test_both_variants_agree_with_the_saved_model_on_real_val_images(tflite_report):
-    f32, int8 = tflite_report["variants"]["float32"], tflite_report["variants"]["dynamic_int8"]
-    assert f32["num_check_images"] == int8["num_check_images"] == 153
+def test_every_variant_agrees_with_the_saved_model_on_real_val_images(tflite_report):
+    from conftest import HYMENOPTERA_MAJORITY, MARGIN
+
+    variants = tflite_report["variants"]
+    f32, dynamic, f16, full = (variants[v] for v in ("float32", "dynamic_int8", "float16", "int8_full"))
+    assert tflite_report["interpreter"] == "ai_edge_litert"  # LiteRT, in the test extra
+    assert all(v["num_check_images"] == 153 for v in variants.values())
     assert f32["top1_agreement"] == 1.0 and f32["max_abs_diff"] < 1e-4
-    assert int8["top1_agreement"] >= 0.85
-    assert int8["bytes"] < f32["bytes"] / 2.5  # int8 weights
+    assert f16["top1_agreement"] >= 0.97 and f16["max_abs_diff"] < 0.05
+    assert dynamic["top1_agreement"] >= 0.85 and full["top1_agreement"] >= 0.85
+    assert dynamic["bytes"] < f32["bytes"] / 2.5 and full["bytes"] < f32["bytes"] / 2.5  # int8 weights
+    assert f16["bytes"] < f32["bytes"] * 0.6  # float16 weights
+    for v in variants.values():  # each variant still classifies the real photos
+        assert v["accuracy"] > HYMENOPTERA_MAJORITY + MARGIN, v
+    assert abs(f32["accuracy"] - tflite_report["saved_model_accuracy"]) < 1e-9
     out = tflite_report["output_dir"]
     assert open(os.path.join(out, "labels.txt")).read() == "ants\nbees\n"
     meta = json.load(open(os.path.join(out, "tl_keras.json")))
@@ -38,11 +49,31 @@ def test_tflite_file_runs_in_the_interpreter_tensorflow_ships(tflite_report, hym
     np.testing.assert_allclose(lite, hymenoptera_result.model.predict(images, verbose=0), atol=1e-4)
 
 
-def test_cli_export_tflite_and_errors(hymenoptera_result, tmp_path):
+def test_full_integer_model_takes_and_gives_integers(tflite_report):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=tflite_report["variants"]["int8_full"]["path"])
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert source["dtype"] == np.uint8 and list(source["shape"]) == [1, 96, 96, 3]
+    assert target["dtype"] == np.uint8 and list(target["shape"]) == [1, 2]
+    assert source["quantization"] == (1.0, 0)  # calibrated on 0-255 pixels: the uint8 pixels go in as they are
+
+
+def test_cli_export_tflite_and_errors(hymenoptera_result, tmp_path, capsys):
     from tl_keras.cli import main
 
     assert main(["export-tflite", hymenoptera_result.export_dir, "--output", str(tmp_path / "lite"), "--variants", "float32"]) == 0
     assert sorted(os.listdir(tmp_path / "lite")) == ["labels.txt", "model_float32.tflite", "tl_keras.json"]
+    # An output ending in .tflite is that one file, not a folder.
+    assert main(["export-tflite", hymenoptera_result.export_dir, "--output", str(tmp_path / "one" / "model.tflite"),
+                 "--quantize", "dynamic"]) == 0
+    assert os.path.isfile(tmp_path / "one" / "model.tflite") and os.listdir(tmp_path / "one") == ["model.tflite"]
+    assert "assets/labels.txt" in capsys.readouterr().out
+    assert main(["export-tflite", hymenoptera_result.export_dir, "--output", str(tmp_path / "two.tflite"),
+                 "--quantize", "none", "dynamic"]) == 2
+    assert "exactly one variant" in capsys.readouterr().err
+    assert main(["export-tflite", hymenoptera_result.export_dir, "--output", str(tmp_path / "x"), "--quantize", "int8-full"]) == 2
+    assert "--representative-data" in capsys.readouterr().err and not os.path.exists(tmp_path / "x")
     from tl_keras.tflite import export_tflite
 
     with pytest.raises(ValueError, match="variants"):

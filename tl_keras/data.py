@@ -631,6 +631,25 @@ def load_data(source, **kwargs) -> ImageFolder:
     return load_image_folder(source, **kwargs)
 
 
+def split_arrays(data, class_names: Sequence[str], image_size: int, split: str | None = None,
+                 limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, labels) of one split of a data source (`load_data`) at `image_size`, for checking
+    an exported model: `split` None is test, else val; at most `limit` images (a seeded draw). The
+    source's classes must be `class_names`."""
+    folder = load_data(data, image_size=image_size, validation_split=0.5)
+    if list(folder.class_names) != list(class_names):
+        raise ValueError(f"The classes of {data!r} ({', '.join(folder.class_names)}) differ from the model's ({', '.join(class_names)}).")
+    split = split or ("test" if "test" in folder.splits else "val")
+    if split not in folder.splits:
+        raise ValueError(f"{data!r} has no {split!r} split; it has {sorted(folder.splits)}.")
+    pairs = [(x.numpy(), y.numpy()) for x, y in folder.dataset(split, batch_size=64)]
+    images, targets = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+    if limit is not None and limit < len(images):
+        pick = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+        images, targets = images[pick], targets[pick]
+    return images, targets
+
+
 def check_source(source) -> list[str]:
     """`check_layout` for a folder, `tl_keras.label_files.check_label_rows` for a label source: the
     checks that need no decoding. Returns the class names."""

@@ -1,18 +1,27 @@
-"""TFLite export of a tl_keras SavedModel: float32 and dynamic-range int8, with labels, checked against
-the SavedModel on real images with the TFLite interpreter TensorFlow ships.
+"""TFLite export of a tl_keras SavedModel: float32, dynamic-range int8, float16 and full-integer int8,
+with labels, checked against the SavedModel on real images with LiteRT's interpreter.
 
-The TFLite model takes float32 RGB 0-255 images already at the model's input size
-(`[1, size, size, 3]`; resize on the device, as `labels.txt`'s neighbour `tl_keras.json` says) and
-returns class probabilities `[1, num_classes]`. The antialiased resize of the SavedModel has no
-TFLite kernel, which is why it stays outside.
+The TFLite model takes RGB 0-255 images already at the model's input size (`[1, size, size, 3]`;
+resize on the device, as `labels.txt`'s neighbour `tl_keras.json` says) and returns class
+probabilities `[1, num_classes]`: float32 in and out, except `int8_full`, whose input is uint8 pixels
+and whose output is uint8 probabilities (scale 1/256; `tflite_predict` converts both). The
+antialiased resize of the SavedModel has no TFLite kernel, which is why it stays outside.
+
+Variants (`quantize` names in brackets): `float32` (none); `dynamic_int8` (dynamic: int8 weights,
+float activations, no calibration data); `float16` (float16 weights, for GPU delegates);
+`int8_full` (int8-full: weights and activations in int8, calibrated on a representative dataset
+drawn from the training images, integer input and output: Edge TPU, microcontrollers).
+
+Models are run with LiteRT's interpreter (`ai-edge-litert`, the `tflite` extra); where it is not
+installed, with the `tf.lite.Interpreter` TensorFlow still ships, and the report says which.
 
 Example:
 
 >>> from tl_keras.tflite import export_tflite
->>> report = export_tflite("saved_models/flowers", "saved_models/flowers_tflite",
+>>> report = export_tflite("saved_models/flowers", "saved_models/flowers_tflite", quantize=["int8-full"],
 ...                        check_data="../shared/assets/datasets/flowers")  # doctest: +SKIP
->>> report["variants"]["dynamic_int8"]["top1_agreement"]  # doctest: +SKIP
-0.995
+>>> report["variants"]["int8_full"]["top1_agreement"]  # doctest: +SKIP
+0.99
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
-from tl_keras.data import load_image_folder
+from tl_keras.data import split_arrays
+from tl_keras.files import atomic_write
 from tl_keras.export import (
     LABELS_FILE,
     METADATA_FILE,
@@ -36,58 +46,117 @@ from tl_keras.export import (
     read_metadata,
 )
 
-VARIANTS = ("float32", "dynamic_int8")
+VARIANTS = ("float32", "dynamic_int8", "float16", "int8_full")
+DEFAULT_VARIANTS = ("float32", "dynamic_int8")
+# `--quantize` names -> variant names (the file is model_<variant>.tflite).
+QUANTIZE = {"none": "float32", "dynamic": "dynamic_int8", "float16": "float16", "int8-full": "int8_full"}
 
 
-def _convert(function, loaded, variant: str) -> bytes:
+def _convert(function, loaded, variant: str, representative: np.ndarray | None = None) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
-    if variant == "dynamic_int8":  # int8 weights, float activations: no calibration data needed
+    if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8_full":  # every op in int8, calibrated on real training images; uint8 pixels in
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
     return converter.convert()
 
 
+def interpreter_name() -> str:
+    """Which interpreter `tflite_predict` uses: LiteRT's when `ai-edge-litert` is installed."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return "tf.lite.Interpreter (ai-edge-litert is not installed: pip install \"tl_keras[tflite]\")"
+    return "ai_edge_litert"
+
+
+def _interpreter(model_path: str):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():  # "use LiteRT": it is not installed, so this is the one there is
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            return tf.lite.Interpreter(model_path=model_path)
+    return Interpreter(model_path=model_path)
+
+
 def tflite_predict(model_path: str, images: np.ndarray) -> np.ndarray:
-    """Probabilities from a `.tflite` file for float32 images `[n, size, size, 3]`, one at a time."""
-    with warnings.catch_warnings():  # "use LiteRT": tf.lite.Interpreter is the one TensorFlow ships
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        interpreter = tf.lite.Interpreter(model_path=model_path)
+    """Probabilities (float32) from a `.tflite` file for RGB 0-255 images `[n, size, size, 3]`, one
+    at a time; integer inputs and outputs (`int8_full`) are quantized and dequantized here."""
+    interpreter = _interpreter(model_path)
     interpreter.allocate_tensors()
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
     out = []
     for image in images:
-        interpreter.set_tensor(source["index"], image[None].astype(np.float32))
+        x = image[None].astype(np.float32)
+        if source["dtype"] != np.float32:
+            scale, zero = source["quantization"]
+            info = np.iinfo(source["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(source["dtype"])
+        interpreter.set_tensor(source["index"], x)
         interpreter.invoke()
-        out.append(interpreter.get_tensor(target["index"])[0].copy())
+        y = interpreter.get_tensor(target["index"])[0].copy()
+        if target["dtype"] != np.float32:
+            scale, zero = target["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        out.append(y)
     return np.stack(out) if out else np.zeros((0, target["shape"][-1]), np.float32)
+
+
+def variants_for(quantize: Sequence[str]) -> list[str]:
+    """`quantize` names (`none`, `dynamic`, `float16`, `int8-full`) as variant names."""
+    unknown = [q for q in quantize if q not in QUANTIZE]
+    if unknown or not quantize:
+        raise ValueError(f"`quantize` must be some of {sorted(QUANTIZE)}. Received: {list(quantize)}")
+    return [QUANTIZE[q] for q in quantize]
 
 
 def export_tflite(
     model_dir: str,
-    output_dir: str,
+    output: str,
     *,
-    variants: Sequence[str] = VARIANTS,
+    variants: Sequence[str] | None = None,
+    quantize: Sequence[str] | None = None,
     check_data: str | None = None,
     check_split: str | None = None,
     max_check_images: int | None = None,
+    representative_data: str | None = None,
+    representative_images: int = 200,
 ) -> dict:
-    """Converts a tl_keras export to `.tflite` files in `output_dir`, beside `labels.txt` and `tl_keras.json`.
+    """Converts a tl_keras export to `.tflite`.
 
     Args:
         model_dir: the export (`NAME/` for its latest version, or `NAME/VERSION/`).
-        output_dir: created if missing; gets `model_float32.tflite` and/or `model_dynamic_int8.tflite`.
-        variants: which of `"float32"` and `"dynamic_int8"` (int8 weights, float compute). Both by default.
-        check_data: an image folder (class subfolders) to compare TFLite with the SavedModel on: its
-            val/ (or test/, or every image) is run through both; top-1 agreement is reported.
-        check_split: the split of `check_data` to use. Defaults to test, else val, else all.
+        output: a folder (created if missing) that gets `model_<variant>.tflite` for each variant,
+            `labels.txt` and `tl_keras.json`; or a path ending in `.tflite`, which gets the one
+            variant asked for and nothing beside it (the labels are the export's `assets/labels.txt`).
+        variants: some of `VARIANTS`. Defaults to float32 and dynamic_int8.
+        quantize: the same by `--quantize` name: some of `none`, `dynamic`, `float16`, `int8-full`.
+            Give `variants` or `quantize`, not both.
+        check_data: an image folder or label file to compare TFLite with the SavedModel on: its test/
+            (else val/) images run through both, and the top-1 agreement, the largest probability
+            difference and each one's accuracy are reported.
+        check_split: the split of `check_data` to use. Defaults to test, else val.
         max_check_images: compare on at most this many images. Defaults to all.
+        representative_data: the folder or label file whose train split calibrates `int8_full`.
+            Defaults to `check_data`.
+        representative_images: calibration images, a seeded draw from that split. Defaults to 200.
 
     Returns:
-        `{"output_dir", "labels", "image_size", "variants": {name: {"path", "bytes",
-        "top1_agreement", "max_abs_diff", "num_check_images"}}}` (agreement keys None without data).
+        `{"output", "output_dir", "labels", "image_size", "interpreter", "saved_model_accuracy",
+        "variants": {name: {"path", "bytes", "top1_agreement", "max_abs_diff", "accuracy",
+        "num_check_images"}}}` (the check keys None without `check_data`).
     """
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise ValueError(f"`variants` must be some of {VARIANTS}. Received: {list(variants)}")
+    variants = _variants(variants, quantize)
+    single = output.lower().endswith(".tflite")
+    if single and len(variants) != 1:
+        raise ValueError(f"`output` {output!r} names one .tflite file, so it takes exactly one variant; received "
+                         f"{variants}. Pass a folder to write several.")
     path = latest_version_dir(model_dir)
     loaded = tf.saved_model.load(path)
     if not hasattr(loaded, "probabilities_at_size"):
@@ -98,35 +167,57 @@ def export_tflite(
     function = loaded.probabilities_at_size.get_concrete_function()
     size = int(function.structured_input_signature[0][0].shape[1])
     labels = read_labels(path)
-    os.makedirs(output_dir, exist_ok=True)
-    shutil.copy(os.path.join(path, "assets", LABELS_FILE), os.path.join(output_dir, LABELS_FILE))
-    with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-        json.dump({**read_metadata(path), "tflite_input": f"float32 [1, {size}, {size}, 3], RGB 0-255, resized to {size}x{size}",
-                   "source_saved_model": os.path.abspath(path)}, f, indent=2)
-
-    images, reference = None, None
+    representative = None
+    if "int8_full" in variants:
+        source = representative_data or check_data
+        if not source:
+            raise ValueError("The int8_full variant (--quantize int8-full) calibrates on training images: pass "
+                             "`representative_data` (--representative-data DATA_DIR) or `check_data` (--check-data).")
+        representative, _ = split_arrays(source, labels, size, "train", representative_images)
+    check = None
     if check_data:
-        folder = load_image_folder(check_data, image_size=size, validation_split=0.5)
-        if folder.class_names != labels:
-            raise ValueError(f"The classes of {check_data!r} ({', '.join(folder.class_names)}) differ from the model's ({', '.join(labels)}).")
-        split = check_split or ("test" if "test" in folder.splits else "val")
-        if split not in folder.splits:
-            raise ValueError(f"`check_split` must be one of {sorted(folder.splits)}. Received: {split!r}")
-        images = np.concatenate([x.numpy() for x, _ in folder.dataset(split, batch_size=64)])[:max_check_images]
-        reference = run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels))
-    report = {"output_dir": output_dir, "labels": labels, "image_size": size, "variants": {}}
+        images, targets = split_arrays(check_data, labels, size, check_split, max_check_images)
+        check = images, targets, run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels))
+    out_dir = os.path.dirname(os.path.abspath(output)) if single else output
+    os.makedirs(out_dir, exist_ok=True)
+    if not single:
+        _write_sidecars(path, out_dir, size)
+    report = {"output": output, "output_dir": out_dir, "labels": labels, "image_size": size,
+              "interpreter": interpreter_name() if check else None,
+              "saved_model_accuracy": None if check is None else float((check[2].argmax(1) == check[1]).mean()),
+              "variants": {}}
     for variant in variants:
-        target = os.path.join(output_dir, f"model_{variant}.tflite")
-        with open(target, "wb") as f:
-            f.write(_convert(function, loaded, variant))
-        entry = {"path": target, "bytes": os.path.getsize(target), "top1_agreement": None, "max_abs_diff": None,
-                 "num_check_images": 0}
-        if images is not None:
-            lite = tflite_predict(target, images)
-            entry.update(
-                top1_agreement=float((lite.argmax(1) == reference.argmax(1)).mean()),
-                max_abs_diff=float(np.abs(lite - reference).max()),
-                num_check_images=int(len(images)),
-            )
-        report["variants"][variant] = entry
+        target = output if single else os.path.join(output, f"model_{variant}.tflite")
+        model = _convert(function, loaded, variant, representative)
+        atomic_write(target, lambda f: f.write(model))
+        report["variants"][variant] = {"path": target, "bytes": os.path.getsize(target), **_compare(target, check)}
     return report
+
+
+def _variants(variants: Sequence[str] | None, quantize: Sequence[str] | None) -> list[str]:
+    if variants is not None and quantize is not None:
+        raise ValueError("Give `variants` or `quantize`, not both.")
+    variants = list(DEFAULT_VARIANTS if variants is None and quantize is None else variants or variants_for(quantize))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"`variants` must be some of {VARIANTS}. Received: {variants}")
+    return list(dict.fromkeys(variants))
+
+
+def _write_sidecars(path: str, out_dir: str, size: int) -> None:
+    shutil.copy(os.path.join(path, "assets", LABELS_FILE), os.path.join(out_dir, LABELS_FILE))
+    meta = {**read_metadata(path), "tflite_input": f"float32 [1, {size}, {size}, 3], RGB 0-255, resized to {size}x{size} "
+            "(model_int8_full.tflite: uint8 pixels in, uint8 probabilities out, scale 1/256)",
+            "source_saved_model": os.path.abspath(path)}
+    atomic_write(os.path.join(out_dir, METADATA_FILE), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+
+
+def _compare(target: str, check) -> dict:
+    """Top-1 agreement, largest probability difference and accuracy of a .tflite file on the check images."""
+    if check is None:
+        return {"top1_agreement": None, "max_abs_diff": None, "accuracy": None, "num_check_images": 0}
+    images, targets, reference = check
+    lite = tflite_predict(target, images)
+    return {"top1_agreement": float((lite.argmax(1) == reference.argmax(1)).mean()),
+            "max_abs_diff": float(np.abs(lite - reference).max()),
+            "accuracy": float((lite.argmax(1) == targets).mean()), "num_check_images": int(len(images))}
