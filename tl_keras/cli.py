@@ -168,13 +168,30 @@ def _serving_commands(sub) -> None:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--tta", action="store_true", help="test-time augmentation: average each image's probabilities with its mirror image's (twice the compute; an export trained with --tta does it already)")
 
-    x = sub.add_parser("export-tflite", help="convert an export to TFLite (float32 and dynamic-range int8) with labels",
-                       description="Writes model_float32.tflite and model_dynamic_int8.tflite, labels.txt and tl_keras.json to OUTPUT_DIR; with --check-data, reports how often TFLite and the SavedModel agree on the top-1 class.")
+    x = sub.add_parser("export-tflite", help="convert an export to TFLite (float32, dynamic-range int8, float16, full-integer int8) with labels",
+                       description="Writes model_<variant>.tflite for each variant asked for (default: float32 and dynamic_int8), labels.txt and "
+                                   "tl_keras.json to OUTPUT (a folder), or the one variant to OUTPUT ending in .tflite; with --check-data, reports "
+                                   "each variant's size, top-1 agreement with the SavedModel and accuracy, run with LiteRT's interpreter.")
     x.add_argument("model_dir", metavar="MODEL_DIR")
-    x.add_argument("--output", metavar="OUTPUT_DIR", help="default: MODEL_DIR's NAME folder + _tflite/VERSION")
-    x.add_argument("--variants", nargs="+", choices=["float32", "dynamic_int8"], default=["float32", "dynamic_int8"])
-    x.add_argument("--check-data", metavar="DATA_DIR", help="image folder to compare TFLite with the SavedModel on (its test/ or val/ split)")
+    x.add_argument("--output", metavar="OUTPUT", help="a folder, or a file ending in .tflite for one variant (default: MODEL_DIR's NAME folder + _tflite/VERSION)")
+    x.add_argument("--quantize", nargs="+", choices=["none", "dynamic", "float16", "int8-full"],
+                   help="none = float32; dynamic = int8 weights; float16 = float16 weights; int8-full = int8 weights and "
+                        "activations, uint8 input and output, calibrated on training images (needs --representative-data or --check-data)")
+    x.add_argument("--variants", nargs="+", choices=["float32", "dynamic_int8", "float16", "int8_full"],
+                   help="the same by file name (model_<variant>.tflite); default: float32 dynamic_int8")
+    x.add_argument("--check-data", metavar="DATA_DIR", help="image folder or label file to compare TFLite with the SavedModel on (its test/ or val/ split)")
+    x.add_argument("--representative-data", metavar="DATA_DIR", help="image folder or label file whose train split calibrates int8-full (default: --check-data)")
     x.add_argument("--json", action="store_true", help="print JSON")
+
+    o = sub.add_parser("export-onnx", help="convert an export to ONNX (tf2onnx), checked with onnxruntime",
+                       description="Writes one .onnx file: float32 images [batch, size, size, 3] RGB 0-255 at the model's input size -> "
+                                   "probabilities; labels, input size and opset in its metadata_props. With --check-data, reports top-1 "
+                                   "agreement and the largest probability difference with the SavedModel, run with onnxruntime.")
+    o.add_argument("model_dir", metavar="MODEL_DIR")
+    o.add_argument("--output", metavar="FILE.onnx", help="default: NAME_onnx/VERSION/model.onnx beside MODEL_DIR's NAME folder")
+    o.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default: 17)")
+    o.add_argument("--check-data", metavar="DATA_DIR", help="image folder or label file to compare ONNX with the SavedModel on (its test/ or val/ split)")
+    o.add_argument("--json", action="store_true", help="print JSON")
 
     m = sub.add_parser("embed", help="write one feature vector per image (with path and label) to a .npz",
                        description="Feature extraction: runs the backbone of an export (fine-tuned) or any backbone over DATA_DIR.")
@@ -184,12 +201,38 @@ def _serving_commands(sub) -> None:
     m.add_argument("--image-size", type=_positive_int, help="default: the export's or the backbone's")
     m.add_argument("--weights", metavar="H5", help="weights for keras: backbones")
 
+    _serve_command(sub)
+
     d = sub.add_parser("demo", help="offline end-to-end demo on scikit-learn's bundled digits",
                        description="Pretrain a small backbone on half of the digit scans, export it in TF Hub format, transfer it to digits 5-9 of the other half with two labels per class through the public path, and compare with training from scratch.")
     d.add_argument("--output", default=os.path.join("saved_models", "demo"), metavar="DIR", help="where the demo writes (default: saved_models/demo)")
     d.add_argument("--labels-per-class", type=_positive_int, default=2, help="target-task training images per class (default: 2)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--metrics-json", metavar="PATH")
+
+
+def _serve_command(sub) -> None:
+    from tl_keras.server import ServerSettings
+
+    defaults = ServerSettings()
+    s = sub.add_parser("serve", help="serve an export over HTTP with TF Serving's REST API, and a page to try it",
+                       description="Serves MODEL_BASE's version folders as TF Serving's REST API does (status, metadata, "
+                                   ":predict with instances or inputs, {\"b64\": ...} for image_bytes); a new version "
+                                   "folder is loaded without a restart; GET / is a page where you drop an image.")
+    s.add_argument("model_dir", metavar="MODEL_BASE", help="the export folder NAME/ holding version folders 1/, 2/, ...")
+    s.add_argument("--host", default=defaults.host, help=f"address to listen on (default: {defaults.host}, this machine only)")
+    s.add_argument("--port", type=int, default=defaults.port, help=f"(default: {defaults.port}, TF Serving's REST port)")
+    s.add_argument("--model-name", metavar="NAME", help="the NAME in /v1/models/NAME (default: MODEL_BASE's folder name)")
+    s.add_argument("--max-batch-size", type=_positive_int, default=defaults.max_batch_size,
+                   help=f"most rows run as one batch; 1 turns batching off (default: {defaults.max_batch_size})")
+    s.add_argument("--batch-timeout-ms", type=float, default=defaults.batch_timeout_ms,
+                   help=f"how long a request waits for others to share its batch (default: {defaults.batch_timeout_ms:g})")
+    s.add_argument("--max-request-bytes", type=_positive_int, default=defaults.max_request_bytes,
+                   help=f"largest request body; larger ones get 413 (default: {defaults.max_request_bytes})")
+    s.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
+                   help=f"how often MODEL_BASE is checked for new versions (default: {defaults.poll_seconds:g})")
+    s.add_argument("--keep-versions", type=_positive_int, default=defaults.keep_versions,
+                   help=f"how many of the newest versions stay loaded (default: {defaults.keep_versions})")
 
 
 def _print_train_summary(metrics: dict) -> None:
@@ -438,16 +481,41 @@ def _export_tflite(args) -> int:
     source = latest_version_dir(args.model_dir)
     version = os.path.basename(os.path.normpath(source))
     output = args.output or os.path.join(os.path.dirname(os.path.normpath(source)) + "_tflite", version)
-    report = export_tflite(source, output, variants=args.variants, check_data=args.check_data)
+    report = export_tflite(source, output, variants=args.variants, quantize=args.quantize, check_data=args.check_data,
+                           representative_data=args.representative_data)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
-        for name, v in report["variants"].items():
-            agreement = "" if v["top1_agreement"] is None else (
-                f", top-1 agreement with the SavedModel {v['top1_agreement']:.4f} on {v['num_check_images']} images"
-                f" (max |p diff| {v['max_abs_diff']:.4f})")
-            print(f"{name:13} {v['path']} ({v['bytes'] / 1e6:.2f} MB){agreement}")
-        print(f"labels        {os.path.join(output, 'labels.txt')}; input float32 [1, {report['image_size']}, {report['image_size']}, 3], RGB 0-255")
+        return 0
+    for name, v in report["variants"].items():
+        agreement = "" if v["top1_agreement"] is None else (
+            f", top-1 agreement with the SavedModel {v['top1_agreement']:.4f} on {v['num_check_images']} images"
+            f" (max |p diff| {v['max_abs_diff']:.4f}), accuracy {v['accuracy']:.4f}")
+        print(f"{name:13} {v['path']} ({v['bytes'] / 1e6:.2f} MB){agreement}")
+    if report["saved_model_accuracy"] is not None:
+        print(f"SavedModel    accuracy {report['saved_model_accuracy']:.4f}; checked with {report['interpreter']}")
+    labels = os.path.join(source, "assets", "labels.txt") if output.lower().endswith(".tflite") else os.path.join(output, "labels.txt")
+    size = report["image_size"]
+    print(f"labels        {labels}; input [1, {size}, {size}, 3] RGB 0-255 (float32; uint8 for int8_full)")
+    return 0
+
+
+def _export_onnx(args) -> int:
+    from tl_keras.export import latest_version_dir
+    from tl_keras.onnx_export import export_onnx
+
+    source = latest_version_dir(args.model_dir)
+    version = os.path.basename(os.path.normpath(source))
+    output = args.output or os.path.join(os.path.dirname(os.path.normpath(source)) + "_onnx", version, "model.onnx")
+    report = export_onnx(source, output, opset=args.opset, check_data=args.check_data)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    size = report["image_size"]
+    print(f"onnx          {report['path']} ({report['bytes'] / 1e6:.2f} MB, opset {report['opset']}); input "
+          f"{report['input']} float32 [batch, {size}, {size}, 3] RGB 0-255, output {report['output']}")
+    if report["top1_agreement"] is not None:
+        print(f"check         top-1 agreement with the SavedModel {report['top1_agreement']:.4f} on {report['num_check_images']} images "
+              f"(max |p diff| {report['max_abs_diff']:.2e}); accuracy {report['accuracy']:.4f} (SavedModel {report['saved_model_accuracy']:.4f}), onnxruntime")
     return 0
 
 
@@ -459,6 +527,25 @@ def _embed(args) -> int:
           f"(arrays: features, paths, labels, class_names, splits)")
     for item in result["skipped_files"]:
         print(f"  skipped {item['path']}: {item['reason']}")
+    return 0
+
+
+def _serve(args) -> int:
+    import logging
+
+    from tl_keras.server import ServerSettings, serve
+
+    settings = ServerSettings(host=args.host, port=args.port, model_name=args.model_name,
+                              max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
+                              max_request_bytes=args.max_request_bytes, poll_seconds=args.poll_seconds,
+                              keep_versions=args.keep_versions)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    def ready(url: str) -> None:
+        print(f"serving {url} (TF Serving REST API); try it at http://{args.host}:{args.port}/ ; Ctrl-C stops", flush=True)
+
+    serve(args.model_dir, settings, ready=ready)
+    print("stopped", flush=True)
     return 0
 
 
@@ -484,7 +571,7 @@ def _demo(args) -> int:
 
 
 COMMANDS = {"train": _train, "advise": _advise, "lr-find": _lr_find, "predict": _predict, "evaluate": _evaluate,
-            "export-tflite": _export_tflite, "embed": _embed, "demo": _demo}
+            "export-tflite": _export_tflite, "export-onnx": _export_onnx, "embed": _embed, "serve": _serve, "demo": _demo}
 
 
 def _run(args) -> int:
