@@ -242,3 +242,32 @@ def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_bo
     free = HubBackbone(asset(HUB_035))
     free.set_trainable_blocks(1)
     assert "inference mode" in free.split_at_trainable()
+
+
+def test_a_module_no_layer_can_reach_is_reused_with_its_pretrained_weights():
+    """Building the same backbone again in one process reuses a loaded module once nothing can reach
+    it (its layer and every variable wrapper garbage-collected), with the pretrained values put back;
+    a module still in use is never shared."""
+    import gc
+
+    from tl_keras.hub import MODULE_POOL
+
+    first = HubBackbone(asset(HUB_035))
+    pretrained = [v.numpy().copy() for v in first.hub_variables]
+    second = HubBackbone(asset(HUB_035))  # the first is alive: its own module
+    assert second.module is not first.module
+    first.reinitialize(seed=0)  # the first layer's weights change ...
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(second.hub_variables, pretrained))  # ... not the second's
+    module = first.module
+    kept = first.hub_variables[0]  # a wrapper still held: the module stays in use
+    del first
+    gc.collect()
+    third = HubBackbone(asset(HUB_035))
+    assert third.module is not module
+    del kept, third
+    loads = MODULE_POOL.loads
+    fourth = HubBackbone(asset(HUB_035))  # now unreachable: reused, no load, weights as loaded
+    assert MODULE_POOL.loads == loads and fourth.module is module
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(fourth.hub_variables, pretrained))
+    x = tf.constant(_images(2))
+    np.testing.assert_allclose(fourth(x).numpy(), second(x).numpy(), atol=1e-6)

@@ -428,6 +428,65 @@ def _concrete_call(module, training: bool):
     return functions[0]
 
 
+class ModulePool:
+    """Loaded SavedModels, kept for reuse in this process: loading one again costs seconds (restoring
+    hundreds of functions), and a run loads the same backbone several times (the advisor and the
+    model, `compare_scratch`, k-fold, the LR finder).
+
+    A module is handed out again only when nothing can reach it any more: the `HubBackbone` that had
+    it and every `keras.Variable` wrapping its variables have been garbage-collected. Its variables
+    are then set back to the values they were loaded with, so the new layer starts from exactly the
+    pretrained weights a fresh load gives. Modules loaded under a `tf.distribute` strategy scope are
+    never pooled (their variables belong to that strategy).
+
+    >>> from tl_keras.hub import MODULE_POOL
+    >>> MODULE_POOL.loads  # SavedModel loads so far in this process   # doctest: +SKIP
+    3
+    """
+
+    def __init__(self, max_per_path: int = 2):
+        self.max_per_path = max_per_path
+        self.loads = 0  # SavedModel loads, for tests and curious users
+        self._entries: dict[str, list[dict]] = {}
+
+    def acquire(self, path: str, owner: keras.layers.Layer):
+        """A module of `path` for `owner` alone: a free pooled one (weights restored), else a new load."""
+        import gc
+        import weakref
+
+        if tf.distribute.has_strategy():
+            self.loads += 1
+            return tf.saved_model.load(path)
+        entries = self._entries.setdefault(path, [])
+        for attempt in range(2):
+            for entry in entries:
+                if all(ref() is None for ref in entry["owners"]):
+                    for variable, value in zip(entry["module"].variables, entry["values"]):
+                        variable.assign(value)
+                    entry["owners"] = [weakref.ref(owner)]
+                    return entry["module"]
+            if attempt == 0 and entries:
+                gc.collect()  # Keras models sit in reference cycles: free the dead ones now
+        module = tf.saved_model.load(path)
+        self.loads += 1
+        if len(entries) < self.max_per_path:
+            entries.append({"module": module, "values": [v.numpy() for v in module.variables],
+                            "owners": [weakref.ref(owner)]})
+        return module
+
+    def watch(self, module, wrappers: Sequence) -> None:
+        """Keeps `module` in use while any of `wrappers` (the keras.Variables adopting its variables) lives."""
+        import weakref
+
+        for entries in self._entries.values():
+            for entry in entries:
+                if entry["module"] is module:
+                    entry["owners"] += [weakref.ref(w) for w in wrappers]
+
+
+MODULE_POOL = ModulePool()
+
+
 def _keras_name(variable_name: str) -> str:
     """`block_16_project/kernel:0` -> `block_16_project_kernel` (Keras names cannot hold '/')."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", variable_name.split(":")[0])
@@ -499,7 +558,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
         self.cut = cut
         # Loading inside the layer's constructor puts the variables under whatever tf.distribute
         # strategy scope is active, so they become distributed variables like any Keras weight.
-        module = module if module is not None else tf.saved_model.load(resolve_handle(handle))
+        module = module if module is not None else MODULE_POOL.acquire(resolve_handle(handle), self)
         # A plain holder keeps the module out of Keras/TF object tracking: the wrapped variables
         # below are the only path from this layer to the module's state, so nothing is saved twice.
         self._hub = types.SimpleNamespace(module=module, accepts_training=_accepts_training(module), cuts={})
@@ -515,6 +574,7 @@ class HubBackbone(BlockSelection, keras.layers.Layer):
             keras.Variable(initializer=v, trainable=t, name=_keras_name(v.name))
             for v, t in zip(variables, self._source_trainable)
         ]
+        MODULE_POOL.watch(module, self.hub_variables)
         for kv, v in zip(self.hub_variables, variables):
             if kv.value is not v:  # pragma: no cover - guards a change in Keras' TF backend
                 raise RuntimeError(
