@@ -5,6 +5,12 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Three test processes (pytest-xdist) share two cores, and tests start worker processes of their own:
+# TensorFlow single-threaded in each (inherited by every subprocess, so runs compared across processes
+# use the same threads) keeps its thread pools from spinning against each other. Measured on
+# test_features.py + test_training.py under -n 3: 233 s -> 195 s.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import pytest
 

@@ -286,3 +286,14 @@ def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
         assert "is not a JPEG, PNG, GIF or BMP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
     finally:
         driver.quit()
+
+
+def test_serve_names_a_wrong_folder(tmp_path, capsys):
+    from tl_keras.cli import main
+
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert "(not a folder)" in capsys.readouterr().err
+    (tmp_path / "model" / "1").mkdir(parents=True)
+    (tmp_path / "model" / "1" / "saved_model.pb").write_bytes(b"")
+    assert main(["serve", str(tmp_path / "model" / "1")]) == 2
+    assert "is one version of a model: serve its parent folder" in capsys.readouterr().err

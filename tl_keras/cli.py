@@ -489,7 +489,7 @@ def _export_tflite(args) -> int:
     for name, v in report["variants"].items():
         agreement = "" if v["top1_agreement"] is None else (
             f", top-1 agreement with the SavedModel {v['top1_agreement']:.4f} on {v['num_check_images']} images"
-            f" (max |p diff| {v['max_abs_diff']:.4f}), accuracy {v['accuracy']:.4f}")
+            f" (max |p diff| {v['max_abs_diff']:.2g}), accuracy {v['accuracy']:.4f}")
         print(f"{name:13} {v['path']} ({v['bytes'] / 1e6:.2f} MB){agreement}")
     if report["saved_model_accuracy"] is not None:
         print(f"SavedModel    accuracy {report['saved_model_accuracy']:.4f}; checked with {report['interpreter']}")

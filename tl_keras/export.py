@@ -221,6 +221,20 @@ def attach_functions(module: _ServingModule, model: keras.Model) -> None:
         module._probabilities_at_size, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
 
 
+def load_at_size(model_dir: str):
+    """What the TFLite and ONNX converters take from an export: `(version_dir, loaded SavedModel, its
+    probabilities_at_size concrete function, input size)`."""
+    path = latest_version_dir(model_dir)
+    loaded = tf.saved_model.load(path)
+    if not hasattr(loaded, "probabilities_at_size"):
+        raise ValueError(
+            f"{path!r} has no `probabilities_at_size` function: it was exported by an older tl_keras or is "
+            "not a tl_keras ImageClassifier export. Export it again with this version (`tl_keras.export_saved_model`)."
+        )
+    function = loaded.probabilities_at_size.get_concrete_function()
+    return path, loaded, function, int(function.structured_input_signature[0][0].shape[1])
+
+
 def export_metadata(model: keras.Model, class_names: Sequence[str], config=None, tta: bool = False) -> dict:
     """`assets/tl_keras.json`: what a client needs to feed the model, and the training config."""
     backbone = getattr(model, "backbone", None)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.data import split_arrays
-from tl_keras.export import latest_version_dir, read_labels
+from tl_keras.export import load_at_size, read_labels
 from tl_keras.files import atomic_write
 
 DEFAULT_OPSET = 17
@@ -82,11 +82,7 @@ def export_onnx(
     if not output.lower().endswith(".onnx"):
         raise ValueError(f"`output` must be a file ending in .onnx. Received: {output!r}")
     tf2onnx = _require()
-    path = latest_version_dir(model_dir)
-    loaded = tf.saved_model.load(path)
-    if not hasattr(loaded, "probabilities_at_size"):
-        raise ValueError(f"{path!r} has no `probabilities_at_size` function: export it again with this tl_keras version.")
-    size = int(loaded.probabilities_at_size.get_concrete_function().structured_input_signature[0][0].shape[1])
+    path, loaded, _, size = load_at_size(model_dir)
     labels = read_labels(path)
     spec = [tf.TensorSpec([None, size, size, 3], tf.float32, name="images")]
     function = tf.function(lambda images: {"probabilities": loaded.probabilities_at_size(images)}, input_signature=spec)

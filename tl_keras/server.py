@@ -547,6 +547,9 @@ def serve(model_dir: str, settings: ServerSettings = ServerSettings(), ready: Ca
         raise ImportError("`tl-keras serve` needs aiohttp: pip install \"tl_keras[serve]\"") from None
     if not os.path.isdir(model_dir):
         raise ValueError(f"`model_dir` must be a model folder holding version folders (NAME/1/, ...). Received: {model_dir!r} (not a folder)")
+    if os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise ValueError(f"{model_dir!r} is one version of a model: serve its parent folder NAME/, which holds the "
+                         "version folders (as TF Serving's --model_base_path), so new versions are picked up.")
     app = make_app(model_dir, settings)
     url = f"http://{settings.host}:{settings.port}/v1/models/{app['model'].name}"
     # run_app calls `print` once the versions are loaded (on_startup) and the port is open.

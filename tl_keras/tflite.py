@@ -37,14 +37,8 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.data import split_arrays
+from tl_keras.export import LABELS_FILE, METADATA_FILE, load_at_size, read_labels, read_metadata
 from tl_keras.files import atomic_write
-from tl_keras.export import (
-    LABELS_FILE,
-    METADATA_FILE,
-    latest_version_dir,
-    read_labels,
-    read_metadata,
-)
 
 VARIANTS = ("float32", "dynamic_int8", "float16", "int8_full")
 DEFAULT_VARIANTS = ("float32", "dynamic_int8")
@@ -157,15 +151,7 @@ def export_tflite(
     if single and len(variants) != 1:
         raise ValueError(f"`output` {output!r} names one .tflite file, so it takes exactly one variant; received "
                          f"{variants}. Pass a folder to write several.")
-    path = latest_version_dir(model_dir)
-    loaded = tf.saved_model.load(path)
-    if not hasattr(loaded, "probabilities_at_size"):
-        raise ValueError(
-            f"{path!r} has no `probabilities_at_size` function: it was exported by an older tl_keras or is "
-            "not a tl_keras ImageClassifier export. Export it again with this version (`tl_keras.export_saved_model`)."
-        )
-    function = loaded.probabilities_at_size.get_concrete_function()
-    size = int(function.structured_input_signature[0][0].shape[1])
+    path, loaded, function, size = load_at_size(model_dir)
     labels = read_labels(path)
     representative = None
     if "int8_full" in variants:
