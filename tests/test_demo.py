@@ -2,20 +2,19 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from conftest import MARGIN
 
 
-def test_demo_transfers_through_the_public_path(tmp_path):
+def test_demo_transfers_through_the_public_path(tmp_path, capsys):
+    from tl_keras.cli import main
+
     metrics_path = tmp_path / "demo.json"
-    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", "demo", "--output", str(tmp_path / "demo"),
-                           "--metrics-json", str(metrics_path)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "from scratch" in proc.stdout and "transfer" in proc.stdout
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--metrics-json", str(metrics_path)]) == 0
+    out = capsys.readouterr().out
+    assert "from scratch" in out and "transfer" in out
     metrics = json.loads(metrics_path.read_text())
     assert metrics["target_train_images"] == 10
     assert os.path.exists(os.path.join(metrics["hub_backbone_dir"], "saved_model.pb"))
@@ -24,7 +23,7 @@ def test_demo_transfers_through_the_public_path(tmp_path):
     # CNN trained from scratch (three times the epochs, its best epoch) clearly.
     assert metrics["transfer_val_accuracy"] >= metrics["scratch_val_accuracy"] + 0.10
     assert metrics["scratch_val_accuracy"] > 0.2 + MARGIN  # the comparison is with a scratch run that learned
-    assert "the pretrained features paid off" in proc.stdout
+    assert "the pretrained features paid off" in out
 
 
 @pytest.mark.slow  # seed 0 asserts it in the default suite; these add the other two seeds of the README's table

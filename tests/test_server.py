@@ -53,10 +53,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(hymenoptera_result, tmp_path):
-    """`tl-keras serve` in its own process on a copy of the trained export (version 1)."""
-    base = tmp_path / "hymenoptera"
+@pytest.fixture(scope="module")
+def server(hymenoptera_result, tmp_path_factory):
+    """`tl-keras serve` in its own process on a copy of the trained export (version 1), shared by the
+    tests below in file order; the last one adds a version and stops it."""
+    base = tmp_path_factory.mktemp("served") / "hymenoptera"
     shutil.copytree(hymenoptera_result.export_dir, base / "1")
     port = _free_port()
     proc = subprocess.Popen(
@@ -133,6 +134,56 @@ def test_tf_serving_rest_api_over_http(server, hymenoptera_result):
         page = response.read().decode()
     assert response.status == 200 and '"hymenoptera"' in page and "serving_bytes" in page
     assert _call(root + "/labels.json") == (200, {"model": "hymenoptera", "version": 1, "class_names": ["ants", "bees"]})
+
+
+def _chromium():
+    """Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`; `.ci/run` installs
+    them). Outside CI a machine without them skips the browser test, saying why; in CI it fails."""
+    import shutil as sh
+
+    found = sh.which("chromium"), sh.which("chromedriver")
+    if not all(found):
+        message = "the page test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
+    """The page at / in a real headless Chromium: a photo picked in its file field is sent to the
+    server and the classes appear, best first; a file that is no image shows the server's error."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = _chromium()
+    _, root, _ = server
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.get(root + "/")
+        assert driver.find_element(By.ID, "name").text == "hymenoptera"
+        photo = _photos(n=2)[1]  # a bee
+        driver.find_element(By.ID, "file").send_keys(photo)
+        rows = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.result"))
+        shown = [(r.find_elements(By.TAG_NAME, "td")[0].text, float(r.find_elements(By.TAG_NAME, "td")[1].text)) for r in rows]
+        status, answer = _call(f"{root}/v1/models/hymenoptera:predict",
+                               {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64(photo)}]})
+        probabilities = answer["predictions"][0]["probabilities"]
+        expected = sorted(zip(["ants", "bees"], probabilities), key=lambda x: -x[1])
+        assert [name for name, _ in shown] == [name for name, _ in expected]
+        assert all(abs(p - q) < 1e-3 for (_, p), (_, q) in zip(shown, expected))
+        assert driver.find_element(By.ID, "version").text == "version 1"  # before the next test adds version 2
+        driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
+        error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
+        assert "is not a JPEG, PNG, GIF or BMP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
+    finally:
+        driver.quit()
 
 
 def test_concurrent_valid_and_invalid_requests_then_a_new_version_then_a_graceful_stop(server):
@@ -238,56 +289,6 @@ def test_request_formats_follow_tf_serving():
             parse_predict(body, signatures)
 
 
-def _chromium():
-    """Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`; `.ci/run` installs
-    them). Outside CI a machine without them skips the browser test, saying why; in CI it fails."""
-    import shutil as sh
-
-    found = sh.which("chromium"), sh.which("chromedriver")
-    if not all(found):
-        message = "the page test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
-    """The page at / in a real headless Chromium: a photo picked in its file field is sent to the
-    server and the classes appear, best first; a file that is no image shows the server's error."""
-    from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser, driver_path = _chromium()
-    _, root, _ = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-    try:
-        driver.get(root + "/")
-        assert driver.find_element(By.ID, "name").text == "hymenoptera"
-        photo = _photos(n=2)[1]  # a bee
-        driver.find_element(By.ID, "file").send_keys(photo)
-        rows = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.result"))
-        shown = [(r.find_elements(By.TAG_NAME, "td")[0].text, float(r.find_elements(By.TAG_NAME, "td")[1].text)) for r in rows]
-        status, answer = _call(f"{root}/v1/models/hymenoptera:predict",
-                               {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64(photo)}]})
-        probabilities = answer["predictions"][0]["probabilities"]
-        expected = sorted(zip(["ants", "bees"], probabilities), key=lambda x: -x[1])
-        assert [name for name, _ in shown] == [name for name, _ in expected]
-        assert all(abs(p - q) < 1e-3 for (_, p), (_, q) in zip(shown, expected))
-        assert driver.find_element(By.ID, "version").text == "version 1"
-        driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
-        error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
-        assert "is not a JPEG, PNG, GIF or BMP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
-    finally:
-        driver.quit()
-
-
 def test_serve_names_a_wrong_folder(tmp_path, capsys):
     from tl_keras.cli import main
 
@@ -297,3 +298,19 @@ def test_serve_names_a_wrong_folder(tmp_path, capsys):
     (tmp_path / "model" / "1" / "saved_model.pb").write_bytes(b"")
     assert main(["serve", str(tmp_path / "model" / "1")]) == 2
     assert "is one version of a model: serve its parent folder" in capsys.readouterr().err
+
+
+def test_a_broken_version_is_reported_and_tried_again_once_its_files_change(hymenoptera_result, tmp_path):
+    from tl_keras.server import ModelVersions
+
+    version = tmp_path / "model" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"half copied")
+    versions = ModelVersions(str(tmp_path / "model"))
+    assert versions.refresh() == [] and versions.refresh() == []  # failed, and not retried while unchanged
+    (status,) = versions.status(None)["model_version_status"]
+    assert status["state"] == "END" and "saved_model.pb" in status["status"]["error_message"]
+    shutil.rmtree(version)
+    shutil.copytree(hymenoptera_result.export_dir, version)  # the copy completes
+    assert versions.refresh() == [1]
+    assert versions.status(None)["model_version_status"][0]["state"] == "AVAILABLE"

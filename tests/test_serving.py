@@ -93,3 +93,19 @@ def test_test_time_flip_agrees_across_keras_the_client_and_the_signatures(hymeno
     assert main(["predict", hymenoptera_result.export_dir, paths[0], "--tta", "--json", "--top-k", "2"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert dict(row["top_k"])[row["label"]] == pytest.approx(float(expected[0].max()), abs=1e-4)
+
+
+def test_an_export_is_loaded_once_per_process_while_its_files_are_unchanged(hymenoptera_result, tmp_path):
+    import shutil
+
+    from tl_keras.export import load_export
+
+    by_version = ExportedModel(hymenoptera_result.export_dir)
+    by_name = ExportedModel(os.path.dirname(hymenoptera_result.export_dir))
+    assert by_version._loaded is by_name._loaded  # one load serves both
+    copy = tmp_path / "model" / "1"
+    shutil.copytree(hymenoptera_result.export_dir, copy)
+    first = load_export(str(copy))
+    assert first is not by_version._loaded and load_export(str(copy)) is first
+    os.utime(copy / "saved_model.pb", ns=(0, 0))  # the folder is rewritten: loaded again
+    assert load_export(str(copy)) is not first

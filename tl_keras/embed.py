@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from tl_keras.classifier import build_classifier
 from tl_keras.data import load_data
-from tl_keras.export import latest_version_dir, read_metadata
+from tl_keras.export import latest_version_dir, load_export, read_metadata
 from tl_keras.features import extract_features, feature_extractor
 from tl_keras.registry import resolve_backbone
 
@@ -33,7 +32,7 @@ def _export_extractor(source: str):
     metadata = read_metadata(path)
     if not metadata.get("format", "").startswith("tl_keras/"):
         return None, None  # a SavedModel, but not a tl_keras export: a backbone (e.g. a TF Hub folder)
-    loaded = tf.saved_model.load(path)
+    loaded = load_export(path)
     if not hasattr(loaded, "features"):
         raise ValueError(
             f"{path!r} is a SavedModel without a `features` function (exported by an older tl_keras, or not "

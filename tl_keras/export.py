@@ -26,10 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
 import tempfile
+import threading
 import types
 import uuid
 from typing import Sequence
@@ -221,11 +223,39 @@ def attach_functions(module: _ServingModule, model: keras.Model) -> None:
         module._probabilities_at_size, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
 
 
+_LOADED: "collections.OrderedDict[tuple, object]" = collections.OrderedDict()
+_LOADED_LOCK = threading.Lock()
+KEEP_LOADED = 4
+
+
+def load_export(version_dir: str):
+    """`tf.saved_model.load` of an export, once per process while its files are unchanged.
+
+    Exports are read-only, so `ExportedModel` (predict, evaluate), the TFLite and ONNX converters and
+    `embed` share one loaded copy instead of restoring the whole graph again (seconds each time). The
+    `KEEP_LOADED` most recently used exports stay loaded; a rewritten folder (new file times or
+    sizes) is loaded again.
+    """
+    path = os.path.abspath(version_dir)
+    files = [os.path.join(path, name) for name in ("saved_model.pb", os.path.join("variables", "variables.index"))]
+    key = (path, *((s.st_mtime_ns, s.st_size) for s in map(os.stat, filter(os.path.exists, files))))
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+    loaded = tf.saved_model.load(path)
+    with _LOADED_LOCK:
+        _LOADED[key] = loaded
+        while len(_LOADED) > KEEP_LOADED:
+            _LOADED.popitem(last=False)
+    return loaded
+
+
 def load_at_size(model_dir: str):
     """What the TFLite and ONNX converters take from an export: `(version_dir, loaded SavedModel, its
     probabilities_at_size concrete function, input size)`."""
     path = latest_version_dir(model_dir)
-    loaded = tf.saved_model.load(path)
+    loaded = load_export(path)
     if not hasattr(loaded, "probabilities_at_size"):
         raise ValueError(
             f"{path!r} has no `probabilities_at_size` function: it was exported by an older tl_keras or is "

@@ -137,7 +137,7 @@ class ModelVersions:
     def __init__(self, base: str, keep: int = 1):
         self.base, self.keep = base, keep
         self.loaded: dict[int, Version] = {}
-        self.failed: dict[int, str] = {}
+        self.failed: dict[int, tuple[str, tuple]] = {}  # version -> (error, file stamp when it failed)
         self._lock = threading.Lock()
 
     def on_disk(self) -> list[int]:
@@ -152,14 +152,16 @@ class ModelVersions:
         wanted = self.on_disk()[-self.keep:]
         new = []
         for number in wanted:
-            if number in self.loaded or number in self.failed:
-                continue
+            stamp = self._stamp(number)
+            if number in self.loaded or self.failed.get(number, (None, None))[1] == stamp:
+                continue  # loaded, or failed and unchanged since: a folder still being copied is tried again
             try:
                 version = _load_version(number, os.path.join(self.base, str(number)))
             except Exception as err:  # a broken version must not stop the ones that work
-                self.failed[number] = f"{type(err).__name__}: {err}"
+                self.failed[number] = (f"{type(err).__name__}: {err}", stamp)
                 log.error("version %d of %s failed to load: %s", number, self.base, err)
                 continue
+            self.failed.pop(number, None)
             with self._lock:
                 self.loaded[number] = version
             new.append(number)
@@ -170,6 +172,11 @@ class ModelVersions:
                     del self.loaded[number]
                     log.info("unloaded version %d", number)
         return new
+
+    def _stamp(self, number: int) -> tuple:
+        folder = os.path.join(self.base, str(number))
+        files = [os.path.join(folder, "saved_model.pb"), os.path.join(folder, "variables", "variables.index")]
+        return tuple((s.st_mtime_ns, s.st_size) for s in map(os.stat, filter(os.path.exists, files)))
 
     def get(self, model: str, version: str | None) -> Version:
         with self._lock:
@@ -184,7 +191,7 @@ class ModelVersions:
     def status(self, version: str | None) -> dict:
         with self._lock:
             states = {n: ("AVAILABLE", "OK", "") for n in self.loaded}
-        states.update({n: ("END", "UNKNOWN", message) for n, message in self.failed.items()})
+        states.update({n: ("END", "UNKNOWN", message) for n, (message, _) in self.failed.items()})
         if version is not None:
             states = {n: s for n, s in states.items() if str(n) == version}
         return {"model_version_status": [

@@ -19,7 +19,7 @@ from tl_keras.batches import run_batches, slices
 from tl_keras.checks import require_int
 from tl_keras.data import load_data, read_images, try_read_images
 from tl_keras.evaluation import classification_report
-from tl_keras.export import latest_version_dir, read_labels, read_metadata
+from tl_keras.export import latest_version_dir, load_export, read_labels, read_metadata
 from tl_keras.tta import flip_averaged
 
 
@@ -35,7 +35,7 @@ class ExportedModel:
 
     def __init__(self, model_dir: str, tta: bool = False):
         self.path = latest_version_dir(model_dir)
-        self._loaded = tf.saved_model.load(self.path)
+        self._loaded = load_export(self.path)
         self._serve = self._loaded.signatures["serving_default"]
         self.class_names = read_labels(self.path)
         metadata = read_metadata(self.path)

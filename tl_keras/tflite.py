@@ -151,14 +151,14 @@ def export_tflite(
     if single and len(variants) != 1:
         raise ValueError(f"`output` {output!r} names one .tflite file, so it takes exactly one variant; received "
                          f"{variants}. Pass a folder to write several.")
+    source = representative_data or check_data
+    if "int8_full" in variants and not source:
+        raise ValueError("The int8_full variant (--quantize int8-full) calibrates on training images: pass "
+                         "`representative_data` (--representative-data DATA_DIR) or `check_data` (--check-data).")
     path, loaded, function, size = load_at_size(model_dir)
     labels = read_labels(path)
     representative = None
     if "int8_full" in variants:
-        source = representative_data or check_data
-        if not source:
-            raise ValueError("The int8_full variant (--quantize int8-full) calibrates on training images: pass "
-                             "`representative_data` (--representative-data DATA_DIR) or `check_data` (--check-data).")
         representative, _ = split_arrays(source, labels, size, "train", representative_images)
     check = None
     if check_data:
