@@ -46,6 +46,19 @@ def asset(path: str) -> str:
     return path
 
 
+def hymenoptera_subset(path, train: int, val: int) -> str:
+    """A label file (path,label,split) of the first `train` and `val` ants/bees photos per class of each
+    split, written at `path`: for mechanics that need a few batches per epoch, not every photo decoded
+    in every process."""
+    rows = ["path,label,split"]
+    for split, n in (("train", train), ("val", val)):
+        for cls in ("ants", "bees"):
+            folder = os.path.join(asset(HYMENOPTERA), split, cls)
+            rows += [f"{os.path.join(folder, f)},{cls},{split}" for f in sorted(os.listdir(folder)) if f.endswith(".jpg")][:n]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
 def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh Python process (fresh TensorFlow state); fails the test on a non-zero exit."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

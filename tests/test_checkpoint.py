@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import HYMENOPTERA, asset
+from conftest import HYMENOPTERA, asset, hymenoptera_subset
 from tl_keras.checkpoint import RunCheckpoint
 
-def _command(backbone):
-    return ["train", asset(HYMENOPTERA), "--backbone", backbone, "--image-size", "32", "--batch-size", "16",
+
+def _command(backbone, data):
+    return ["train", data, "--backbone", backbone, "--image-size", "32", "--batch-size", "16",
             "--head-epochs", "3", "--fine-tune-epochs", "3", "--unfreeze-blocks", "2", "--no-evaluate"]
 
 
-def _finish(output, backbone):
+def _finish(output, backbone, data):
     """The command as a user runs it, in a fresh process: (metrics, stdout)."""
-    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", *_command(backbone), "--output", str(output),
+    proc = subprocess.run([sys.executable, "-m", "tl_keras.cli", *_command(backbone, data), "--output", str(output),
                            "--metrics-json", str(output) + ".json"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,8 +55,8 @@ main(sys.argv[2:])
 """
 
 
-def _kill_once(output, backbone, epoch):
-    proc = subprocess.run([sys.executable, "-c", _KILLED, str(epoch), *_command(backbone), "--output", str(output)],
+def _kill_once(output, backbone, data, epoch):
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(epoch), *_command(backbone, data), "--output", str(output)],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     return proc.stdout
@@ -67,15 +68,17 @@ def _weights(export_dir):
 
 
 def test_sigkilled_in_both_phases_then_rerun_ends_with_the_uninterrupted_weights(tmp_path, tiny_hub):
-    # The mechanics do not depend on pretrained weights: a small Hub module keeps the five runs short.
-    reference, _ = _finish(tmp_path / "reference", tiny_hub)
+    # The mechanics do not depend on pretrained weights: a small Hub module and 48 + 40 photos per class
+    # (6 batches an epoch) keep the four runs short.
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40)
+    reference, _ = _finish(tmp_path / "reference", tiny_hub, data)
     assert not reference["resumed"]
     # The default path: phase 1 on cached features, phase 2 on cached boundary activations.
     assert reference["feature_cache"]["used"] and reference["boundary_cache"]["used"], reference["boundary_cache"]
     interrupted = tmp_path / "interrupted"
-    assert "killed in feature_head" in _kill_once(interrupted, tiny_hub, epoch=1)  # phase 1, second epoch
-    assert "killed in boundary_model" in _kill_once(interrupted, tiny_hub, epoch=4)  # phase 2, its second epoch
-    resumed, stdout = _finish(interrupted, tiny_hub)
+    assert "killed in feature_head" in _kill_once(interrupted, tiny_hub, data, epoch=1)  # phase 1, second epoch
+    assert "killed in boundary_model" in _kill_once(interrupted, tiny_hub, data, epoch=4)  # phase 2, its second epoch
+    resumed, stdout = _finish(interrupted, tiny_hub, data)
     assert resumed["resumed"] and "resumed from a checkpoint" in stdout
     # The last process skipped the finished phase 1 and phase 2's first saved epoch (4/6).
     assert not any(f"Epoch {e}/" in stdout for e in range(1, 5)) and "Epoch 5/6" in stdout, stdout[-2000:]

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset, run_python
+from conftest import HUB_035, HYMENOPTERA_MAJORITY, MARGIN, asset, hymenoptera_subset, run_python
 from tl_keras.distribute import get_strategy, is_chief
 
 
@@ -48,7 +48,9 @@ print(json.dumps({"replicas": result.metrics["num_replicas"], "batch": result.me
 
 
 def test_mirrored_strategy_over_two_logical_cpus_trains_and_exports(tmp_path):
-    out = run_python(MIRRORED, asset(HYMENOPTERA), asset(HUB_035), str(tmp_path / "mirrored"))
+    # 60 training photos per class and the whole val split (70 ants, 83 bees: majority 0.542 as in the folder)
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=60, val=83)
+    out = run_python(MIRRORED, data, asset(HUB_035), str(tmp_path / "mirrored"))
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and report["batch"] == 32
     assert set(report["kinds"]) <= {"MirroredVariable", "SyncOnReadVariable"} and "MirroredVariable" in report["kinds"]
@@ -119,18 +121,6 @@ def _reports(procs):
     return reports
 
 
-def _subset(path, train=48, val=40):
-    """A label file of the first `train` and `val` ants/bees photos per class of each split: the
-    cluster mechanics need a few batches per epoch, not every photo decoded in every worker."""
-    rows = ["path,label,split"]
-    for split, n in (("train", train), ("val", val)):
-        for cls in ("ants", "bees"):
-            folder = os.path.join(asset(HYMENOPTERA), split, cls)
-            rows += [f"{os.path.join(folder, f)},{cls},{split}" for f in sorted(os.listdir(folder)) if f.endswith(".jpg")][:n]
-    path.write_text("\n".join(rows) + "\n")
-    return str(path)
-
-
 @pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is_killed(tmp_path, workers, tiny_hub):
     """MultiWorkerMirroredStrategy from TF_CONFIG with local worker processes: the workers stay in sync,
@@ -144,7 +134,7 @@ def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is
 
     import tl_keras
 
-    data = _subset(tmp_path / "labels.csv")
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40)
     reference = str(tmp_path / "reference")
     reports = _reports(_cluster(workers, [data, tiny_hub, reference]))
     chief, others = reports[0], reports[1:]
