@@ -535,10 +535,8 @@ def _serve(args) -> int:
 
     from tl_keras.server import ServerSettings, serve
 
-    settings = ServerSettings(host=args.host, port=args.port, model_name=args.model_name,
-                              max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
-                              max_request_bytes=args.max_request_bytes, poll_seconds=args.poll_seconds,
-                              keep_versions=args.keep_versions)
+    # The serve flags are ServerSettings' fields by name.
+    settings = ServerSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerSettings) if hasattr(args, f.name)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     def ready(url: str) -> None:

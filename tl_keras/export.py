@@ -237,8 +237,7 @@ def load_export(version_dir: str):
     sizes) is loaded again.
     """
     path = os.path.abspath(version_dir)
-    files = [os.path.join(path, name) for name in ("saved_model.pb", os.path.join("variables", "variables.index"))]
-    key = (path, *((s.st_mtime_ns, s.st_size) for s in map(os.stat, filter(os.path.exists, files))))
+    key = (path, files_stamp(path))
     with _LOADED_LOCK:
         if key in _LOADED:
             _LOADED.move_to_end(key)
@@ -249,6 +248,13 @@ def load_export(version_dir: str):
         while len(_LOADED) > KEEP_LOADED:
             _LOADED.popitem(last=False)
     return loaded
+
+
+def files_stamp(version_dir: str) -> tuple:
+    """(modification time, size) of a SavedModel's `saved_model.pb` and variables index: what changes
+    when its folder is rewritten."""
+    files = [os.path.join(version_dir, name) for name in ("saved_model.pb", os.path.join("variables", "variables.index"))]
+    return tuple((s.st_mtime_ns, s.st_size) for s in map(os.stat, filter(os.path.exists, files)))
 
 
 def load_at_size(model_dir: str):

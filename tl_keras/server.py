@@ -149,10 +149,12 @@ class ModelVersions:
 
     def refresh(self) -> list[int]:
         """Loads the newest `keep` versions not loaded yet, then unloads the rest; returns those loaded now."""
+        from tl_keras.export import files_stamp
+
         wanted = self.on_disk()[-self.keep:]
         new = []
         for number in wanted:
-            stamp = self._stamp(number)
+            stamp = files_stamp(os.path.join(self.base, str(number)))
             if number in self.loaded or self.failed.get(number, (None, None))[1] == stamp:
                 continue  # loaded, or failed and unchanged since: a folder still being copied is tried again
             try:
@@ -172,11 +174,6 @@ class ModelVersions:
                     del self.loaded[number]
                     log.info("unloaded version %d", number)
         return new
-
-    def _stamp(self, number: int) -> tuple:
-        folder = os.path.join(self.base, str(number))
-        files = [os.path.join(folder, "saved_model.pb"), os.path.join(folder, "variables", "variables.index")]
-        return tuple((s.st_mtime_ns, s.st_size) for s in map(os.stat, filter(os.path.exists, files)))
 
     def get(self, model: str, version: str | None) -> Version:
         with self._lock:
