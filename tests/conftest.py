@@ -59,6 +59,19 @@ def hymenoptera_subset(path, train: int, val: int) -> str:
     return str(path)
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` free TCP ports on 127.0.0.1 (for worker processes and servers the tests start)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh Python process (fresh TensorFlow state); fails the test on a non-zero exit."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

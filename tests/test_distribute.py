@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from conftest import HUB_035, HYMENOPTERA_MAJORITY, MARGIN, asset, hymenoptera_subset, run_python
+from conftest import HUB_035, HYMENOPTERA_MAJORITY, MARGIN, asset, free_ports, hymenoptera_subset, run_python
 from tl_keras.distribute import get_strategy, is_chief
 
 
@@ -74,24 +74,12 @@ CLUSTER_FLAGS = ["--image-size", "32", "--batch-size", "16", "--head-epochs", "1
                  "--unfreeze-blocks", "1", "--no-evaluate"]
 
 
-def _free_ports(n):
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _cluster(n, args, code=MULTI_WORKER, logs=None):
     """Starts `n` worker processes on 127.0.0.1 ports, TF_CONFIG set as on n machines. Output goes to
     pipes, or with `logs` (a folder) to files there, for chatty runs that could fill a pipe."""
     import sys
 
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(n)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(n)]
     procs = []
     for index in range(n):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -17,7 +17,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import HYMENOPTERA, asset
+from conftest import HYMENOPTERA, asset, free_ports
 
 
 def _photos(split="val", n=4):
@@ -28,10 +28,10 @@ def _photos(split="val", n=4):
     return paths
 
 
-def _call(url, payload=None, method=None, raw=None, timeout=60):
+def _call(url, payload=None, raw=None, timeout=60):
     """(status, JSON body) of one request; error statuses too."""
     data = raw if raw is not None else (None if payload is None else json.dumps(payload).encode())
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -45,21 +45,13 @@ def _b64(path):
         return {"b64": base64.b64encode(f.read()).decode()}
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(hymenoptera_result, tmp_path_factory):
     """`tl-keras serve` in its own process on a copy of the trained export (version 1), shared by the
     tests below in file order; the last one adds a version and stops it."""
     base = tmp_path_factory.mktemp("served") / "hymenoptera"
     shutil.copytree(hymenoptera_result.export_dir, base / "1")
-    port = _free_port()
+    (port,) = free_ports(1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tl_keras.cli", "serve", str(base), "--port", str(port), "--poll-seconds", "0.2",
          "--max-batch-size", "8", "--batch-timeout-ms", "1000", "--max-request-bytes", "2000000"],
@@ -139,9 +131,7 @@ def test_tf_serving_rest_api_over_http(server, hymenoptera_result):
 def _chromium():
     """Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`; `.ci/run` installs
     them). Outside CI a machine without them skips the browser test, saying why; in CI it fails."""
-    import shutil as sh
-
-    found = sh.which("chromium"), sh.which("chromedriver")
+    found = shutil.which("chromium"), shutil.which("chromedriver")
     if not all(found):
         message = "the page test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
         if os.environ.get("CI"):

@@ -359,13 +359,11 @@ class Batcher:
         self.executor = executor
         self._queues: dict[tuple, list[_Job]] = {}
         self._timers: dict[tuple, asyncio.TimerHandle] = {}
-        self.batches_run = 0
 
     async def run(self, signature: Signature, key: tuple, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
         rows = len(next(iter(inputs.values())))
         if self.max_batch_size <= 1 or rows >= self.max_batch_size:
-            self.batches_run += 1
             return await loop.run_in_executor(self.executor, run_signature, signature, inputs)
         key = (id(signature), key)
         job = _Job(inputs, rows, loop.create_future())
@@ -383,7 +381,6 @@ class Batcher:
             timer.cancel()
         jobs = self._queues.pop(key, [])
         if jobs:
-            self.batches_run += 1
             asyncio.ensure_future(self._execute(signature, jobs))
 
     async def _execute(self, signature: Signature, jobs: list[_Job]) -> None:
