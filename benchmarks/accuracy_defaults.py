@@ -1,0 +1,106 @@
+"""(g) Accuracy at the defaults, and the candidate changes to them, on both sets and several seeds.
+
+Each arm is `tl_keras.train` with every setting at its default (Hub MobileNetV2 1.0, 224 px) except
+the arm's overrides, each (dataset, seed, arm) in a fresh process. After training, the model's val
+accuracy is measured twice on the same weights: plain, and with flip test-time augmentation (the
+image and its mirror image averaged, `tl_keras.tta.flip_averaged`), so TTA is judged on every arm
+without training twice. Defaults are chosen from the mean over both sets and all seeds, not from one
+val split; a change is worth making when it helps on both sets.
+
+Run:  python benchmarks/accuracy_defaults.py [--datasets hymenoptera flowers] [--seeds 0 1 2]
+                                             [--arms defaults "label smoothing 0.1" ...]
+Prints one row per (dataset, arm): mean +- std of head, final and final+TTA val accuracy, the
+mean gain over `defaults` on the same seeds, and seconds; the gains are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
+
+ARMS = {
+    "defaults": {},
+    "label smoothing 0.1": {"label_smoothing": 0.1},
+    "4 boundary views": {"boundary_views": 4},
+    "8 blocks": {"unfreeze_blocks": 8},
+    "augment strong": {"augment": "strong"},
+    "augment none": {"augment": "none"},
+}
+RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
+
+
+def train_arm(data: str, seed: int, overrides: dict) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    import tl_keras
+    from tl_keras.tta import flip_averaged
+
+    with Timer() as t:
+        result = tl_keras.train(data, backbone=HUB_100, seed=seed, **RUN_SETTINGS, **overrides)
+    folder, model = result.data, result.model
+    labels = folder.val.labels
+
+    def accuracy(fn) -> float:
+        predict = tf.function(fn, reduce_retracing=True)
+        probs = np.concatenate([predict(x).numpy() for x, _ in folder.dataset("val", batch_size=32)])
+        return float(np.mean(probs.argmax(-1) == labels))
+
+    plain = lambda x: model(x, training=False)  # noqa: E731
+    m = result.metrics
+    return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": accuracy(plain),
+            "tta": accuracy(flip_averaged(plain)), "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}"}
+
+
+def _stats(values: list[float]) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS)[:4], choices=list(ARMS))
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.arm:
+        print(json.dumps(train_arm(args.data, args.seed, ARMS[args.arm])))
+        return
+    require(HUB_100)
+    arms = ["defaults"] + [a for a in args.arms if a != "defaults"]
+    rows, gains = [], []
+    for name in args.datasets:
+        data_dir = require(DATASETS[name])
+        warm_file_cache(data_dir)
+        runs = {}
+        for arm in arms:
+            runs[arm] = [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
+            print(f"{name} {arm}: {[(r['final'], r['tta']) for r in runs[arm]]}", file=sys.stderr, flush=True)
+        for arm, results in runs.items():
+            gain = [r["final"] - d["final"] for r, d in zip(results, runs["defaults"])]
+            gain_tta = [r["tta"] - d["final"] for r, d in zip(results, runs["defaults"])]
+            rows.append({"dataset": name, "arm": arm, "epochs": " ".join(r["epochs"] for r in results),
+                         "head val acc": _stats([r["head"] for r in results]),
+                         "final val acc": _stats([r["final"] for r in results]),
+                         "final + flip TTA": _stats([r["tta"] for r in results]),
+                         "gain vs defaults": "" if arm == "defaults" else _stats(gain),
+                         "gain with TTA": _stats(gain_tta),
+                         "seconds (mean)": f"{sum(r['seconds'] for r in results) / len(results):.1f}"})
+            gains.append(f"{name} {arm}: {sum(gain) / len(gain):+.4f} (with TTA {sum(gain_tta) / len(gain_tta):+.4f})")
+    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0 at 224 px; arms: {[ (a, ARMS[a]) for a in arms]}")
+    print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
+                       "gain vs defaults", "gain with TTA", "seconds (mean)"]))
+    print("mean gain over defaults (final val accuracy): " + "; ".join(gains))
+
+
+if __name__ == "__main__":
+    main()
