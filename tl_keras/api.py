@@ -267,7 +267,7 @@ def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verb
     features = None
     if _use_feature_cache(config):
         features = compute_features(run.model, folder, copies=config.feature_copies, batch_size=run.global_batch,
-                                    store=config.feature_cache_dir)
+                                    store=config.feature_cache_dir, augment=config.augment)
     checkpoint, resumed = None, False
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
@@ -433,7 +433,7 @@ def _compare_scratch(run: _Run, train_ds, val_ds, history: FineTuneHistory, verb
     scratch = train_from_scratch(
         model, train_ds, val_ds, epochs=epochs, learning_rate=config.learning_rate,
         label_smoothing=config.label_smoothing, class_weight=run.class_weight, seed=config.seed,
-        jit_compile=config.jit_compile, verbose=verbose,
+        jit_compile=config.jit_compile, verbose=verbose, mix=config.augment == "strong",
     )
     return {
         "val_accuracy": scratch["val_accuracy"][-1] if scratch.get("val_accuracy") else None,

@@ -71,6 +71,11 @@ def _config_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
             group.add_argument(_flag(field), action=argparse.BooleanOptionalAction, **common)
         elif meta["switch"] == "off":
             group.add_argument(_flag(field), action="store_const", const=False, **common)
+        elif meta["switch"] == "policy":  # --augment [POLICY] (alone: the default's), --no-augment: the first choice
+            group.add_argument(_flag(field), nargs="?", const=field.default, type=_reader(field.name, meta["read"]),
+                               choices=meta["choices"], **common)
+            group.add_argument("--no-" + _flag(field)[2:], action="store_const", const=meta["choices"][0],
+                               dest=field.name, default=argparse.SUPPRESS, help=f"the same as {_flag(field)} {meta['choices'][0]}")
         else:
             group.add_argument(_flag(field), type=_reader(field.name, meta["read"]), choices=meta["choices"],
                                metavar=meta["metavar"] or METAVARS.get(meta["read"]), **common)

@@ -39,6 +39,7 @@ TRANSFERS = ("auto",) + tuple(PLANS)
 # The distributions a name rebuilds. `distribute` may also hold "custom": a `tf.distribute.Strategy`
 # object was passed to `train`, which no name rebuilds (tl_keras.distribute.distribution_name).
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
+AUGMENTS = ("none", "light", "strong")  # see tl_keras.augment
 
 
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
@@ -77,6 +78,13 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+def augment_policy(value: Any, name: str = "augment") -> str:
+    """An augmentation policy by name; `True` (the older boolean setting) is `"light"`, `False` `"none"`."""
+    if value is True or value is False:
+        return "light" if value else "none"
+    return _one_of(name, value, AUGMENTS)
+
+
 def _hidden_units(name: str, value: Any) -> tuple[int, ...]:
     try:
         return tuple(require_int(name, u, 1) for u in value)
@@ -103,7 +111,8 @@ def setting(default: Any, help: str, check: Callable, *, flag: str | None = None
 
     `read` names the CLI's text reader (`"int"`, `"float"`, `"str"`, `"units"`, `"blocks"`,
     `"auto-on-off"`); `switch` makes a boolean flag: `"both"` (`--x` / `--no-x`) or `"off"` (the
-    flag, e.g. `--no-feature-cache`, sets False).
+    flag, e.g. `--no-feature-cache`, sets False); `"policy"` is a named choice whose flag alone means
+    the default's choice and whose `--no-x` means the first choice (`--augment`, `--no-augment`).
     """
     metadata = {"help": help, "check": check, "flag": flag, "read": read, "choices": choices,
                 "metavar": metavar, "switch": switch}
@@ -150,7 +159,7 @@ class TrainConfig:
     # Data.
     batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")
     validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
-    augment: bool = setting(True, "light training augmentation (flip, crop)", _bool, switch="both")
+    augment: str = setting("light", "training augmentation: none; light (flip, a crop of 0.8-1.0 of the side); strong (light, then Keras RandAugment per image and MixUp or CutMix per batch; see tl_keras.augment). --augment alone is light, --no-augment none", lambda n, v: augment_policy(v, n), read="str", choices=AUGMENTS, switch="policy")
     seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
     deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")
     tta: bool = setting(False, "test-time augmentation: the final report and the exported signatures average each image's probabilities with its mirror image's (twice the compute)", _bool, switch="both")

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.checks import require_int
+from tl_keras.augment import StrongAugment, augment_image, augment_policy
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff")
 # A file is used for what its first bytes say it is, whatever its name (a WebP named .jpg is used).
@@ -114,14 +115,17 @@ class ImageFolder:
         *,
         batch_size: int = 32,
         training: bool = False,
-        augment: bool = True,
+        augment: bool | str = True,
         shuffle: bool | None = None,
     ) -> tf.data.Dataset:
         """A batched `tf.data.Dataset` of `(float32 images 0-255 [b, s, s, 3], int32 labels [b])`.
 
         With `training=True` the data is shuffled each epoch (seeded; `shuffle=False` keeps file
-        order) and, if `augment`, lightly augmented (horizontal flip, a random crop of 80-100% of the
-        side), with new random draws on every pass; evaluation data is neither.
+        order) and augmented by the policy `augment` (`"light"` or True: horizontal flip, a random
+        crop of 80-100% of the side; `"strong"`: also RandAugment, see `tl_keras.augment`; `"none"`
+        or False: not augmented), with new random draws on every pass; evaluation data is neither.
+        The batch mixes of `"strong"` (MixUp, CutMix) are not applied here: see
+        `tl_keras.augment.mix_batches`.
         """
         if split not in self.splits:
             raise ValueError(f"`split` must be one of {sorted(self.splits)}. Received: split={split!r}")
@@ -699,14 +703,6 @@ def _subset(split: Split, samples: list[Sample]) -> Split:
     return Split(samples, split.images[[index[s.path] for s in samples]] if samples else split.images[:0])
 
 
-def _augment(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
-    image = tf.image.stateless_random_flip_left_right(image, seed)
-    scale = tf.random.stateless_uniform([], seed + 1, 0.8, 1.0)
-    side = tf.cast(tf.cast(image_size, tf.float32) * scale, tf.int32)
-    crop = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed + 2)
-    return tf.image.resize(crop, (image_size, image_size))
-
-
 EPOCH_ATTRIBUTE = "_tl_keras_epoch"
 
 
@@ -750,7 +746,7 @@ def make_dataset(
     *,
     batch_size: int = 32,
     training: bool = False,
-    augment: bool = True,
+    augment: bool | str = True,
     shuffle: bool | None = None,
     seed: int = 42,
 ) -> tf.data.Dataset:
@@ -783,17 +779,17 @@ def make_dataset(
             return decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size)
 
     label_table = tf.constant(labels)
-    augmenting = training and augment
+    policy = augment_policy(augment) if training else "none"
 
     def element(i, e):
-        image = tf.cast(load(i), tf.float32)
-        if augmenting:
-            image = _augment(image, tf.cast(tf.stack([seed + 7919 * e, i]), tf.int32), image_size)
-        return image, tf.gather(label_table, i)
+        image = augment_image(tf.cast(load(i), tf.float32), tf.cast(tf.stack([seed + 7919 * e, i]), tf.int32), image_size, policy)
+        return image, tf.gather(label_table, i), i, e
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     ds = epoch_indices(len(split), seed, shuffle, epoch).map(element, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = finish(ds, batch_size)
+    if policy == "strong":
+        ds = ds.map(StrongAugment(seed))  # one call at a time: its calls share a random state
+    ds = finish(ds.map(lambda image, label, *_: (image, label)), batch_size)
     setattr(ds, EPOCH_ATTRIBUTE, epoch)
     return ds
 

@@ -235,6 +235,7 @@ def compute_features(
     copies: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     store: FeatureStore | str | None = None,
+    augment: str = "light",
 ) -> FeatureSet:
     """Runs the frozen backbone of `model` once over `folder`'s train and val images.
 
@@ -246,6 +247,8 @@ def compute_features(
         batch_size: batch size for the backbone pass and of the returned `datasets()`. Defaults to 64.
         store: a `FeatureStore` or a folder for one, to reuse features across runs. Augmented
             variants are never stored (they depend on the seed and epoch). Defaults to None.
+        augment: the per-image augmentation policy of the `copies` (`"light"` or `"strong"`, see
+            `tl_keras.augment`). Defaults to `"light"`.
 
     Returns:
         A `FeatureSet`.
@@ -264,7 +267,7 @@ def compute_features(
     else:
         # One pass of the augmenting pipeline, unshuffled so rows stay aligned with labels, per variant;
         # the augmentation seeds are re-drawn on every pass.
-        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=True, shuffle=False)
+        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=augment, shuffle=False)
         train = np.stack([extract_features(run, augmenting) for _ in range(copies)])
         computed += train.shape[0] * train.shape[1]
     val, c, l = _features_for(run, folder, "val", batch_size, store, fingerprint)
@@ -340,7 +343,7 @@ class BoundarySet(FeatureSet):
         return {**super().describe(), "views": self.copies if self.augmented else 0, "shape": list(self.train.shape[2:])}
 
 
-def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
+def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0, augment: str = "light",
                      batch_size: int = DEFAULT_BATCH_SIZE, limit_megabytes: float | None = None):
     """Runs the frozen part of `model`'s backbone (everything below its trainable blocks) once over
     `folder`'s images, for phase 2 to train on.
@@ -352,6 +355,8 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
             caches K augmented views of each, one pass each, and every epoch picks one per image
             at random (the views are epochs 0..K-1 of the augmenting pipeline, as phase 1's copies).
             Validation images are never augmented.
+        augment: the views' per-image augmentation policy (`"light"` or `"strong"`, see
+            `tl_keras.augment`). Defaults to `"light"`.
         batch_size: batch size of the pass and of the returned `datasets()`.
         limit_megabytes: the most memory the cache may take. Defaults to half the free memory.
 
@@ -382,7 +387,7 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
         return run_batches(run, dataset, shape, inputs_only=True)
 
     if views:
-        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=True, shuffle=False)
+        augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=augment, shuffle=False)
         train = np.stack([over(augmenting) for _ in range(views)])
     else:
         train = over(folder.dataset("train", batch_size=batch_size))[None]

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.augment import mix_batches
 from tl_keras.checkpoint import RunCheckpoint
 from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
@@ -93,16 +94,27 @@ class FineTuneHistory:
         return float(values[-1]) if values else None
 
 
+def _soft(y_true, y_pred) -> bool:
+    """Whether `y_true` holds soft label vectors (MixUp / CutMix) rather than integer labels."""
+    return y_true.dtype.is_floating and y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] == y_pred.shape[-1]
+
+
+def _label_vectors(y_true, y_pred):
+    if _soft(y_true, y_pred):
+        return tf.cast(y_true, y_pred.dtype)
+    return tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1], dtype=y_pred.dtype)
+
+
 class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
-    """Sparse categorical cross-entropy with label smoothing (Keras' sparse loss has none)."""
+    """Categorical cross-entropy with label smoothing on integer labels (Keras' sparse loss has no
+    smoothing) or on soft label vectors (`[batch, classes]`, as MixUp and CutMix make them)."""
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_cce", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
 
     def call(self, y_true, y_pred):
-        y_true = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1])
-        return keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
+        return keras.losses.categorical_crossentropy(_label_vectors(y_true, y_pred), y_pred, label_smoothing=self.label_smoothing)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
@@ -150,9 +162,11 @@ def compile_for_phase(
     label_smoothing: float = 0.0,
     jit_compile: bool | str = "auto",
     lr_multipliers: dict[int, float] | None = None,
+    soft_labels: bool = False,
 ) -> None:
     """(Re)compiles `model` with Adam at `learning_rate` (a number or a schedule), inside the model's
     distribution strategy. `lr_multipliers` (see `layerwise_multipliers`) scale it per variable.
+    `soft_labels`: the training data may carry label vectors (MixUp, CutMix) as well as integers.
 
     `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute for models whose layers
     all support it, off on CPU. The classifier's antialiased resize has no XLA kernel, so XLA applies
@@ -169,15 +183,25 @@ def compile_for_phase(
             jit_compile = False
     loss = (
         SmoothedSparseCategoricalCrossentropy(label_smoothing)
-        if label_smoothing else keras.losses.SparseCategoricalCrossentropy()
+        if label_smoothing or soft_labels else keras.losses.SparseCategoricalCrossentropy()
     )
+    accuracy = (keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy") if soft_labels
+                else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
     with model.distribute_strategy.scope():
         model.compile(
             optimizer=LayerwiseAdam(learning_rate, lr_multipliers) if lr_multipliers else keras.optimizers.Adam(learning_rate),
             loss=loss,
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            metrics=[accuracy],
             jit_compile=jit_compile,
         )
+
+
+def label_accuracy(y_true, y_pred):
+    """Top-1 accuracy against integer labels, or against each soft label vector's largest entry."""
+    if _soft(y_true, y_pred):
+        y_true = tf.argmax(y_true, axis=-1)
+    predicted = tf.argmax(y_pred, axis=-1)
+    return tf.cast(tf.equal(tf.cast(tf.reshape(y_true, [-1]), predicted.dtype), predicted), tf.float32)
 
 
 class EpochSeed(keras.callbacks.Callback):
@@ -347,7 +371,8 @@ def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, feat
         reason = "every block trains: there is no frozen part to cache"
     else:
         batch = features.batch_size if features is not None else config.batch_size * model.distribute_strategy.num_replicas_in_sync
-        found = compute_boundary(model, folder, views=config.boundary_views if config.augment else 0, batch_size=batch)
+        augmenting = config.augment != "none"
+        found = compute_boundary(model, folder, views=config.boundary_views if augmenting else 0, augment=config.augment, batch_size=batch)
         # Every worker of a cluster must train the same model: the memory check may differ per machine.
         if not workers_agree(model.distribute_strategy, int(isinstance(found, BoundarySet))):
             found = "the workers disagree on whether the activations fit in memory"
@@ -445,9 +470,12 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     ended with, `{}` without one)."""
     trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
     multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
-    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers)  # compiled even if only its head trains
+    mixed = config.augment == "strong"
+    if mixed:  # MixUp / CutMix on the images or boundary activations this phase trains on
+        fit_train = mix_batches(fit_train, int(model.output.shape[-1]), config.seed + phase)
+    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)  # compiled even if only its head trains
     if trainee is not model:
-        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers)
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)
     done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
         checkpoint.restore(phase + 1, model)
@@ -488,6 +516,7 @@ def train_from_scratch(
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    mix: bool = False,
 ) -> dict[str, list[float]]:
     """Trains `model`'s architecture from random weights: the baseline that pretraining must beat.
 
@@ -496,7 +525,8 @@ def train_from_scratch(
     data: there are no pretrained ones to keep). It normalises with batch statistics in evaluation
     too (`backbone.batch_statistics`): its moving averages (momentum 0.999 in MobileNetV2) need
     thousands of steps to settle, and a short run judged with unsettled ones would look worse than it
-    is. Use the same splits and epochs as the pretrained run.
+    is. Use the same splits and epochs as the pretrained run; `mix=True` blends batches with MixUp
+    or CutMix as the pretrained run's `augment="strong"` does (`tl_keras.augment.mix_batches`).
 
     Returns:
         The Keras history (metric -> one value per epoch).
@@ -507,7 +537,9 @@ def train_from_scratch(
     backbone.inference_mode = False
     backbone.batch_statistics = True
     backbone.set_trainable_blocks("all")
-    compile_for_phase(model, learning_rate, label_smoothing, jit_compile)
+    if mix:
+        train_data = mix_batches(train_data, int(model.output.shape[-1]), seed)
+    compile_for_phase(model, learning_rate, label_smoothing, jit_compile, soft_labels=mix)
     phase_callbacks = list(callbacks)
     if epoch_variable(train_data) is not None:
         phase_callbacks.insert(0, EpochSeed(epoch_variable(train_data)))
