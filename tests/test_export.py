@@ -111,7 +111,11 @@ def _bmp(array):
 
 @pytest.fixture(scope="module")
 def encoded_images(tmp_path_factory):
-    """A real JPEG, the real placeholder GIF, and a val photo as PNG and BMP: name -> bytes."""
+    """A real JPEG, the real placeholder GIF, and a val photo as PNG, BMP and WebP: name -> bytes."""
+    import io
+
+    from PIL import Image
+
     from conftest import HYMENOPTERA
 
     folder = os.path.join(HYMENOPTERA, "val", "bees")
@@ -121,7 +125,9 @@ def encoded_images(tmp_path_factory):
     with open(os.path.join(HYMENOPTERA, "train", "ants", "imageNotFound.gif"), "rb") as f:
         gif = f.read()
     pixels = tf.io.decode_jpeg(jpeg).numpy()[:150, :170]
-    return {"jpeg": jpeg, "gif": gif, "png": tf.io.encode_png(pixels).numpy(), "bmp": _bmp(pixels)}
+    webp = io.BytesIO()
+    Image.fromarray(pixels).save(webp, "WEBP", quality=90)
+    return {"jpeg": jpeg, "gif": gif, "png": tf.io.encode_png(pixels).numpy(), "bmp": _bmp(pixels), "webp": webp.getvalue()}
 
 
 BYTES_CLIENT = """
@@ -160,8 +166,8 @@ def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result,
     np.testing.assert_allclose(report["probabilities"], expected, atol=1e-5)
     assert report["labels"] == [["ants", "bees"][i] for i in expected.argmax(1)]
     not_image, empty, truncated = report["errors"]
-    assert "is not a JPEG, PNG, GIF or BMP image" in not_image
-    assert "is not a JPEG, PNG, GIF or BMP image" in empty
+    assert "is not a JPEG, PNG, GIF, BMP or WebP image" in not_image
+    assert "is not a JPEG, PNG, GIF, BMP or WebP image" in empty
     assert truncated is not None  # a cut JPEG is refused by the decoder, with its message
     assert report["after_errors"] == report["labels"][0]  # the process keeps serving
 

@@ -108,7 +108,7 @@ def test_tf_serving_rest_api_over_http(server, hymenoptera_result):
         (f"{model}:predict", {"instances": [[1, 2, 3]]}, None, 400, "expected shape"),
         (f"{model}:predict", {"signature_name": "serving_uint8", "instances": [[[[300, 0, 0]]]]}, None, 400, "uint8"),
         (f"{model}:predict", {"signature_name": "serving_bytes", "instances": [{"image_bytes": text_b64}]}, None, 400,
-         "is not a JPEG, PNG, GIF or BMP image"),
+         "is not a JPEG, PNG, GIF, BMP or WebP image"),
         (f"{model}:predict", {"signature_name": "serving_bytes", "instances": [{"image_bytes": {"b64": "@@@"}}]}, None, 400,
          "not valid base64"),
         (f"{model}:predict", None, b"x" * 2_500_000, 413, "larger than 2000000 bytes"),
@@ -171,7 +171,7 @@ def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
         assert driver.find_element(By.ID, "version").text == "version 1"  # before the next test adds version 2
         driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
         error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
-        assert "is not a JPEG, PNG, GIF or BMP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
+        assert "is not a JPEG, PNG, GIF, BMP or WebP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
     finally:
         driver.quit()
 

@@ -6,7 +6,7 @@ signatures:
 - `serving_default`: `images` float32 `[batch, height, width, 3]`, RGB 0-255, any size ->
   `probabilities` float32 `[batch, num_classes]`, `label` string `[batch]` (top-1 class name);
 - `serving_uint8`: the same for `images` uint8 (a signature has one dtype per input);
-- `serving_bytes`: `image_bytes` string `[batch]`, each an encoded JPEG, PNG, GIF or BMP (any
+- `serving_bytes`: `image_bytes` string `[batch]`, each an encoded JPEG, PNG, GIF, BMP or WebP (any
   sizes, mixed) -> the same outputs; decoded and resized in the graph exactly as training data was.
   A payload that is not an image fails the call with an `InvalidArgumentError` naming its index.
 
@@ -42,8 +42,10 @@ import tensorflow as tf
 from tl_keras.data import decode_image
 from tl_keras.tta import flip_averaged
 
-# Leading bytes of the encodings `serving_bytes` decodes.
+# Leading bytes of the encodings `serving_bytes` decodes (WebP: "RIFF", 4 size bytes, then "WEBP").
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
+WEBP_MAGIC = (b"RIFF", b"WEBP")
+BYTES_FORMATS = "JPEG, PNG, GIF, BMP or WebP"
 DEFAULT_BYTES_IMAGE_SIZE = 224
 LABELS_FILE = "labels.txt"
 METADATA_FILE = "tl_keras.json"
@@ -128,9 +130,11 @@ class _ServingModule(tf.Module):
 
         def decode(index):
             contents = image_bytes[index]
-            known = tf.reduce_any([tf.strings.substr(contents, 0, len(magic)) == magic for magic in IMAGE_MAGIC])
+            head = tf.strings.join([contents, b"\0" * 12])  # substr past the end is an error
+            webp = tf.logical_and(tf.strings.substr(head, 0, 4) == WEBP_MAGIC[0], tf.strings.substr(head, 8, 4) == WEBP_MAGIC[1])
+            known = tf.reduce_any([tf.strings.substr(contents, 0, len(magic)) == magic for magic in IMAGE_MAGIC] + [webp])
             check = tf.debugging.Assert(known, [
-                "image_bytes[", index, "] is not a JPEG, PNG, GIF or BMP image: it has",
+                "image_bytes[", index, f"] is not a {BYTES_FORMATS} image: it has",
                 tf.strings.length(contents), "bytes, starting", tf.strings.substr(contents, 0, 8),
             ], summarize=8)
             with tf.control_dependencies([check]):  # checked before the decoder sees it
@@ -282,7 +286,7 @@ def export_metadata(model: keras.Model, class_names: Sequence[str], config=None,
         "image_size": getattr(model, "image_size", None),
         "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
         "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
-                       "serving_bytes": "image_bytes string: encoded JPEG, PNG, GIF or BMP"},
+                       "serving_bytes": f"image_bytes string: encoded {BYTES_FORMATS}"},
         "tta": "flip" if tta else None,
         "config": config,
     }
