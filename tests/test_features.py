@@ -172,7 +172,9 @@ def test_auto_rule_caches_only_when_it_saves_backbone_passes():
     assert not uses(False, head_epochs=9, copies=0, cache_dir=None)
 
 
-def test_cached_phase_one_works_with_a_keras_backbone(folder):
+def test_both_caches_work_with_a_keras_backbone(folder):
+    """Phase 1 on cached features and phase 2 on the cached boundary, for keras.applications: the full
+    model on raw images gives each phase's last val loss, and only the top blocks' weights moved."""
     keras.utils.set_random_seed(3)
     model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=64)
     features = compute_features(model, folder, batch_size=64)
@@ -181,6 +183,16 @@ def test_cached_phase_one_works_with_a_keras_backbone(folder):
     assert history.last("val_accuracy") > HYMENOPTERA_MAJORITY + MARGIN
     full = model.evaluate(folder.dataset("val", batch_size=64), verbose=0, return_dict=True)
     assert full["loss"] == pytest.approx(history.last("val_loss"), rel=1e-4)
+    before = [w.numpy().copy() for w in model.backbone.weights]
+    history = fine_tune(model, folder.dataset("train", batch_size=32, training=True), folder.dataset("val", batch_size=64),
+                        head_epochs=0, fine_tune_epochs=2, unfreeze_blocks=2, folder=folder, restore_best=False, verbose=0)
+    cache = history.boundary_cache
+    assert cache["used"] and cache["views"] == 2 and cache["shape"] == [2, 2, 56], cache  # block_14's output at 64 px
+    full = model.evaluate(folder.dataset("val", batch_size=64), verbose=0, return_dict=True)
+    assert full["loss"] == pytest.approx(history.last("val_loss"), abs=1e-4)
+    top = {id(w) for _, weights in model.backbone.block_weights()[-2:] for w in weights if w.trainable}
+    moved = {id(w) for w, old in zip(model.backbone.weights, before) if not np.array_equal(old, w.numpy())}
+    assert moved == top
 
 
 JIT = """

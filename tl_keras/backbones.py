@@ -169,6 +169,35 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
             self.model.layers[i].trainable = i in top
         return names
 
+    def split_at_trainable(self):
+        """Splits the model where its trainable blocks start, for phase 2 with a cached boundary.
+
+        Returns `(bottom, top)`: functions images -> activations at the boundary (frozen) and
+        activations -> this layer's output (the trainable layers, the same layer objects, so the same
+        variables), both in inference mode; or a string saying why the model cannot be split. The
+        frozen part is every layer that no trainable layer feeds; it must hand the trainable part one
+        tensor.
+        """
+        if not self.inference_mode:
+            return "BatchNormalization is not in inference mode, so the frozen part's output is not fixed"
+        layers = self.model.layers  # a functional model's layers come in graph order
+        depends = {id(layer): layer.trainable and bool(layer.weights) for layer in layers}
+        boundary = {}
+        for layer in layers:
+            parents = [t for node in layer._inbound_nodes for t in keras.tree.flatten(node.input_tensors)]
+            if any(depends.get(id(t._keras_history.operation)) for t in parents):
+                depends[id(layer)] = True
+            if depends[id(layer)]:
+                boundary.update({id(t): t for t in parents if not depends.get(id(t._keras_history.operation))})
+        if not any(depends.values()):
+            return "no block is trainable"
+        if len(boundary) != 1:
+            return f"the trainable layers read {len(boundary)} tensors of the frozen part, not one"
+        (tensor,) = boundary.values()
+        bottom = keras.Model(self.model.inputs, tensor, name="frozen_part")
+        top = keras.Model(tensor, self.model.outputs[0], name="trainable_part")
+        return (lambda images: bottom(images, training=False)), (lambda activations: top(activations, training=False))
+
     def call(self, inputs, training=None):
         return self.model(inputs, training=self._batch_norm_training(training))
 
