@@ -121,3 +121,76 @@ def test_reinitialize_replaces_the_pretrained_weights_with_a_fresh_draw():
     assert kernels and all(not np.allclose(p, f) for p, f in kernels)
     means = [f for w, f in zip(backbone.model.weights, fresh) if "moving_mean" in w.path]
     assert means and all(np.all(m == 0) for m in means)
+
+
+# Keras-Hub presets. Nothing downloads here: a small ResNet (4 stacks of one basic block) with random
+# weights and its image converter (ImageNet mean and std) are saved to a local preset folder, as
+# `save_to_preset` writes them, and loaded by path.
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+@pytest.fixture(scope="module")
+def resnet_preset(tmp_path_factory):
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block")
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(64, 64), scale=list(1 / (255 * IMAGENET_STD)),
+                                                      offset=list(-IMAGENET_MEAN / IMAGENET_STD))
+    folder = str(tmp_path_factory.mktemp("keras_hub") / "resnet_small")
+    backbone.save_to_preset(folder)
+    converter.save_to_preset(folder)
+    return folder
+
+
+def test_keras_hub_preset_folder_brings_its_preprocessing_size_and_blocks(resnet_preset):
+    import keras_hub
+
+    spec = resolve_backbone("keras_hub:" + resnet_preset)
+    assert (spec.source, spec.image_size, spec.pixel_mode) == ("keras_hub", 64, "raw")  # the converter's size
+    backbone = build_backbone(spec)
+    assert backbone.block_names == ["stem", "stack0_block0", "stack1_block0", "stack2_block0", "stack3_block0"]
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    reference = keras_hub.models.Backbone.from_preset(resnet_preset)
+    converted = keras_hub.layers.ImageConverter.from_preset(resnet_preset)(pixels)
+    np.testing.assert_allclose(converted, (pixels / 255 - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-4)
+    np.testing.assert_allclose(backbone(pixels), keras.ops.mean(reference(converted), axis=(1, 2)), atol=1e-5)
+    assert backbone.set_trainable_blocks(1) == ["stack3_block0"]
+    assert backbone.trainable_weights and all("stack3_block0" in w.path for w in backbone.trainable_weights)
+
+
+def test_keras_hub_backbone_trains_both_phases_exports_and_reloads(resnet_preset, tmp_path):
+    """The whole path on real photos: both caches, the boundary split inside the residual stacks,
+    the export (its predictions are the model's), and the CLI flag. Random weights: no accuracy bar."""
+    import tl_keras
+    from conftest import hymenoptera_subset
+    from tl_keras.cli import main
+    from tl_keras.config import TrainConfig
+
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=20, val=20)
+    result = tl_keras.train(data, backbone="keras_hub:" + resnet_preset, head_epochs=2, fine_tune_epochs=2,
+                            unfreeze_blocks=2, restore_best=False, output=str(tmp_path / "model"), verbose=0)
+    metrics = result.metrics
+    assert metrics["unfrozen_blocks"] == ["stack2_block0", "stack3_block0"]
+    assert metrics["feature_cache"]["used"] and metrics["boundary_cache"]["used"], metrics["boundary_cache"]
+    assert metrics["boundary_cache"]["shape"] == [8, 8, 64]  # stack1's output at 64 px
+    val = result.data.dataset("val", batch_size=16)
+    full = result.model.evaluate(val, verbose=0, return_dict=True)
+    assert full["loss"] == pytest.approx(result.history.last("val_loss"), abs=1e-4)
+    exported = tl_keras.ExportedModel(result.export_dir).predict(result.data.val.images)
+    np.testing.assert_allclose(exported, result.model.predict(val, verbose=0), atol=1e-5)
+    out = tmp_path / "config.json"
+    assert main(["train", data, "--backbone", "keras_hub:" + resnet_preset, "--save-config", str(out)]) == 0
+    assert TrainConfig.load(str(out)).backbone == "keras_hub:" + resnet_preset
+
+
+def test_keras_hub_remote_presets_fail_offline_and_the_package_is_named(monkeypatch):
+    with pytest.raises(BackboneDownloadError, match="(?s)Keras-Hub preset .resnet_18_imagenet.*keras_hub:FOLDER"):
+        build_backbone(resolve_backbone("keras_hub:resnet_18_imagenet"))
+    with pytest.raises(ValueError, match="not a Keras-Hub preset folder: it has no config.json"):
+        resolve_backbone("keras_hub:" + asset(KERAS_035).rsplit("/", 1)[0])
+    monkeypatch.setitem(__import__("sys").modules, "keras_hub", None)
+    with pytest.raises(ImportError, match=r'pip install "tl_keras\[keras-hub\]"'):
+        build_backbone(resolve_backbone("keras_hub:resnet_18_imagenet"))

@@ -3,7 +3,8 @@
 Every backbone tl_keras builds is a Keras layer that maps images in the backbone's own pixel range to
 a feature vector, and offers the same three things: `block_names`, `set_trainable_blocks(n)` and
 `inference_mode` (BatchNormalization pinned to its moving statistics). `HubBackbone` (in
-`tl_keras.hub`) wraps TF Hub / SavedModel modules; `KerasBackbone` here wraps `keras.applications`.
+`tl_keras.hub`) wraps TF Hub / SavedModel modules; `KerasBackbone` here wraps `keras.applications`
+and `KerasHubBackbone` Keras-Hub presets.
 
 Example:
 
@@ -28,6 +29,7 @@ from tl_keras.hub import HubBackbone, socket_timeout
 from tl_keras.registry import (
     GENERIC_BLOCKS,
     PIXEL_MODES,
+    KERAS_HUB_BLOCKS,
     BackboneDownloadError,
     BackboneSpec,
     BlockSelection,
@@ -134,6 +136,10 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
                     "model and width."
                 ) from err
             raise
+        self._set_up_blocks(cut, trainable)
+
+    def _set_up_blocks(self, cut: str | None, trainable: bool) -> None:
+        """Cuts `self.model` at `cut` (if given) and groups its weighted layers into blocks."""
         self.cut = cut
         if cut is not None:
             self.cut_layer = resolve_cut([layer.name for layer in self.model.layers], cut, self.block_patterns)
@@ -181,16 +187,29 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         if not self.inference_mode:
             return "BatchNormalization is not in inference mode, so the frozen part's output is not fixed"
         layers = self.model.layers  # a functional model's layers come in graph order
-        depends = {id(layer): layer.trainable and bool(layer.weights) for layer in layers}
-        boundary = {}
+        inputs = {id(layer): [t for node in layer._inbound_nodes for t in keras.tree.flatten(node.input_tensors)]
+                  for layer in layers}
+        consumers: dict[int, set[int]] = {}
         for layer in layers:
-            parents = [t for node in layer._inbound_nodes for t in keras.tree.flatten(node.input_tensors)]
-            if any(depends.get(id(t._keras_history.operation)) for t in parents):
-                depends[id(layer)] = True
-            if depends[id(layer)]:
-                boundary.update({id(t): t for t in parents if not depends.get(id(t._keras_history.operation))})
-        if not any(depends.values()):
+            for t in inputs[id(layer)]:
+                consumers.setdefault(id(t._keras_history.operation), set()).add(id(layer))
+        top = set()  # the layers a trainable layer feeds, and the trainable ones
+        for layer in layers:
+            if (layer.trainable and layer.weights) or any(id(t._keras_history.operation) in top for t in inputs[id(layer)]):
+                top.add(id(layer))
+        if not top:
             return "no block is trainable"
+        while True:
+            boundary = {id(t): t for layer in layers if id(layer) in top
+                        for t in inputs[id(layer)] if id(t._keras_history.operation) not in top}
+            # A weightless layer (padding, activation) that only the top reads moves into the top,
+            # so the boundary is what it reads: a residual block reads one tensor, padded or not.
+            movable = {id(t._keras_history.operation) for t in boundary.values()
+                       if not t._keras_history.operation.weights and inputs.get(id(t._keras_history.operation))
+                       and consumers[id(t._keras_history.operation)] <= top}
+            if len(boundary) <= 1 or not movable:
+                break
+            top |= movable
         if len(boundary) != 1:
             return f"the trainable layers read {len(boundary)} tensors of the frozen part, not one"
         (tensor,) = boundary.values()
@@ -214,7 +233,100 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         return cls.from_block_config(config, weights=None)  # weights come from the saved file
 
 
-Backbone = HubBackbone | KerasBackbone
+@keras.saving.register_keras_serializable(package="tl_keras")
+class KerasHubBackbone(KerasBackbone):
+    """A Keras-Hub image backbone (ResNet, EfficientNet, MobileNet presets), average-pooled, with the
+    preset's own preprocessing and the tl_keras block API (`set_trainable_blocks`, cuts, the phase-2
+    boundary split of `KerasBackbone`).
+
+    Args:
+        preset: a Keras-Hub preset name (`"resnet_50_imagenet"`, downloaded by Keras-Hub), a Kaggle
+            handle, or a local folder written by `save_to_preset` (the backbone's, and its image
+            converter's for the preprocessing).
+        image_size: input height and width (the classifier resizes to it first). Defaults to 224.
+        block_patterns, inference_mode, trainable, cut: as for `KerasBackbone`.
+
+    Inputs are 0-255 RGB: the preset's image converter's `scale` and `offset` are applied inside
+    (resizing is the classifier's). A preset without an image converter gets pixels in [0, 1].
+    Needs the `keras-hub` package (`pip install "tl_keras[keras-hub]"`).
+
+    Example:
+
+    >>> backbone = KerasHubBackbone("saved_presets/resnet18", image_size=160)  # doctest: +SKIP
+    >>> backbone.block_names[-2:], backbone.set_trainable_blocks(1)             # doctest: +SKIP
+    (['stack3_block0', 'stack3_block1'], ['stack3_block1'])
+    """
+
+    def __init__(self, preset: str, image_size: int = 224, block_patterns: Sequence[str] | None = None,
+                 inference_mode: bool = False, trainable: bool = False, cut: str | None = None, **kwargs):
+        keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
+        self.preset, self.image_size = preset, int(image_size)
+        self.block_patterns = tuple(block_patterns or KERAS_HUB_BLOCKS)
+        self.inference_mode = bool(inference_mode)
+        self.model, scale, offset = load_keras_hub_preset(preset)  # a functional model: its layers are the blocks
+        self.preprocessing = keras.layers.Rescaling(scale, offset, name="preset_preprocessing")
+        self._set_up_blocks(cut, trainable)
+
+    def call(self, inputs, training=None):
+        return _pooled(self.model(self.preprocessing(inputs), training=self._batch_norm_training(training)))
+
+    def split_at_trainable(self):
+        parts = super().split_at_trainable()
+        if isinstance(parts, str):
+            return parts
+        bottom, top = parts
+        return (lambda images: bottom(self.preprocessing(images))), (lambda activations: _pooled(top(activations)))
+
+    def reinitialize(self, seed: int | None = None) -> None:
+        """Random weights as Keras draws them for this architecture (`seed` re-seeds Keras)."""
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        fresh = type(self.model).from_config(self.model.get_config())
+        self.model.set_weights(fresh.get_weights())
+
+    def get_config(self) -> dict:
+        config = keras.layers.Layer.get_config(self)
+        return {**config, "preset": self.preset, "image_size": self.image_size, **self.block_config()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "KerasHubBackbone":
+        return cls.from_block_config(config)
+
+
+def _pooled(x):
+    """Feature maps average-pooled to vectors (vectors, from a cut model, pass unchanged)."""
+    return keras.ops.mean(x, axis=(1, 2)) if len(x.shape) == 4 else x
+
+
+def load_keras_hub_preset(preset: str) -> tuple[keras.Model, float | list, float | list]:
+    """A Keras-Hub preset's backbone and its image converter's `(scale, offset)`; a failed download is a
+    `BackboneDownloadError` saying how to use a local copy, a missing `keras-hub` an ImportError."""
+    try:
+        import keras_hub
+    except ImportError as err:
+        raise ImportError('Keras-Hub backbones need the keras-hub package: pip install "tl_keras[keras-hub]"') from err
+    try:
+        with socket_timeout():
+            backbone = keras_hub.models.Backbone.from_preset(preset)
+            converter = (keras_hub.layers.ImageConverter.from_preset(preset)
+                         if not os.path.isdir(preset) or os.path.isfile(os.path.join(preset, "image_converter.json")) else None)
+    except (OSError, ConnectionError) as err:
+        if os.path.isdir(preset):
+            raise ValueError(f"Could not load the Keras-Hub preset folder {preset!r}: {err}") from err
+        raise BackboneDownloadError(
+            f"Could not download the Keras-Hub preset {preset!r}: {err}\n"
+            "To work offline, save it once on a machine with internet (`keras_hub.models.Backbone.from_preset"
+            f"({preset!r}).save_to_preset(FOLDER)`, and the same for `keras_hub.layers.ImageConverter`), copy "
+            "FOLDER here and pass --backbone keras_hub:FOLDER."
+        ) from err
+    if converter is None:
+        return backbone, 1.0 / 255.0, 0.0
+    scale = 1.0 if converter.scale is None else converter.scale
+    offset = 0.0 if converter.offset is None else converter.offset
+    return backbone, scale, offset
+
+
+Backbone = HubBackbone | KerasBackbone  # KerasHubBackbone is a KerasBackbone
 
 
 def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str = "backbone",
@@ -234,4 +346,9 @@ def build_backbone(spec: BackboneSpec, *, inference_mode: bool = True, name: str
             spec.handle, weights=spec.weights, image_size=spec.image_size,
             block_patterns=spec.block_patterns, inference_mode=inference_mode, cut=spec.cut, name=name,
         )
-    raise ValueError(f"Unknown backbone source {spec.source!r}; expected 'hub' or 'keras'.")
+    if spec.source == "keras_hub":
+        return KerasHubBackbone(
+            spec.handle, image_size=spec.image_size, block_patterns=spec.block_patterns,
+            inference_mode=inference_mode, cut=spec.cut, name=name,
+        )
+    raise ValueError(f"Unknown backbone source {spec.source!r}; expected 'hub', 'keras' or 'keras_hub'.")

@@ -136,7 +136,7 @@ class TrainConfig:
     """
 
     # The backbone and the head.
-    backbone: str = setting("mobilenet_v2", "registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), TF Hub/Kaggle handle or URL, or local SavedModel folder", _text, read="str")
+    backbone: str = setting("mobilenet_v2", "registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), keras_hub:PRESET_OR_FOLDER (a Keras-Hub preset), TF Hub/Kaggle handle or URL, or local SavedModel folder", _text, read="str")
     weights: str | None = setting(None, "weights for keras: backbones: imagenet, none, or a .h5 file", _optional(_text), read="str", metavar="H5")
     image_size: int | None = setting(None, "input size (default: the backbone's, 224)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
     cut: str | None = setting(None, "cut the backbone at this block (block_12) or layer; its pooled output is the features", _optional(_text), read="str", metavar="BLOCK")

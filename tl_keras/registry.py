@@ -39,6 +39,10 @@ RESNET_BLOCKS = (
 )
 # Tried, in order, for modules the registry does not know.
 GENERIC_BLOCKS = MOBILENET_BLOCKS + RESNET_BLOCKS + (r"(?:^|/)(block\d+[a-z]?)_", r"(?:^|/)(stage\d+)[_/]")
+# Keras-Hub backbones: ResNet `stack1_block2_...`, MobileNet(V3) `block_2_0_...`, EfficientNet `block2a_`.
+KERAS_HUB_BLOCKS = (r"(?:^|/)(stack\d+_block\d+)_", r"(?:^|/)(block_\d+_\d+)_", r"(?:^|/)(block\d+[a-z])_") + GENERIC_BLOCKS
+KERAS_HUB_PREFIX = "keras_hub:"
+DEFAULT_IMAGE_SIZE = 224
 
 
 class BackboneDownloadError(OSError):
@@ -55,10 +59,11 @@ class BackboneSpec:
 
     Attributes:
         name: registry name, e.g. `"hub:mobilenet_v2"`, or the handle/path it was resolved from.
-        source: `"hub"` (TF Hub/Kaggle handle or URL, or a local TF2 SavedModel folder) or `"keras"`
-            (a `keras.applications` constructor).
-        handle: the Hub handle, URL or local folder (`source="hub"`), or the `keras.applications`
-            class name (`source="keras"`).
+        source: `"hub"` (TF Hub/Kaggle handle or URL, or a local TF2 SavedModel folder), `"keras"`
+            (a `keras.applications` constructor) or `"keras_hub"` (a Keras-Hub preset).
+        handle: the Hub handle, URL or local folder (`source="hub"`), the `keras.applications`
+            class name (`source="keras"`), or the Keras-Hub preset name, Kaggle handle or local preset
+            folder (`source="keras_hub"`).
         image_size: the size the backbone was trained at; the default input resolution.
         pixel_mode: a key of `PIXEL_MODES`: what the backbone expects instead of 0-255 RGB.
         feature_size: length of the feature vector, where known.
@@ -127,7 +132,8 @@ def resolve_backbone(
 
     Args:
         name: `"mobilenet_v2"`, `"resnet50"` (TF Hub feature vectors), `"hub:mobilenet_v2_035"`,
-            `"keras:mobilenet_v2"`, `"keras:resnet50"`, an `https://` or `hub:`-prefixed handle, a
+            `"keras:mobilenet_v2"`, `"keras:resnet50"`, `"keras_hub:PRESET_OR_FOLDER"` (a Keras-Hub
+            ResNet, EfficientNet or MobileNet preset), an `https://` or `hub:`-prefixed handle, a
             Kaggle Models handle (`google/mobilenet-v2/tensorFlow2/100-224-feature-vector`), or a local
             TF2 SavedModel folder.
         weights: for `keras:` backbones, `"imagenet"` (download), `None` (random) or a weights file.
@@ -141,7 +147,9 @@ def resolve_backbone(
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"`backbone` must be a non-empty string. Received: backbone={name!r}")
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key in REGISTRY:
+    if name.startswith(KERAS_HUB_PREFIX):
+        spec = keras_hub_spec(name)
+    elif key in REGISTRY:
         spec = REGISTRY[key]
     elif os.path.isdir(os.path.expanduser(name)):
         spec = BackboneSpec(name=name, source="hub", handle=os.path.abspath(os.path.expanduser(name)))
@@ -173,6 +181,40 @@ def resolve_backbone(
     if image_size is not None:
         changes["image_size"] = require_int("image_size", image_size, 32)
     return spec.replace(**changes) if changes else spec
+
+
+def keras_hub_spec(name: str) -> BackboneSpec:
+    """The spec of `keras_hub:PRESET` (a Keras-Hub preset name, a Kaggle handle `kaggle://...`, or a
+    local preset folder from `save_to_preset`). The backbone applies the preset's own preprocessing
+    (its image converter's scale and offset) to 0-255 pixels; the input size is the converter's
+    (for a local folder) or 224."""
+    preset = name[len(KERAS_HUB_PREFIX):].strip()
+    if not preset:
+        raise ValueError(f"`backbone` {name!r} names no preset: write keras_hub:PRESET_NAME or keras_hub:LOCAL_FOLDER.")
+    folder = os.path.expanduser(preset)
+    size = DEFAULT_IMAGE_SIZE
+    if os.path.isdir(folder):
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise ValueError(f"{folder!r} is not a Keras-Hub preset folder: it has no config.json. Save one with "
+                             "`backbone.save_to_preset(folder)` (and `image_converter.save_to_preset(folder)`).")
+        preset, size = os.path.abspath(folder), _preset_image_size(folder) or size
+    elif os.path.sep in preset or preset.startswith("."):
+        raise ValueError(f"No Keras-Hub preset folder at {preset!r}. Pass an existing folder written by "
+                         "`save_to_preset`, or a preset name such as keras_hub:resnet_50_imagenet.")
+    return BackboneSpec(name=name, source="keras_hub", handle=preset, image_size=size, pixel_mode="raw",
+                        block_patterns=KERAS_HUB_BLOCKS, default_unfreeze_blocks=3, weights=None)
+
+
+def _preset_image_size(folder: str) -> int | None:
+    """The square input size a local preset's image converter records, if any."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "image_converter.json"), encoding="utf-8") as f:
+            size = json.load(f)["config"].get("image_size")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(max(size)) if isinstance(size, list) and size else None
 
 
 def _looks_like_handle(name: str) -> bool:
