@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, KERAS_035, MARGIN, asset, run_python
 
@@ -161,3 +162,54 @@ def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_pat
     assert cut.backbone.block_names[-1] == "block3/unit_6" and cut.get_layer("predictions").kernel.shape[0] == 1024
     export_dir = export_saved_model(cut, str(tmp_path / "cut"), class_names=["ants", "bees"])
     np.testing.assert_allclose(ExportedModel(export_dir).predict(images), cut.predict(images, verbose=0), atol=1e-5)
+
+
+def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
+    """A real multi-label set (pairs of flower photos side by side, labelled with both classes; see
+    benchmarks/multi_label_flowers.py): a sigmoid head trained in both phases on both caches under
+    tf.distribute (one-replica MirroredStrategy), thresholds chosen on val and served by the export,
+    the evaluate/predict commands and the TFLite model agreeing with it."""
+    import importlib.util
+    import sys
+
+    import tensorflow as tf
+
+    import tl_keras
+    from conftest import FLOWERS
+    from tl_keras.cli import main
+    from tl_keras.evaluation import multi_label_report
+    from tl_keras.tflite import export_tflite
+
+    spec = importlib.util.spec_from_file_location("multi_label_flowers", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "multi_label_flowers.py"))
+    builder = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(spec.origin))
+    spec.loader.exec_module(builder)
+    labels = builder.build(asset(FLOWERS), str(tmp_path / "set"), size=96, per_split={"train": 150, "val": 90})
+    result = tl_keras.train(labels, backbone=asset(HUB_035), head_epochs=6, fine_tune_epochs=2, unfreeze_blocks=2,
+                            distribute="mirrored", output=str(tmp_path / "model"), verbose=0)
+    metrics, val = result.metrics, result.data.val
+    assert metrics["multi_label"] and val.labels.shape == (60, 5) and 1.3 < val.labels.sum(1).mean() < 1.7
+    assert metrics["feature_cache"]["used"] and metrics["boundary_cache"]["used"]
+    report = metrics["evaluation"]["val"]
+    baseline = float(val.labels.mean(0).mean())  # mAP of constant scores: each class's frequency
+    assert report["mean_average_precision"] >= baseline + MARGIN + 0.1, (report["mean_average_precision"], baseline)
+    assert report["micro_f1"] > 0.5
+    thresholds = [metrics["thresholds"][name] for name in result.class_names]
+    # The export serves the thresholds: its labels are the classes at or above them.
+    serve = tf.saved_model.load(result.export_dir).signatures["serving_uint8"]
+    out = serve(images=tf.constant(val.images))
+    probabilities = out["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, result.model.predict(val.images.astype("float32"), verbose=0), atol=1e-5)
+    above = probabilities >= np.array(thresholds)
+    np.testing.assert_array_equal(out["above_threshold"].numpy(), above)
+    assert [x.decode() for x in out["labels"].numpy()] == [";".join(n for n, a in zip(result.class_names, row) if a) for row in above]
+    assert multi_label_report(val.labels, probabilities, result.class_names, thresholds)["micro_f1"] == pytest.approx(report["micro_f1"])
+    # evaluate and predict from the command line read the thresholds from the export.
+    assert main(["evaluate", result.export_dir, labels, "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["mean_average_precision"] == pytest.approx(report["mean_average_precision"], abs=1e-6)
+    assert main(["predict", result.export_dir, val.paths[0], "--output", str(tmp_path / "p.csv")]) == 0
+    assert capsys.readouterr().out.startswith(f"{val.paths[0]}: [{';'.join(n for n, a in zip(result.class_names, above[0]) if a)}]")
+    lite = export_tflite(result.export_dir, str(tmp_path / "m.tflite"), quantize=["none"], check_data=labels)
+    assert lite["variants"]["float32"]["top1_agreement"] >= 0.98 and lite["variants"]["float32"]["max_abs_diff"] < 1e-4

@@ -32,6 +32,32 @@ def test_report_matches_scikit_learn_on_random_predictions():
     assert confidences[0] == pytest.approx(probabilities[wrong].max())
 
 
+def test_multi_label_report_and_thresholds_match_scikit_learn():
+    from tl_keras.evaluation import best_thresholds, multi_label_report
+
+    rng = np.random.default_rng(1)
+    flags = (rng.random((200, 4)) < [0.5, 0.3, 0.2, 0.4]).astype(np.float32)
+    scores = np.clip(0.35 * flags + rng.random((200, 4)) * 0.65, 0, 1).round(2)  # rounded: ties
+    thresholds = best_thresholds(flags, scores)
+    for c, t in enumerate(thresholds):  # no threshold gives a better F1 on these images
+        best = max(skm.f1_score(flags[:, c], scores[:, c] >= s, zero_division=0) for s in np.unique(scores[:, c]))
+        assert skm.f1_score(flags[:, c], scores[:, c] >= t) == pytest.approx(best)
+    names = ["a", "b", "c", "d"]
+    report = multi_label_report(flags, scores, names, thresholds, paths=[f"{i}.jpg" for i in range(200)])
+    predicted = scores >= np.array(thresholds)
+    assert report["micro_f1"] == pytest.approx(skm.f1_score(flags, predicted, average="micro"))
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(flags, predicted, average="macro"))
+    assert report["mean_average_precision"] == pytest.approx(skm.average_precision_score(flags, scores, average="macro"))
+    assert report["subset_accuracy"] == pytest.approx(skm.accuracy_score(flags, predicted))
+    for c, name in enumerate(names):
+        assert report["per_class"][name]["average_precision"] == pytest.approx(skm.average_precision_score(flags[:, c], scores[:, c]))
+        assert report["per_class"][name]["support"] == int(flags[:, c].sum())
+    errors = report["most_confident_errors"]
+    assert errors and all(set(e["true"]) != set(e["predicted"]) for e in errors)
+    text = format_report(report, "multi")
+    assert "mAP" in text and "threshold" in text and text.startswith("multi")
+
+
 def test_edge_cases_and_text():
     # Class "c" is never predicted and has no images; "b" is never predicted but has one.
     report = classification_report(np.array([0, 0, 1]), np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.6, 0.3, 0.1]]),

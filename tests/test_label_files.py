@@ -75,19 +75,43 @@ def test_a_dataframe_and_a_list_of_rows_read_as_the_csv(label_csv, tmp_path, mon
 
 
 @pytest.mark.parametrize("content, message", [
-    ("file,label\na.jpg,ants\n", r"must have the columns path,label\[,split\]; path missing"),
+    ("file,label\na.jpg,ants\n", r"must have the columns path,label\[,split\] \(or path and one 0/1 column per class\); path missing"),
     ("path,label\na.jpg,\n", r"line 2 has an empty label"),
-    ("path,label\na.jpg,ants;bees\n", r"line 2 has several labels \('ants;bees'\): multi-label"),
     ("path,label,split\na.jpg,ants,holdout\n", r"line 2 has split 'holdout': use train, val or test"),
     ("path,label\na.jpg,ants\nb.jpg,ants\n", r"must list at least 2 classes. Received: 1 \(ants\)"),
     ("path,label,split\na.jpg,ants,train\nb.jpg,bees,val\n", r"Class 'bees' has no training row"),
     ("path,label\n", r"lists no image"),
+    ("path,ants,bees\na.jpg,1,yes\n", r"line 2: the class columns must hold 0 or 1; bees='yes'"),
 ])
 def test_bad_label_files_are_errors_naming_the_file_line_and_fix(tmp_path, content, message):
     path = tmp_path / "labels.csv"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         load_label_file(str(path), image_size=32)
+
+
+def test_multi_label_rows_as_a_b_labels_or_0_1_columns(tmp_path):
+    """`a;b` gives an image several labels and makes the file multi-label; one 0/1 column per class
+    says the same (a row of zeros: none of the classes). Labels are 0/1 flags per class."""
+    from tl_keras.label_files import count_rows
+
+    ants = os.path.join(asset(HYMENOPTERA), "train", "ants")
+    photos = [os.path.join(ants, name) for name in sorted(os.listdir(ants)) if name.endswith(".jpg")][:6]
+    text = tmp_path / "labels.csv"
+    text.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in zip(
+        photos, ["ants", "bees;ants", "bees", "ants ; bees ;ants", "bees", "ants"])))
+    columns = tmp_path / "columns.csv"
+    columns.write_text("path,ants,bees\n" + "".join(f"{p},{a},{b}\n" for p, (a, b) in zip(
+        photos, [(1, 0), (1, 1), (0, 1), (1, 1), (0, 1), (0, 0)])))
+    for path, last in ((text, [1, 0]), (columns, [0, 0])):
+        folder = load_label_file(str(path), image_size=32, validation_split=0.3)
+        assert folder.multi_label and folder.class_names == ["ants", "bees"]
+        flags = {s.path: list(s.label) for split in folder.splits.values() for s in split.samples}
+        assert [flags[p] for p in photos] == [[1, 0], [1, 1], [0, 1], [1, 1], [0, 1], last]
+        assert folder.train.labels.dtype == np.float32 and folder.train.labels.shape[1] == 2
+    assert count_rows(str(text)) == {"ants": 4, "bees": 4}  # a row counts for each of its classes
+    with pytest.raises(ValueError, match="multi-label"):
+        folder.folds(2)
 
 
 def test_train_and_evaluate_from_a_label_file(label_csv, tiny_hub, tmp_path, capsys):

@@ -229,6 +229,9 @@ def advise(
         spec = spec.replace(image_size=image_size)
     counts = count_images(data_dir)
     folder = load_data(data_dir, image_size=spec.image_size, seed=seed, max_per_class=per_class)
+    if folder.multi_label:
+        raise ValueError("The advisor's linear probe scores single-label classes; this data is multi-label. "
+                         "Choose the plan yourself (--transfer head-only or top-blocks).")
     num_classes = len(folder.class_names)
     train, val = folder.train, folder.val
     if train.images is None or val.images is None:  # pragma: no cover - a sample always fits

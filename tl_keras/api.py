@@ -37,7 +37,7 @@ from tl_keras.distribute import (
     is_chief,
     precision_policy,
 )
-from tl_keras.evaluation import classification_report
+from tl_keras.evaluation import best_thresholds, classification_report, multi_label_report
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
@@ -160,15 +160,16 @@ def train(
     history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
     final = {"accuracy": history.final("val_accuracy"), "loss": history.final("val_loss")}  # the weights exported
     train_seconds = time.perf_counter() - run.started
-    evaluation = {split: _report(run.model, run.folder, split, run.global_batch, run.config.tta)
-                  for split in run.folder.splits if split != "train"} if evaluate else {}
+    evaluation, thresholds = _evaluation(run, evaluate)
     scratch = _compare_scratch(run, train_ds, val_ds, history, verbose) if run.config.compare_scratch else None
     if plots_dir and is_chief():
         _plots(plots_dir, history, evaluation, scratch)
-    export_dir = _export(run.model, run.folder.class_names, base, run.config) if export else None
+    export_dir = _export(run.model, run.folder.class_names, base, run.config, thresholds) if export else None
     if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
         shutil.rmtree(run_dir, ignore_errors=True)
     metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds)
+    if thresholds is not None:
+        metrics["thresholds"] = dict(zip(run.folder.class_names, thresholds))
     return TrainResult(run.model, run.folder.class_names, history, metrics, export_dir, run.folder, run.config)
 
 
@@ -225,6 +226,9 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     keras.utils.set_random_seed(config.seed)
     folder = load_data(data_dir, image_size=spec.image_size, validation_split=config.validation_split, seed=config.seed)
     run = _Run(resolved, config, spec, strategy, folder, advice, started)
+    if folder.multi_label and config.class_weight is not None:
+        raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "
+                         "(an image may have several). Leave class_weight unset.")
     if config.class_weight == "auto":
         run.class_weight = balanced_class_weights(folder.train.labels, len(folder.class_names))
     elif config.class_weight is not None:
@@ -257,7 +261,7 @@ def _build(run: _Run) -> ImageClassifier:
         return build_classifier(
             run.spec, num_classes=len(run.folder.class_names), dropout=config.dropout, l2=config.l2,
             class_names=run.folder.class_names, hidden_units=config.hidden_units or (),
-            normalize_features=config.normalize_features,
+            normalize_features=config.normalize_features, multi_label=run.folder.multi_label,
         )
 
 
@@ -306,6 +310,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
+        "multi_label": folder.multi_label,
     }
 
 
@@ -469,17 +474,34 @@ def _callbacks(callbacks: Sequence[keras.callbacks.Callback], tensorboard_dir: s
     return callbacks
 
 
-def _report(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int, tta: bool = False) -> dict:
-    """The evaluation report of `model` on one split, predicted on this worker's device (with `tta`,
+def _evaluation(run: _Run, evaluate: bool) -> tuple[dict, list[float] | None]:
+    """The final report on each split but train (when `evaluate`), and for multi-label data the
+    per-class thresholds with the best F1 on val (chosen whether or not it reports: the export needs
+    them)."""
+    model, folder = run.model, run.folder
+    splits = [split for split in folder.splits if split != "train"] if evaluate else []
+    if folder.multi_label and "val" not in splits:
+        splits.insert(0, "val")
+    probabilities = {split: _probabilities(model, folder, split, run.global_batch, run.config.tta) for split in splits}
+    thresholds = None
+    if folder.multi_label:
+        thresholds = best_thresholds(folder.val.labels, probabilities["val"])
+    reports = {}
+    for split in (splits if evaluate else []):
+        data = folder.splits[split]
+        reports[split] = (multi_label_report(data.labels, probabilities[split], folder.class_names, thresholds, paths=data.paths)
+                          if folder.multi_label else classification_report(data.labels, probabilities[split], folder.class_names, paths=data.paths))
+    return reports, thresholds
+
+
+def _probabilities(model: ImageClassifier, folder: ImageFolder, split: str, batch_size: int, tta: bool = False):
+    """`model`'s class probabilities on one split, predicted on this worker's device (with `tta`,
     averaged over each image and its mirror image)."""
     def probabilities(x):
         return model(x, training=False)
 
     predict = tf.function(flip_averaged(probabilities) if tta else probabilities, reduce_retracing=True)
-    probabilities = run_batches(predict, folder.dataset(split, batch_size=batch_size), len(folder.class_names),
-                                inputs_only=True)
-    data = folder.splits[split]
-    return classification_report(data.labels, probabilities, folder.class_names, paths=data.paths)
+    return run_batches(predict, folder.dataset(split, batch_size=batch_size), len(folder.class_names), inputs_only=True)
 
 
 def _plots(folder: str, history: FineTuneHistory, evaluation: dict, scratch: dict | None) -> None:
@@ -507,14 +529,16 @@ def _use_feature_cache(config: TrainConfig) -> bool:
             or config.head_epochs > max(1, config.feature_copies))
 
 
-def _export(model: ImageClassifier, class_names: list[str], base: str, config: TrainConfig) -> str | None:
+def _export(model: ImageClassifier, class_names: list[str], base: str, config: TrainConfig,
+            thresholds: list[float] | None = None) -> str | None:
     """Exports on the chief. Under multi-worker training every worker must take part in saving
     (reading sync-on-read variables is a collective), so the others write to a temporary folder."""
+    options = dict(class_names=class_names, config=config, tta=config.tta, thresholds=thresholds)
     if is_chief():
-        return export_saved_model(model, base, class_names=class_names, config=config, tta=config.tta)
+        return export_saved_model(model, base, **options)
     scratch = tempfile.mkdtemp(prefix="tl_keras_worker_export_")
     try:
-        export_saved_model(model, scratch, class_names=class_names, config=config, tta=config.tta)
+        export_saved_model(model, scratch, **options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return None

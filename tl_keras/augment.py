@@ -92,7 +92,7 @@ def mix_batches(dataset: tf.data.Dataset, num_classes: int, seed: int) -> tf.dat
         inputs, labels = pair
         # The pass's epoch: the counter was advanced when this pass began (tl_keras.data.epoch_indices).
         draw = tf.stack([seed + 104723 * (epoch.read_value() - 1), batch])
-        soft = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+        soft = labels if labels.shape.rank == 2 else tf.one_hot(tf.cast(labels, tf.int32), num_classes)  # multi-label: flags
         use_cut = tf.random.stateless_uniform([], tf.cast(draw, tf.int32)) < 0.5
         for layer in (mix_up, cut_mix):
             _seeded(layer, draw + 1)

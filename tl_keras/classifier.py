@@ -51,6 +51,9 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             of a cut backbone come from inside the network, unnormalised and on their own scale;
             standardising them lets the head learn as fast as on the final feature vector.
             Defaults to False (`build_classifier` turns it on for cut backbones).
+        multi_label: a sigmoid per class instead of one softmax: each class is a yes/no question, and
+            an image may have several labels (or none). Trained with binary cross-entropy (see
+            `tl_keras.training.compile_for_phase`). Defaults to False.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         default_unfreeze_blocks: int | str = 3,
         hidden_units: Sequence[int] = (),
         normalize_features: bool = False,
+        multi_label: bool = False,
         **kwargs,
     ):
         require_int("num_classes", num_classes, 2)
@@ -94,9 +98,9 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         x = keras.layers.Dropout(dropout, name="output_dropout")(x)
         outputs = keras.layers.Dense(
             num_classes,
-            activation="softmax",
+            activation="sigmoid" if multi_label else "softmax",
             kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
-            dtype="float32",  # softmax in float32 under mixed precision
+            dtype="float32",  # softmax (sigmoid) in float32 under mixed precision
             name="predictions",
         )(x)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -110,6 +114,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         self.default_unfreeze_blocks = default_unfreeze_blocks
         self.hidden_units = hidden_units
         self.normalize_features = bool(normalize_features)
+        self.multi_label = bool(multi_label)
 
     @property
     def head_layers(self) -> list[keras.layers.Layer]:
@@ -134,6 +139,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             "default_unfreeze_blocks": self.default_unfreeze_blocks,
             "hidden_units": list(self.hidden_units),
             "normalize_features": self.normalize_features,
+            "multi_label": self.multi_label,
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -157,6 +163,7 @@ def build_classifier(
     hidden_units: Sequence[int] = (),
     cut: str | None = None,
     normalize_features: bool | None = None,
+    multi_label: bool = False,
 ) -> ImageClassifier:
     """Builds an `ImageClassifier` with a frozen pretrained backbone, BatchNormalization in inference mode.
 
@@ -166,7 +173,7 @@ def build_classifier(
         num_classes: number of classes. Defaults to 2.
         weights: weights for `keras:` backbones (`"imagenet"`, `None`, or a file). Defaults to the spec's.
         image_size: input resolution. Defaults to the backbone's.
-        dropout, l2, class_names, hidden_units: see `ImageClassifier`.
+        dropout, l2, class_names, hidden_units, multi_label: see `ImageClassifier`.
         cut: a block or layer name to cut the backbone at (its pooled output becomes the features,
             see `BackboneSpec.cut`). Defaults to the spec's (None: the full feature vector).
         normalize_features: see `ImageClassifier`. Defaults to True for a cut backbone, else False.
@@ -183,7 +190,7 @@ def build_classifier(
         layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
         dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
         normalize_features=spec.cut is not None if normalize_features is None else normalize_features,
-        default_unfreeze_blocks=min(spec.default_unfreeze_blocks, len(layer.blocks)), name="image_classifier",
+        multi_label=multi_label, default_unfreeze_blocks=min(spec.default_unfreeze_blocks, len(layer.blocks)), name="image_classifier",
     )
 
 

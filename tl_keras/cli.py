@@ -275,7 +275,11 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"  discriminative learning rates: layer decay {metrics['layer_decay']}")
     gain = metrics.get("fine_tune_gain")
     kept = "" if metrics.get("fine_tune_kept") is not False else "; not kept: no epoch beat the head's val_loss"
-    print(f"val accuracy      {_fmt(metrics['val_accuracy'])}" + (f" (phase 2: {gain:+.3f} over the head{kept})" if gain is not None else ""))
+    what = "val subset acc." if metrics.get("multi_label") else "val accuracy"
+    print(f"{what:<18}{_fmt(metrics['val_accuracy'])}" + (f" (phase 2: {gain:+.3f} over the head{kept})" if gain is not None else ""))
+    if metrics.get("thresholds"):
+        print("thresholds        " + ", ".join(f"{name} {t:.3f}" for name, t in metrics["thresholds"].items())
+              + " (best F1 on val, in the export)")
     if metrics.get("scratch"):
         scratch = metrics["scratch"]
         print(f"from scratch      val accuracy {_fmt(scratch['val_accuracy'])} (same architecture, splits and "
@@ -313,7 +317,8 @@ def _predict(args) -> int:
     else:
         for r in results:
             if "error" not in r:
-                print(f"{r['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
+                labels = f"[{';'.join(r['labels']) or '-'}] " if "labels" in r else ""
+                print(f"{r['path']}: {labels}" + ", ".join(f"{name} {p:.4f}" for name, p in r["top_k"]))
     failed = [r for r in results if "error" in r and not r["error"].startswith(_NOT_INPUTS)]
     for r in results:
         if "error" in r:
@@ -339,10 +344,11 @@ def _write_predictions(path: str, results: list[dict], top_k: int) -> None:
 
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "probability", "top_k", "error"])
+        writer.writerow(["path", "label", "probability", "top_k", "error", "labels"])
         for r in results:
             writer.writerow([r["path"], r.get("label", ""), f"{r['probability']:.6f}" if "probability" in r else "",
-                             ";".join(f"{n}:{p:.6f}" for n, p in r.get("top_k", [])), r.get("error", "")])
+                             ";".join(f"{n}:{p:.6f}" for n, p in r.get("top_k", [])), r.get("error", ""),
+                             ";".join(r.get("labels", []))])
 
 
 def _settings(args) -> TrainConfig:

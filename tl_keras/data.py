@@ -50,7 +50,12 @@ MAX_PIXELS = 100 * 10**6
 @dataclasses.dataclass(frozen=True)
 class Sample:
     path: str
-    label: int
+    label: int | tuple[int, ...]  # a class index; for multi-label data, one 0/1 flag per class
+
+
+def has_class(sample: Sample, label: int) -> bool:
+    """Whether `sample` is labelled with class `label` (its class, or one of its multi-label flags)."""
+    return bool(sample.label[label]) if isinstance(sample.label, tuple) else sample.label == label
 
 
 @dataclasses.dataclass
@@ -65,6 +70,9 @@ class Split:
 
     @property
     def labels(self) -> np.ndarray:
+        """int32 `[n]` class indices, or for multi-label data float32 `[n, classes]` 0/1 flags."""
+        if self.samples and isinstance(self.samples[0].label, tuple):
+            return np.array([s.label for s in self.samples], dtype=np.float32)
         return np.array([s.label for s in self.samples], dtype=np.int32)
 
     @property
@@ -109,6 +117,11 @@ class ImageFolder:
     def num_used(self) -> int:
         return sum(len(s) for s in self.splits.values())
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether an image may have several labels (a label file with `a;b` labels or 0/1 columns)."""
+        return bool(self.train.samples) and isinstance(self.train.samples[0].label, tuple)
+
     def dataset(
         self,
         split: str = "train",
@@ -140,6 +153,9 @@ class ImageFolder:
         the rest its `train`. A `test` split stays as it is. Decoded images are shared, not re-read.
         """
         require_int("folds", k, 2)
+        if self.multi_label:
+            raise ValueError("k-fold cross-validation deals single-label classes into folds; this data is "
+                             "multi-label. Train once, or hold out a split in the label file.")
         pool = _concat(self.train, self.val)
         smallest = min(np.bincount(pool.labels, minlength=len(self.class_names)))
         if smallest < k:
@@ -543,7 +559,7 @@ def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped
             label_of: dict[str, int]) -> ImageFolder:
     """The class check, the validation split and the `ImageFolder`, for both `assemble`s."""
     for label, name in enumerate(class_names):
-        if not any(s.label == label for s in splits["train"].samples):
+        if not any(has_class(s, label) for s in splits["train"].samples):
             count = sum(1 for p, _ in skipped if label_of.get(p) == label or os.sep + name + os.sep in p)
             raise ValueError(f"Class {name!r} has no usable image in {where(name)!r}"
                              + (f" ({count} skipped)" if skipped else "") + f": {fix}.")

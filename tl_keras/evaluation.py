@@ -113,7 +113,10 @@ def _average(rows, weighted: bool) -> dict:
 
 
 def format_report(report: dict, title: str = "") -> str:
-    """The report as aligned text: summary, per-class table, confusion matrix, confident errors."""
+    """The report as aligned text: summary, per-class table, confusion matrix, confident errors (a
+    multi-label report: `format_multi_label_report`)."""
+    if report.get("multi_label"):
+        return format_multi_label_report(report, title)
     names = list(report["per_class"])
     width = max([len(n) for n in names] + [12])
     lines = [title] if title else []
@@ -140,3 +143,122 @@ def format_report(report: dict, title: str = "") -> str:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+# Multi-label data (one 0/1 flag per class and image; see tl_keras.label_files).
+
+def best_thresholds(flags: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per class, the probability threshold with the best F1 on these images (validation images:
+    `train` chooses them there and stores them in the export). Candidates are the midpoints between
+    the class's sorted distinct probabilities; among equal F1 the one nearest 0.5 wins. A class
+    without a positive image keeps 0.5."""
+    flags, probabilities = np.asarray(flags) >= 0.5, np.asarray(probabilities, dtype=np.float64)
+    thresholds = []
+    for c in range(probabilities.shape[1]):
+        truth, p = flags[:, c], probabilities[:, c]
+        if not truth.any():
+            thresholds.append(0.5)
+            continue
+        values = np.unique(p)
+        candidates = np.concatenate([[values[0] / 2], (values[:-1] + values[1:]) / 2, [(values[-1] + 1) / 2]])
+        predicted = p[None, :] >= candidates[:, None]
+        tp = (predicted & truth).sum(1)
+        f1 = 2 * tp / np.maximum(predicted.sum(1) + truth.sum(), 1)
+        best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+        thresholds.append(float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]))
+    return thresholds
+
+
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the precision-recall curve as the mean of the precision at each positive's rank
+    (ties ranked together, scikit-learn's definition); None without a positive."""
+    truth = np.asarray(truth) >= 0.5
+    if not truth.any():
+        return None
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    scores, truth = np.asarray(scores, dtype=np.float64)[order], truth[order]
+    last = np.r_[np.flatnonzero(np.diff(scores) != 0), len(scores) - 1]  # the end of each group of ties
+    tp = np.cumsum(truth)[last]
+    precision, recall = tp / (last + 1), tp / truth.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multi_label_report(
+    flags: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    *,
+    paths: Sequence[str] | None = None,
+    max_errors: int = DEFAULT_ERRORS_LISTED,
+) -> dict:
+    """Metrics of per-class probabilities `[n, classes]` against 0/1 `flags` `[n, classes]`, each class
+    predicted where its probability reaches its threshold (default 0.5).
+
+    Returns a JSON-able dict: `multi_label` True, `num_images`, `subset_accuracy` (every flag of an
+    image right), `micro_f1` (over all image-class pairs), `macro_f1` (the mean of the classes' F1),
+    `mean_average_precision` (mAP: the mean of the classes' AP, threshold-free), `per_class` (name ->
+    `precision`, `recall`, `f1`, `average_precision`, `threshold`, `support`), `label_cardinality`
+    (labels per image, true and predicted) and `most_confident_errors` (images whose predicted labels
+    differ from the true ones, by the largest flag error: `path`, `true`, `predicted`, `error`).
+    `accuracy` is `subset_accuracy`, for readers of single-label reports.
+    """
+    flags = np.asarray(flags, dtype=np.float64) >= 0.5
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != flags.shape or flags.ndim != 2 or flags.shape[1] != len(class_names):
+        raise ValueError(f"`flags` and `probabilities` must both have shape [num_images, {len(class_names)}]. "
+                         f"Received: {list(flags.shape)} and {list(probabilities.shape)}")
+    thresholds = np.full(len(class_names), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    predicted = probabilities >= thresholds[None, :]
+    per_class, f1s, aps = {}, [], []
+    for c, name in enumerate(class_names):
+        tp, pred, true = int((predicted[:, c] & flags[:, c]).sum()), int(predicted[:, c].sum()), int(flags[:, c].sum())
+        precision, recall = (tp / pred if pred else None), (tp / true if true else None)
+        f1 = None if not true else (2 * tp / (pred + true))
+        ap = average_precision(flags[:, c], probabilities[:, c])
+        per_class[name] = {"precision": _num(precision), "recall": _num(recall), "f1": _num(f1), "average_precision": ap,
+                           "threshold": float(thresholds[c]), "support": true}
+        f1s += [f1] if f1 is not None else []
+        aps += [ap] if ap is not None else []
+    tp, pred, true = (predicted & flags).sum(), predicted.sum(), flags.sum()
+    wrong = np.flatnonzero((predicted != flags).any(axis=1))
+    error = np.abs(probabilities - flags).max(axis=1)
+    wrong = wrong[np.argsort(-error[wrong], kind="stable")][:max_errors]
+    subset = float((predicted == flags).all(axis=1).mean()) if len(flags) else None
+    return {
+        "multi_label": True,
+        "num_images": int(len(flags)),
+        "subset_accuracy": subset,
+        "accuracy": subset,
+        "micro_f1": float(2 * tp / (pred + true)) if pred + true else None,
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
+        "mean_average_precision": float(np.mean(aps)) if aps else None,
+        "per_class": per_class,
+        "label_cardinality": {"true": float(flags.sum(1).mean()) if len(flags) else None,
+                              "predicted": float(predicted.sum(1).mean()) if len(flags) else None},
+        "most_confident_errors": [
+            {"path": paths[i] if paths is not None else None,
+             "true": [n for n, f in zip(class_names, flags[i]) if f],
+             "predicted": [n for n, f in zip(class_names, predicted[i]) if f],
+             "error": float(error[i])}
+            for i in wrong
+        ],
+    }
+
+
+def format_multi_label_report(report: dict, title: str = "") -> str:
+    """A multi-label report as aligned text: summary, per-class table, the images most wrong."""
+    names = list(report["per_class"])
+    width = max([len(n) for n in names] + [12])
+    lines = [title] if title else []
+    lines.append(f"images {report['num_images']}   mAP {_fmt(report['mean_average_precision'])}   micro F1 "
+                 f"{_fmt(report['micro_f1'])}   macro F1 {_fmt(report['macro_f1'])}   subset accuracy {_fmt(report['subset_accuracy'])}")
+    lines.append(f"{'class'.ljust(width)}  precision  recall     f1     AP  threshold  support")
+    for name, m in report["per_class"].items():
+        lines.append(f"{name.ljust(width)}  {_fmt(m['precision']):>9}  {_fmt(m['recall']):>6}  {_fmt(m['f1']):>5}  "
+                     f"{_fmt(m['average_precision']):>5}  {m['threshold']:>9.3f}  {m['support']:>7}")
+    if report["most_confident_errors"]:
+        lines.append("most wrong (largest probability error)")
+        for e in report["most_confident_errors"]:
+            lines.append(f"  {e['error']:.3f} predicted {';'.join(e['predicted']) or '-'} (true {';'.join(e['true']) or '-'})  {e['path']}")
+    return "\n".join(lines)

@@ -10,6 +10,11 @@ signatures:
   sizes, mixed) -> the same outputs; decoded and resized in the graph exactly as training data was.
   A payload that is not an image fails the call with an `InvalidArgumentError` naming its index.
 
+A multi-label model (sigmoid per class) is exported with its per-class thresholds: its signatures also
+return `above_threshold` bool `[batch, num_classes]` and `labels` string `[batch]` (the classes at or
+above their thresholds, joined by `;`), and `assets/tl_keras.json` holds `"multi_label": true` and
+`"thresholds"`.
+
 `assets/labels.txt` holds one class name per line, in output order; `assets/tl_keras.json` records the
 input size and backbone, so clients can decode images the way training did, and under `"config"` the
 `TrainConfig` the model was trained with. The reloaded export has `variables`, `trainable_variables`
@@ -79,7 +84,7 @@ class _ServingModule(tf.Module):
     variables = trainable_variables = non_trainable_variables = None
 
     def __init__(self, model: keras.Model, class_names: Sequence[str], labels_path: str, metadata_path: str,
-                 tta: bool = False):
+                 tta: bool = False, thresholds: Sequence[float] | None = None):
         super().__init__(name="tl_keras_export")
         # Track the model's TensorFlow variables themselves, not the Keras model: Keras variables
         # export as copies of their tf.Variables, which the TF1 session loader (TF Serving,
@@ -97,6 +102,7 @@ class _ServingModule(tf.Module):
         self._class_names = tf.constant(list(class_names))
         self._image_size = int(getattr(model, "image_size", None) or DEFAULT_BYTES_IMAGE_SIZE)
         self._tta = bool(tta)
+        self._thresholds = None if thresholds is None else tf.constant(list(thresholds), tf.float32)
 
     def _outputs(self, images):
         def predict(x):
@@ -104,7 +110,13 @@ class _ServingModule(tf.Module):
 
         probabilities = (flip_averaged(predict) if self._tta else predict)(tf.cast(images, tf.float32))
         label = tf.gather(self._class_names, tf.argmax(probabilities, axis=-1))
-        return {"probabilities": probabilities, "label": label}
+        outputs = {"probabilities": probabilities, "label": label}
+        if self._thresholds is not None:  # multi-label: every class at or above its threshold
+            above = probabilities >= self._thresholds
+            named = tf.where(above, tf.strings.join([self._class_names, ";"]), "")
+            outputs["above_threshold"] = above
+            outputs["labels"] = tf.strings.regex_replace(tf.strings.reduce_join(named, axis=-1), ";$", "")
+        return outputs
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def serve_float(self, images):
@@ -154,6 +166,7 @@ def export_saved_model(
     version: int | None = None,
     config=None,
     tta: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> str:
     """Writes `model` to `export_base/VERSION/` and returns that path.
 
@@ -167,6 +180,10 @@ def export_saved_model(
         tta: put test-time augmentation inside the serving signatures: each image's probabilities
             are averaged with its mirror image's (`tl_keras.tta`), at twice the compute. Recorded
             as `"tta": "flip"` in `assets/tl_keras.json`. Defaults to False.
+        thresholds: for a multi-label model, one probability threshold per class (`train` picks the
+            best F1 on val): the signatures then also return `above_threshold` (bool `[batch,
+            classes]`) and `labels` (string `[batch]`: the classes above threshold joined by `;`,
+            empty for none), and `assets/tl_keras.json` records them. Defaults to None.
 
     Raises:
         ValueError: `version` exists already, or the class names do not match the model's outputs.
@@ -177,6 +194,8 @@ def export_saved_model(
         raise ValueError(
             f"`class_names` must list one name per model output ({num_outputs}). Received: {len(class_names)} names"
         )
+    if thresholds is not None and len(thresholds) != len(class_names):
+        raise ValueError(f"`thresholds` must give one value per class ({len(class_names)}). Received: {len(thresholds)}")
     if any("\n" in c for c in class_names):
         raise ValueError("Class names cannot contain newlines (labels.txt holds one per line).")
     if version is not None and os.path.exists(os.path.join(export_base, str(version))):
@@ -190,8 +209,8 @@ def export_saved_model(
             f.write("\n".join(class_names) + "\n")
         metadata_path = os.path.join(labels_dir, METADATA_FILE)
         with open(metadata_path, "w", encoding="utf-8") as f:
-            json.dump(export_metadata(model, class_names, config, tta), f, indent=2)
-        module = _ServingModule(model, class_names, labels_path, metadata_path, tta)
+            json.dump(export_metadata(model, class_names, config, tta, thresholds), f, indent=2)
+        module = _ServingModule(model, class_names, labels_path, metadata_path, tta, thresholds)
         attach_functions(module, model)
         tf.saved_model.save(
             module, staging,
@@ -275,11 +294,14 @@ def load_at_size(model_dir: str):
     return path, loaded, function, int(function.structured_input_signature[0][0].shape[1])
 
 
-def export_metadata(model: keras.Model, class_names: Sequence[str], config=None, tta: bool = False) -> dict:
-    """`assets/tl_keras.json`: what a client needs to feed the model, and the training config."""
+def export_metadata(model: keras.Model, class_names: Sequence[str], config=None, tta: bool = False,
+                    thresholds: Sequence[float] | None = None) -> dict:
+    """`assets/tl_keras.json`: what a client needs to feed the model, and the training config; for a
+    multi-label model `"multi_label": true` and `"thresholds"` (class name -> probability)."""
     backbone = getattr(model, "backbone", None)
     if config is not None and not isinstance(config, dict):
         config = config.to_dict()
+    multi = {"multi_label": True, "thresholds": dict(zip(class_names, map(float, thresholds)))} if thresholds is not None else {}
     return {
         "format": "tl_keras/1",
         "class_names": list(class_names),
@@ -288,6 +310,7 @@ def export_metadata(model: keras.Model, class_names: Sequence[str], config=None,
         "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
                        "serving_bytes": f"image_bytes string: encoded {BYTES_FORMATS}"},
         "tta": "flip" if tta else None,
+        **multi,
         "config": config,
     }
 

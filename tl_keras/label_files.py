@@ -1,6 +1,9 @@
 """Label files: images listed with their labels in a CSV file, a pandas DataFrame or a list of rows.
 
-The columns are `path,label[,split]`. Paths are relative to the CSV file's folder (for a DataFrame
+The columns are `path,label[,split]`. A label written `a;b` gives the image several labels, and then
+the file is **multi-label** (see `tl_keras.multilabel`): instead of `label`, one 0/1 column per class
+(`path,cat,dog[,split]`) says the same, and a row of zeros is an image with none of the labels.
+Paths are relative to the CSV file's folder (for a DataFrame
 or a list, to the current folder, or to `root`). `split` is `train`, `val` (or `validation`,
 `valid`) or `test`; without it (or without any `val` row) a seeded, stratified share of the training
 rows is held out for validation, as for folders. Rows go through the same checks as a folder's files
@@ -39,10 +42,15 @@ def _describe(data: Any) -> str:
     return data if isinstance(data, str) else type(data).__name__
 
 
-def read_rows(data: Any, root: str | None = None) -> tuple[list[tuple[str, str, str | None]], str]:
-    """`(rows, where)`: every row as `(absolute path, label, split or None)`, and the source's name
-    for messages. Raises a `ValueError` naming the file, the row and the fix for a missing column, an
-    empty path or label, an unknown split or a multi-label row."""
+Row = tuple  # (absolute path, labels: tuple of class names, split or None)
+
+
+def read_rows(data: Any, root: str | None = None) -> tuple[list[Row], str, list[str] | None]:
+    """`(rows, where, class_columns)`: every row as `(absolute path, labels, split or None)` (`labels`
+    a tuple of class names: one, or several for a multi-label row), the source's name for messages,
+    and the class columns of a 0/1-column file (None for a label column). Raises a
+    `ValueError` naming the file, the row and the fix for a missing column, an empty path or label,
+    a class column that is not 0/1, or an unknown split."""
     where = _describe(data)
     if isinstance(data, str):
         if not os.path.isfile(data):
@@ -62,26 +70,43 @@ def read_rows(data: Any, root: str | None = None) -> tuple[list[tuple[str, str, 
             if not isinstance(row, (list, tuple)) or len(row) not in (2, 3):
                 raise ValueError(f"Row {i} of the list must be (path, label) or (path, label, split). Received: {row!r}")
             records.append(dict(zip(columns, [str(v).strip() for v in row])))
-    missing = [c for c in ("path", "label") if c not in columns]
+    class_columns = [c for c in columns if c not in ("path", "label", "split")] if "label" not in columns else []
+    missing = [c for c in ("path", "label") if c not in columns and not (c == "label" and len(class_columns) >= 2)]
     if missing:
-        raise ValueError(f"{where!r} must have the columns path,label[,split]; {', '.join(missing)} missing "
-                         f"(found: {', '.join(columns) or 'no header'}).")
+        raise ValueError(f"{where!r} must have the columns path,label[,split] (or path and one 0/1 column per "
+                         f"class); {', '.join(missing)} missing (found: {', '.join(columns) or 'no header'}).")
     root = root or os.getcwd()
     rows = []
     for number, record in enumerate(records, start=2 if isinstance(data, str) else 0):  # CSV: line numbers
-        path, label, split = record.get("path", ""), record.get("label", ""), record.get("split") or None
+        path, split = record.get("path", ""), record.get("split") or None
         name = f"{where!r} {'line' if isinstance(data, str) else 'row'} {number}"
-        if not path or not label:
+        labels = _class_flags(record, class_columns, name) if class_columns else _labels(record.get("label", ""))
+        if not path or not (labels or class_columns):
             raise ValueError(f"{name} has an empty {'path' if not path else 'label'}: every row needs both.")
-        if ";" in label:
-            raise ValueError(f"{name} has several labels ({label!r}): multi-label training is not supported; "
-                             "give each image one label.")
         if split is not None and split.lower() not in SPLITS:
             raise ValueError(f"{name} has split {split!r}: use train, val or test (or leave it empty).")
-        rows.append((os.path.normpath(os.path.join(root, path)), label, SPLITS[split.lower()] if split else None))
+        rows.append((os.path.normpath(os.path.join(root, path)), labels, SPLITS[split.lower()] if split else None))
     if not rows:
         raise ValueError(f"{where!r} lists no image: add rows path,label.")
-    return rows, where
+    return rows, where, class_columns or None
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    """`"a;b"` -> `("a", "b")`: a row's labels, stripped, empty and repeated ones dropped."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(";") if part.strip()))
+
+
+def _class_flags(record: dict, class_columns: list[str], name: str) -> tuple[str, ...]:
+    flags = {c: record.get(c, "") for c in class_columns}
+    bad = {c: v for c, v in flags.items() if v not in ("0", "1", "0.0", "1.0")}
+    if bad:
+        raise ValueError(f"{name}: the class columns must hold 0 or 1; {', '.join(f'{c}={v!r}' for c, v in bad.items())}.")
+    return tuple(c for c, v in flags.items() if v in ("1", "1.0"))
+
+
+def is_multi_label(rows: list[Row], class_columns: list[str] | None) -> bool:
+    """Whether the rows give some image several labels, or name the classes by 0/1 columns."""
+    return class_columns is not None or any(len(labels) != 1 for _, labels, _ in rows)
 
 
 def check_label_rows(data: Any, root: str | None = None) -> list[str]:
@@ -92,17 +117,17 @@ def check_label_rows(data: Any, root: str | None = None) -> list[str]:
 
 def count_rows(data: Any, root: str | None = None) -> dict[str, int]:
     """Training rows per class (rows without a split count as training rows), after the checks of
-    `check_label_rows`; the file is read once."""
-    rows, where = read_rows(data, root)
-    return {name: sum(1 for _, label, split in rows if label == name and split in (None, "train"))
-            for name in _class_names(rows, where)}
+    `check_label_rows`; the file is read once. A multi-label row counts for each of its classes."""
+    rows, where, columns = read_rows(data, root)
+    return {name: sum(1 for _, labels, split in rows if name in labels and split in (None, "train"))
+            for name in _class_names(rows, where, columns)}
 
 
-def _class_names(rows: list[tuple[str, str, str | None]], where: str) -> list[str]:
-    class_names = sorted({label for _, label, _ in rows})
+def _class_names(rows: list[Row], where: str, class_columns: list[str] | None = None) -> list[str]:
+    class_names = class_columns or sorted({label for _, labels, _ in rows for label in labels})
     if len(class_names) < 2:
         raise ValueError(f"{where!r} must list at least 2 classes. Received: {len(class_names)} ({', '.join(class_names)}).")
-    trained = {label for _, label, split in rows if split in (None, "train")}
+    trained = {label for _, labels, split in rows if split in (None, "train") for label in labels}
     for name in class_names:
         if name not in trained:
             raise ValueError(f"Class {name!r} has no training row in {where!r}: add rows or drop the class.")
@@ -123,21 +148,23 @@ def load_label_file(
     `load_image_folder`'s, plus `root` (the folder relative paths start from). Returns an
     `ImageFolder` whose `root` is the CSV path (or the DataFrame's type name)."""
     require_fraction(validation_split)
-    rows, where = read_rows(data, root)
-    class_names = _class_names(rows, where)
+    rows, where, columns = read_rows(data, root)
+    class_names = _class_names(rows, where, columns)
+    multi = is_multi_label(rows, columns)
     index = {name: i for i, name in enumerate(class_names)}
     has_val = any(split == "val" for _, _, split in rows)
     candidates: dict[str, list[Sample]] = {"train": []}
     if has_val:
         candidates["val"] = []
     skipped = []
-    for path, label, split in rows:
+    for path, labels, split in rows:
         split = split or "train"
         reason = skip_reason(path) if os.path.lexists(path) else f"listed in {where!r} but not found"
         if reason:
             skipped.append((path, reason))
         else:
-            candidates.setdefault(split, []).append(Sample(path, index[label]))
+            label = tuple(int(name in labels) for name in class_names) if multi else index[labels[0]]
+            candidates.setdefault(split, []).append(Sample(path, label))
     if max_per_class is not None:
         candidates = {k: _at_most_per_class(v, max_per_class, seed) for k, v in candidates.items()}
     num_found = sum(len(v) for v in candidates.values()) + len(skipped)

@@ -103,16 +103,41 @@ def plot_misclassified(errors: Sequence[dict], path: str, columns: int = 4, imag
         if i < len(errors):
             e = errors[i]
             ax.imshow(images[i])
-            ax.set_title(f"true: {e['true']}\npredicted: {e['predicted']} ({e['confidence']:.2f})",
-                         fontsize=9, color="firebrick")
+            if isinstance(e["true"], list):  # multi-label: label sets, and the largest probability error
+                caption = f"true: {';'.join(e['true']) or '-'}\npredicted: {';'.join(e['predicted']) or '-'} (error {e['error']:.2f})"
+            else:
+                caption = f"true: {e['true']}\npredicted: {e['predicted']} ({e['confidence']:.2f})"
+            ax.set_title(caption, fontsize=9, color="firebrick")
     if not errors:
         figure.axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     figure.suptitle(title)
     return _save(figure, path)
 
 
+def plot_per_class(report: dict, path: str, title: str = "Per class") -> str:
+    """A multi-label report's per-class average precision, F1 and threshold as bars."""
+    names = list(report["per_class"])
+    figure = _figure(max(5.0, 0.9 * len(names) + 2), 3.6)
+    ax = figure.add_subplot(1, 1, 1)
+    x = np.arange(len(names))
+    for offset, key, label in ((-0.27, "average_precision", "AP"), (0.0, "f1", "F1"), (0.27, "threshold", "threshold")):
+        ax.bar(x + offset, [report["per_class"][n][key] or 0.0 for n in names], width=0.27, label=label)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title}: mAP {report['mean_average_precision']:.3f}, micro F1 {report['micro_f1']:.3f}")
+    return _save(figure, path)
+
+
 def plot_report(report: dict, folder: str, split: str) -> list[str]:
-    """`confusion_<split>.png` and `misclassified_<split>.png` (up to 16 images) of a report, in `folder`."""
+    """`confusion_<split>.png` (for a multi-label report `per_class_<split>.png`: AP, F1 and threshold
+    per class) and `misclassified_<split>.png` (up to 16 images) of a report, in `folder`."""
+    if report.get("multi_label"):
+        return [
+            plot_per_class(report, os.path.join(folder, f"per_class_{split}.png"), title=f"Per class ({split})"),
+            plot_misclassified(report["most_confident_errors"][:16], os.path.join(folder, f"misclassified_{split}.png"),
+                               title=f"Most wrong ({split})"),
+        ]
     return [
         plot_confusion_matrix(report, os.path.join(folder, f"confusion_{split}.png"), title=f"Confusion matrix ({split})"),
         plot_misclassified(report["most_confident_errors"][:16], os.path.join(folder, f"misclassified_{split}.png"),

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tl_keras.batches import run_batches, slices
 from tl_keras.checks import require_int
 from tl_keras.data import load_data, read_images, try_read_images
-from tl_keras.evaluation import classification_report
+from tl_keras.evaluation import classification_report, multi_label_report
 from tl_keras.export import latest_version_dir, load_export, read_labels, read_metadata
 from tl_keras.tta import flip_averaged
 
@@ -42,6 +42,10 @@ class ExportedModel:
         self.image_size = metadata.get("image_size")
         self.tta_inside = metadata.get("tta") is not None
         self.tta = bool(tta) or self.tta_inside
+        # A multi-label export: one probability threshold per class, chosen on val at training.
+        thresholds = metadata.get("thresholds")
+        self.multi_label = bool(metadata.get("multi_label"))
+        self.thresholds = [float(thresholds[name]) for name in self.class_names] if thresholds else None
         self._probabilities = flip_averaged(self._served) if tta and not self.tta_inside else self._served
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
@@ -66,7 +70,8 @@ class ExportedModel:
         chunk_size: int = 256,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[dict]:
-        """For each image file: its top-1 `label`, `probability`, and the `top_k` `[class, probability]` pairs.
+        """For each image file: its top-1 `label`, `probability`, and the `top_k` `[class, probability]`
+        pairs; for a multi-label export also `labels`, the classes at or above their thresholds.
 
         Files are decoded in parallel at the export's input size (as in training) and run in batches,
         `chunk_size` files at a time; `progress(done, total)` is called after each chunk. A file that
@@ -96,6 +101,8 @@ class ExportedModel:
                     "label": self.class_names[order[0]],
                     "probability": float(p[order[0]]),
                     "top_k": [[self.class_names[j], float(p[j])] for j in order],
+                    **({"labels": [n for n, q, t in zip(self.class_names, p, self.thresholds) if q >= t]}
+                       if self.multi_label else {}),
                 })
             if progress is not None:
                 progress(min(start + chunk_size, len(paths)), len(paths))
@@ -108,7 +115,8 @@ class ExportedModel:
         """Evaluates on a folder's `test/` split (else `val/`, else every image).
 
         Returns `model_dir`, `data_dir`, `split`, `skipped_files` and the keys of
-        `tl_keras.evaluation.classification_report`: `accuracy`, `top_k_accuracy`, `per_class`
+        `tl_keras.evaluation.classification_report` (of `multi_label_report` for a multi-label export,
+        at its thresholds): `accuracy`, `top_k_accuracy`, `per_class`
         precision/recall/F1/support, `confusion_matrix`, `most_confident_errors` (by path), ...
 
         Images are decoded at `image_size` (default: the export's recorded input size, else 224), as in
@@ -127,7 +135,10 @@ class ExportedModel:
         labels = np.concatenate([folder.splits[name].labels for name in names])
         paths = [p for name in names for p in folder.splits[name].paths]
         probabilities = np.concatenate([self.predict_dataset(folder, name, batch_size) for name in names])
-        report = classification_report(labels, probabilities, self.class_names, paths=paths, top_k=top_k)
+        if self.multi_label:
+            report = multi_label_report(labels, probabilities, self.class_names, self.thresholds, paths=paths)
+        else:
+            report = classification_report(labels, probabilities, self.class_names, paths=paths, top_k=top_k)
         return {
             "model_dir": self.path,
             "data_dir": data_dir,

@@ -144,7 +144,9 @@ def export_tflite(
     Returns:
         `{"output", "output_dir", "labels", "image_size", "interpreter", "saved_model_accuracy",
         "variants": {name: {"path", "bytes", "top1_agreement", "max_abs_diff", "accuracy",
-        "num_check_images"}}}` (the check keys None without `check_data`).
+        "num_check_images"}}}` (the check keys None without `check_data`). For a multi-label export,
+        `top1_agreement` is the share of images whose every class flag agrees at the export's
+        thresholds, and `accuracy` the subset accuracy there.
     """
     variants = _variants(variants, quantize)
     single = output.lower().endswith(".tflite")
@@ -163,14 +165,16 @@ def export_tflite(
     check = None
     if check_data:
         images, targets = split_arrays(check_data, labels, size, check_split, max_check_images)
-        check = images, targets, run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels))
+        thresholds = read_metadata(path).get("thresholds")  # multi-label: a class is predicted at its threshold
+        thresholds = None if thresholds is None else np.array([thresholds[name] for name in labels])
+        check = images, targets, run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels)), thresholds
     out_dir = os.path.dirname(os.path.abspath(output)) if single else output
     os.makedirs(out_dir, exist_ok=True)
     if not single:
         _write_sidecars(path, out_dir, size)
     report = {"output": output, "output_dir": out_dir, "labels": labels, "image_size": size,
               "interpreter": interpreter_name() if check else None,
-              "saved_model_accuracy": None if check is None else float((check[2].argmax(1) == check[1]).mean()),
+              "saved_model_accuracy": None if check is None else _accuracy(check[2], check[1], check[3]),
               "variants": {}}
     for variant in variants:
         target = output if single else os.path.join(output, f"model_{variant}.tflite")
@@ -202,8 +206,20 @@ def _compare(target: str, check) -> dict:
     """Top-1 agreement, largest probability difference and accuracy of a .tflite file on the check images."""
     if check is None:
         return {"top1_agreement": None, "max_abs_diff": None, "accuracy": None, "num_check_images": 0}
-    images, targets, reference = check
+    images, targets, reference, thresholds = check
     lite = tflite_predict(target, images)
-    return {"top1_agreement": float((lite.argmax(1) == reference.argmax(1)).mean()),
+    return {"top1_agreement": float((_predicted(lite, thresholds) == _predicted(reference, thresholds)).all(-1).mean()
+                                    if thresholds is not None else (lite.argmax(1) == reference.argmax(1)).mean()),
             "max_abs_diff": float(np.abs(lite - reference).max()),
-            "accuracy": float((lite.argmax(1) == targets).mean()), "num_check_images": int(len(images))}
+            "accuracy": _accuracy(lite, targets, thresholds), "num_check_images": int(len(images))}
+
+
+def _predicted(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return probabilities >= thresholds[None, :]
+
+
+def _accuracy(probabilities: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | None) -> float:
+    """Top-1 accuracy; for a multi-label model (`thresholds`), subset accuracy at its thresholds."""
+    if thresholds is None:
+        return float((probabilities.argmax(1) == targets).mean())
+    return float((_predicted(probabilities, thresholds) == (targets >= 0.5)).all(-1).mean())

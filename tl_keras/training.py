@@ -163,10 +163,13 @@ def compile_for_phase(
     jit_compile: bool | str = "auto",
     lr_multipliers: dict[int, float] | None = None,
     soft_labels: bool = False,
+    multi_label: bool | None = None,
 ) -> None:
     """(Re)compiles `model` with Adam at `learning_rate` (a number or a schedule), inside the model's
     distribution strategy. `lr_multipliers` (see `layerwise_multipliers`) scale it per variable.
     `soft_labels`: the training data may carry label vectors (MixUp, CutMix) as well as integers.
+    `multi_label` (default: the model's `multi_label`): 0/1 flags per class, binary cross-entropy, and
+    `accuracy` is the subset accuracy (every flag right at 0.5).
 
     `jit_compile="auto"` is Keras' rule: XLA on GPU/TPU without tf.distribute for models whose layers
     all support it, off on CPU. The classifier's antialiased resize has no XLA kernel, so XLA applies
@@ -181,12 +184,16 @@ def compile_for_phase(
                 "so this model runs without XLA (the head trained on cached features still uses it)."
             )
             jit_compile = False
-    loss = (
-        SmoothedSparseCategoricalCrossentropy(label_smoothing)
-        if label_smoothing or soft_labels else keras.losses.SparseCategoricalCrossentropy()
-    )
-    accuracy = (keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy") if soft_labels
-                else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+    if multi_label is None:
+        multi_label = bool(getattr(model, "multi_label", False))
+    if multi_label:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.MeanMetricWrapper(subset_accuracy, name="accuracy")
+    else:
+        loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing)
+                if label_smoothing or soft_labels else keras.losses.SparseCategoricalCrossentropy())
+        accuracy = (keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy") if soft_labels
+                    else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
     with model.distribute_strategy.scope():
         model.compile(
             optimizer=LayerwiseAdam(learning_rate, lr_multipliers) if lr_multipliers else keras.optimizers.Adam(learning_rate),
@@ -194,6 +201,12 @@ def compile_for_phase(
             metrics=[accuracy],
             jit_compile=jit_compile,
         )
+
+
+def subset_accuracy(y_true, y_pred):
+    """Multi-label: 1 where every class's flag is right at a threshold of 0.5, else 0."""
+    right = tf.equal(tf.cast(y_pred >= 0.5, tf.float32), tf.cast(y_true >= 0.5, tf.float32))
+    return tf.cast(tf.reduce_all(right, axis=-1), tf.float32)
 
 
 def label_accuracy(y_true, y_pred):
@@ -473,9 +486,10 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     mixed = config.augment == "strong"
     if mixed:  # MixUp / CutMix on the images or boundary activations this phase trains on
         fit_train = mix_batches(fit_train, int(model.output.shape[-1]), config.seed + phase)
-    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)  # compiled even if only its head trains
+    multi = bool(getattr(model, "multi_label", False))
+    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers, mixed, multi)  # compiled even if only its head trains
     if trainee is not model:
-        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed, multi)
     done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
         checkpoint.restore(phase + 1, model)
