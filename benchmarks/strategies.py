@@ -7,6 +7,7 @@ default top blocks), fine-tune-all (every block, layer decay 0.8), and, with `--
 architecture from random weights (`--compare-scratch`, same splits and epochs).
 
 Run:  python benchmarks/strategies.py [--datasets hymenoptera flowers] [--scratch hymenoptera]
+      at the defaults: --image-size 224 --head-epochs 20 --fine-tune-epochs 10 --schedule constant --scratch
 Prints one table per dataset: val accuracy and training seconds of each arm, the advisor's arm marked.
 """
 
@@ -22,9 +23,9 @@ from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file
 
 ARM = """
 import json, sys, tl_keras
-data, backbone, size, head, fine, strategy, scratch = sys.argv[1:8]
+data, backbone, size, head, fine, strategy, scratch, schedule = sys.argv[1:9]
 result = tl_keras.train(data, backbone=backbone, image_size=int(size), head_epochs=int(head), fine_tune_epochs=int(fine),
-                        transfer=strategy, compare_scratch=scratch == "1", fine_tune_schedule="warmup-cosine",
+                        transfer=strategy, compare_scratch=scratch == "1", fine_tune_schedule=schedule,
                         export=False, evaluate=False, checkpoint_dir=None, verbose=0)
 m = result.metrics
 print(json.dumps({k: m[k] for k in ("val_accuracy", "head_val_accuracy", "train_seconds", "head_epochs", "fine_tune_epochs",
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--head-epochs", type=int, default=10)
     parser.add_argument("--fine-tune-epochs", type=int, default=5)
+    parser.add_argument("--schedule", default="warmup-cosine", help="phase 2 learning rate schedule (the default run: constant)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     import tempfile
@@ -60,7 +62,7 @@ def main() -> None:
         for strategy in ("head-only", "top-blocks", "fine-tune-all") + (("cut",) if advice.strategy == "cut" else ()):
             scratch = "1" if name in args.scratch and strategy == "top-blocks" else "0"
             out = run_arm(script, data, args.backbone, str(args.image_size), str(args.head_epochs),
-                          str(args.fine_tune_epochs), strategy, scratch)
+                          str(args.fine_tune_epochs), strategy, scratch, args.schedule)
             rows.append({"arm": strategy + (" (advisor's choice)" if strategy == advice.strategy else ""),
                          "val accuracy": f"{out['val_accuracy']:.3f}", "train s": f"{out['train_seconds']:.1f}",
                          "epochs head+fine": f"{out['head_epochs']}+{out['fine_tune_epochs']}",
