@@ -186,15 +186,15 @@ def compile_for_phase(
             jit_compile = False
     if multi_label is None:
         multi_label = bool(getattr(model, "multi_label", False))
-    if multi_label:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-        accuracy = keras.metrics.MeanMetricWrapper(subset_accuracy, name="accuracy")
-    else:
-        loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing)
-                if label_smoothing or soft_labels else keras.losses.SparseCategoricalCrossentropy())
-        accuracy = (keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy") if soft_labels
-                    else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
-    with model.distribute_strategy.scope():
+    with model.distribute_strategy.scope():  # metric variables too: under tf.distribute they must be the strategy's
+        if multi_label:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+            accuracy = keras.metrics.MeanMetricWrapper(subset_accuracy, name="accuracy")
+        else:
+            loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing)
+                    if label_smoothing or soft_labels else keras.losses.SparseCategoricalCrossentropy())
+            accuracy = (keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy") if soft_labels
+                        else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
         model.compile(
             optimizer=LayerwiseAdam(learning_rate, lr_multipliers) if lr_multipliers else keras.optimizers.Adam(learning_rate),
             loss=loss,
