@@ -28,6 +28,7 @@ ARMS = {
     "label smoothing 0.1": {"label_smoothing": 0.1},
     "4 boundary views": {"boundary_views": 4},
     "8 blocks": {"unfreeze_blocks": 8},
+    "label smoothing 0.1 + 4 views": {"label_smoothing": 0.1, "boundary_views": 4},
     "augment strong": {"augment": "strong"},
     "augment none": {"augment": "none"},
 }
