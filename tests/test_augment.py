@@ -81,12 +81,13 @@ def test_the_loss_and_accuracy_take_soft_labels():
 
 
 def test_a_strong_run_learns_from_real_photos(tmp_path):
-    """Both phases with RandAugment and MixUp / CutMix (phase 2 on mixed boundary activations)."""
+    """Both phases with RandAugment and MixUp / CutMix on single-label data (phase 2 on mixed boundary
+    activations, trained on soft labels). The multi-label end-to-end test runs strong too."""
     import tl_keras
 
-    data = hymenoptera_subset(tmp_path / "labels.csv", train=60, val=40)
-    result = tl_keras.train(data, backbone=asset(HUB_035), image_size=96, head_epochs=3, fine_tune_epochs=2,
-                            augment="strong", export=False, evaluate=False, checkpoint_dir=None, verbose=0)
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=40, val=30)
+    result = tl_keras.train(data, backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=2,
+                            restore_best=False, augment="strong", export=False, evaluate=False, checkpoint_dir=None, verbose=0)
     metrics = result.metrics
     assert metrics["config"]["augment"] == "strong" and metrics["boundary_cache"]["views"] == 2
-    assert metrics["val_accuracy"] >= 0.5 + MARGIN  # val: 40 ants, 40 bees
+    assert metrics["fine_tune_epochs"] == 2 and metrics["val_accuracy"] >= 0.5 + MARGIN  # val: 30 ants, 30 bees
