@@ -50,8 +50,11 @@ class FeatureHead(MultiWorkerFitMixin, keras.Model):
     """The classifier's own head layers (hidden layers, `output_dropout`, `predictions`) on a
     feature-vector input.
 
-    Training it trains the classifier's head: the layers, and so the weights, are shared.
+    Training it trains the classifier's head: the layers, and so the weights, are shared. It is
+    `multi_label` when the classifier is (`tl_keras.training.compile_for_phase` reads it).
     """
+
+    multi_label = False
 
 
 def head_model(model: keras.Model) -> FeatureHead:
@@ -62,7 +65,9 @@ def head_model(model: keras.Model) -> FeatureHead:
         x = inputs
         for layer in model.head_layers:
             x = layer(x)
-        return FeatureHead(inputs, x, name="feature_head")
+        head = FeatureHead(inputs, x, name="feature_head")
+    head.multi_label = bool(getattr(model, "multi_label", False))
+    return head
 
 
 def backbone_fingerprint(model: keras.Model) -> str:
@@ -310,7 +315,9 @@ def boundary_model(model: keras.Model, top, shape: tuple[int, ...]) -> FeatureHe
         x = _BackboneTop(model.backbone, top, int(model.backbone.output.shape[-1]), name="backbone_top")(inputs)
         for layer in model.head_layers:
             x = layer(x)
-        return FeatureHead(inputs, x, name="boundary_model")
+        head = FeatureHead(inputs, x, name="boundary_model")
+    head.multi_label = bool(getattr(model, "multi_label", False))
+    return head
 
 
 def boundary_megabytes(model: keras.Model, folder: ImageFolder, views: int, bottom) -> tuple[tuple[int, ...], float]:

@@ -486,10 +486,9 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     mixed = config.augment == "strong"
     if mixed:  # MixUp / CutMix on the images or boundary activations this phase trains on
         fit_train = mix_batches(fit_train, int(model.output.shape[-1]), config.seed + phase)
-    multi = bool(getattr(model, "multi_label", False))
-    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers, mixed, multi)  # compiled even if only its head trains
-    if trainee is not model:
-        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed, multi)
+    compile_for_phase(model, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)  # compiled even if only its head trains
+    if trainee is not model:  # the head or boundary model: multi-label when the classifier is
+        compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)
     done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
         checkpoint.restore(phase + 1, model)
