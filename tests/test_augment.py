@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import HUB_035, HYMENOPTERA, MARGIN, asset, hymenoptera_subset
 from tl_keras.augment import mix_batches
 from tl_keras.config import TrainConfig
-from tl_keras.data import epoch_variable, load_image_folder
+from tl_keras.data import EPOCH_ATTRIBUTE, epoch_variable, load_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,13 @@ def test_mix_batches_blends_inputs_and_labels_reproducibly(folder):
     assert 0.3 < np.mean((soft > 0.01) & (soft < 0.99)) < 1.0  # most rows blend two classes' labels
     epoch_variable(ds).assign(0)
     np.testing.assert_array_equal(_pass(mixed)[0], images)  # epoch 0 again: the same mixes
+    # Multi-label 0/1 flags are blended as they are: every class keeps its own share, in [0, 1].
+    flags = (np.arange(len(folder.train) * 3).reshape(-1, 3) % 2).astype(np.float32)
+    pairs = tf.data.Dataset.from_tensor_slices((folder.train.images.astype(np.float32), flags)).batch(32)
+    setattr(pairs, EPOCH_ATTRIBUTE, epoch_variable(ds))
+    _, blended = _pass(mix_batches(pairs, 3, seed=3))
+    assert blended.shape == flags.shape and 0.0 <= blended.min() and blended.max() <= 1.0
+    assert not np.allclose(blended, flags) and np.allclose(blended.sum(1), 1.5, atol=0.5001)
     # Cached feature vectors are not mixed: no region to cut, and not an image.
     vectors = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8), np.float32), np.zeros(4, np.int32))).batch(2)
     assert mix_batches(vectors, 2, seed=0) is vectors

@@ -167,10 +167,8 @@ def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_pat
 def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     """A real multi-label set (pairs of flower photos side by side, labelled with both classes; see
     benchmarks/multi_label_flowers.py): a sigmoid head trained in both phases on both caches under
-    tf.distribute (one-replica MirroredStrategy; tests/test_distribute.py runs two replicas), with
-    `augment="strong"` (RandAugment views, MixUp/CutMix blending the 0/1 flags: the one real run of
-    that policy), thresholds chosen on val and served by the export, the evaluate/predict commands
-    and the TFLite model agreeing with it."""
+    tf.distribute (a one-replica MirroredStrategy), thresholds chosen on val and served by the export,
+    the evaluate/predict commands and the TFLite model agreeing with it."""
     import importlib.util
     import sys
 
@@ -189,7 +187,7 @@ def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     spec.loader.exec_module(builder)
     labels = builder.build(asset(FLOWERS), str(tmp_path / "set"), size=96, per_split={"train": 150, "val": 90})
     result = tl_keras.train(labels, backbone=asset(HUB_035), head_epochs=6, fine_tune_epochs=2, unfreeze_blocks=2,
-                            augment="strong", distribute="mirrored", output=str(tmp_path / "model"), verbose=0)
+                            distribute="mirrored", output=str(tmp_path / "model"), verbose=0)
     metrics, val = result.metrics, result.data.val
     assert metrics["multi_label"] and val.labels.shape == (60, 5) and 1.3 < val.labels.sum(1).mean() < 1.7
     assert metrics["feature_cache"]["used"] and metrics["boundary_cache"]["used"] and metrics["boundary_cache"]["views"] == 2
