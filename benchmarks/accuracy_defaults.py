@@ -29,6 +29,7 @@ ARMS = {
     "4 boundary views": {"boundary_views": 4},
     "8 blocks": {"unfreeze_blocks": 8},
     "label smoothing 0.1 + 4 views": {"label_smoothing": 0.1, "boundary_views": 4},
+    "8 blocks + label smoothing 0.1 + 4 views": {"unfreeze_blocks": 8, "label_smoothing": 0.1, "boundary_views": 4},
     "augment strong": {"augment": "strong"},
     "augment none": {"augment": "none"},
 }
@@ -69,6 +70,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS)[:4], choices=list(ARMS))
+    parser.add_argument("--defaults-from", metavar="JSON", help="the defaults arm's results of an earlier run of "
+                        "this script (--save), instead of running it again: runs are deterministic on one machine")
+    parser.add_argument("--save", metavar="JSON", help="write every arm's per-seed results here")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -78,12 +82,17 @@ def main() -> None:
         return
     require(HUB_100)
     arms = ["defaults"] + [a for a in args.arms if a != "defaults"]
-    rows, gains = [], []
+    rows, gains, saved = [], [], {}
     for name in args.datasets:
         data_dir = require(DATASETS[name])
         warm_file_cache(data_dir)
         runs = {}
+        if args.defaults_from:
+            with open(args.defaults_from) as f:
+                runs["defaults"] = json.load(f)[name]["defaults"]
         for arm in arms:
+            if arm in runs:
+                continue
             runs[arm] = [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
             print(f"{name} {arm}: {[(r['final'], r['tta']) for r in runs[arm]]}", file=sys.stderr, flush=True)
         for arm, results in runs.items():
@@ -97,6 +106,10 @@ def main() -> None:
                          "gain with TTA": _stats(gain_tta),
                          "seconds (mean)": f"{sum(r['seconds'] for r in results) / len(results):.1f}"})
             gains.append(f"{name} {arm}: {sum(gain) / len(gain):+.4f} (with TTA {sum(gain_tta) / len(gain_tta):+.4f})")
+        saved[name] = runs
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(saved, f, indent=2)
     print(f"seeds {args.seeds}; Hub MobileNetV2 1.0 at 224 px; arms: {[ (a, ARMS[a]) for a in arms]}")
     print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
                        "gain vs defaults", "gain with TTA", "seconds (mean)"]))
