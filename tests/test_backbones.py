@@ -169,8 +169,8 @@ def test_keras_hub_backbone_trains_both_phases_exports_and_reloads(resnet_preset
     from tl_keras.cli import main
     from tl_keras.config import TrainConfig
 
-    data = hymenoptera_subset(tmp_path / "labels.csv", train=20, val=20)
-    result = tl_keras.train(data, backbone="keras_hub:" + resnet_preset, head_epochs=2, fine_tune_epochs=2,
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=16, val=16)
+    result = tl_keras.train(data, backbone="keras_hub:" + resnet_preset, head_epochs=2, fine_tune_epochs=1,
                             unfreeze_blocks=2, restore_best=False, output=str(tmp_path / "model"), verbose=0)
     metrics = result.metrics
     assert metrics["unfrozen_blocks"] == ["stack2_block0", "stack3_block0"]

@@ -211,5 +211,5 @@ def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     assert evaluated["mean_average_precision"] == pytest.approx(report["mean_average_precision"], abs=1e-6)
     assert main(["predict", result.export_dir, val.paths[0], "--output", str(tmp_path / "p.csv")]) == 0
     assert capsys.readouterr().out.startswith(f"{val.paths[0]}: [{';'.join(n for n, a in zip(result.class_names, above[0]) if a)}]")
-    lite = export_tflite(result.export_dir, str(tmp_path / "m.tflite"), quantize=["none"], check_data=labels)
+    lite = export_tflite(result.export_dir, str(tmp_path / "m.tflite"), quantize=["none"], check_data=labels, max_check_images=30)
     assert lite["variants"]["float32"]["top1_agreement"] >= 0.98 and lite["variants"]["float32"]["max_abs_diff"] < 1e-4
