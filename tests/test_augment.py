@@ -26,6 +26,13 @@ def test_the_policy_setting_reads_names_and_the_older_booleans():
     assert TrainConfig.from_dict({"augment": False}).augment == "none"  # configs saved before the policies
     with pytest.raises(ValueError, match="`augment` must be one of 'none', 'light', 'strong'"):
         TrainConfig(augment="heavy")
+    # strong seeds Keras' layers through `layer.generator.state`; a layer without one is a clear error.
+    import keras
+
+    from tl_keras.augment import _seedable
+
+    with pytest.raises(RuntimeError, match="does not expose as `generator.state`. Use augment='light'"):
+        _seedable(keras.layers.Identity())
 
 
 def test_each_policy_changes_training_images_as_it_says(folder):

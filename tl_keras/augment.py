@@ -54,6 +54,19 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, image_size: int, policy: st
     return tf.image.resize(crop, (image_size, image_size))
 
 
+def _seedable(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """`layer`, checked to draw from a `keras.random.SeedGenerator` at `layer.generator` (Keras 3's
+    random preprocessing layers do; the attribute is not documented API, so it is checked here)."""
+    generator = getattr(layer, "generator", None)
+    if not isinstance(generator, keras.random.SeedGenerator) or getattr(generator, "state", None) is None:
+        raise RuntimeError(
+            f"augment='strong' seeds keras.layers.{type(layer).__name__} through its SeedGenerator, which this "
+            f"Keras ({keras.__version__}) does not expose as `generator.state`. Use augment='light', or a Keras "
+            "release tl_keras is tested with (see setup.cfg)."
+        )
+    return layer
+
+
 def _seeded(layer: keras.layers.Layer, seed: tf.Tensor) -> None:
     """Sets `layer`'s random state from `seed`, so its next call draws a function of `seed` alone."""
     state = layer.generator.state
@@ -68,7 +81,7 @@ class StrongAugment:
 
     def __init__(self, seed: int):
         self.seed = seed
-        self.layer = keras.layers.RandAugment(value_range=(0, 255), seed=seed, **RAND_AUGMENT)
+        self.layer = _seedable(keras.layers.RandAugment(value_range=(0, 255), seed=seed, **RAND_AUGMENT))
 
     def __call__(self, image, label, i, epoch):
         _seeded(self.layer, tf.stack([self.seed + 7919 * epoch, tf.cast(i, tf.int64)]))
@@ -85,8 +98,8 @@ def mix_batches(dataset: tf.data.Dataset, num_classes: int, seed: int) -> tf.dat
     epoch = epoch_variable(dataset)
     if epoch is None or len(dataset.element_spec[0].shape) != 4:
         return dataset
-    mix_up = keras.layers.MixUp(alpha=MIX_ALPHA["mix_up"], seed=seed)
-    cut_mix = keras.layers.CutMix(factor=MIX_ALPHA["cut_mix"], seed=seed)
+    mix_up = _seedable(keras.layers.MixUp(alpha=MIX_ALPHA["mix_up"], seed=seed))
+    cut_mix = _seedable(keras.layers.CutMix(factor=MIX_ALPHA["cut_mix"], seed=seed))
 
     def mix(batch, pair):
         inputs, labels = pair
