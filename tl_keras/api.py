@@ -167,9 +167,7 @@ def train(
     export_dir = _export(run.model, run.folder.class_names, base, run.config, thresholds) if export else None
     if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
         shutil.rmtree(run_dir, ignore_errors=True)
-    metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds)
-    if thresholds is not None:
-        metrics["thresholds"] = dict(zip(run.folder.class_names, thresholds))
+    metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds, thresholds)
     return TrainResult(run.model, run.folder.class_names, history, metrics, export_dir, run.folder, run.config)
 
 
@@ -287,9 +285,10 @@ def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verb
 
 
 def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict, scratch: dict | None, features,
-             resumed: bool, export_dir: str | None, train_seconds: float) -> dict:
+             resumed: bool, export_dir: str | None, train_seconds: float, thresholds: list[float] | None = None) -> dict:
     folder, config = run.folder, run.config
     weights = {str(k): v for k, v in run.class_weight.items()} if run.class_weight else None
+    multi = {"thresholds": dict(zip(folder.class_names, thresholds))} if thresholds is not None else {}
     return {
         "backbone": run.spec.name, "image_size": run.spec.image_size, "transfer_strategy": run.asked.transfer,
         "advice": run.advice.to_dict() if run.advice is not None else None, "cut": run.spec.cut,
@@ -310,7 +309,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
-        "multi_label": folder.multi_label,
+        "multi_label": folder.multi_label, **multi,
     }
 
 
