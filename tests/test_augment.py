@@ -4,15 +4,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import HUB_035, HYMENOPTERA, MARGIN, asset, hymenoptera_subset
+from conftest import HUB_035, MARGIN, asset, hymenoptera_subset
 from tl_keras.augment import mix_batches
 from tl_keras.config import TrainConfig
-from tl_keras.data import EPOCH_ATTRIBUTE, epoch_variable, load_image_folder
+from tl_keras.data import EPOCH_ATTRIBUTE, epoch_variable
 
 
 @pytest.fixture(scope="module")
-def folder():
-    return load_image_folder(asset(HYMENOPTERA), image_size=48)
+def folder(tmp_path_factory):
+    """64 real photos at 48 px: RandAugment runs one image at a time, and every pass pays for it."""
+    from tl_keras.label_files import load_label_file
+
+    return load_label_file(hymenoptera_subset(tmp_path_factory.mktemp("augment") / "labels.csv", train=32, val=8),
+                           image_size=48)
 
 
 def _pass(ds):
@@ -101,7 +105,7 @@ def test_a_strong_run_learns_from_real_photos(tmp_path):
 
     data = hymenoptera_subset(tmp_path / "labels.csv", train=40, val=30)
     result = tl_keras.train(data, backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=2,
-                            restore_best=False, augment="strong", export=False, evaluate=False, checkpoint_dir=None, verbose=0)
+                            unfreeze_blocks=2, restore_best=False, augment="strong", export=False, evaluate=False, checkpoint_dir=None, verbose=0)
     metrics = result.metrics
     assert metrics["config"]["augment"] == "strong" and metrics["boundary_cache"]["views"] == 2
     assert metrics["fine_tune_epochs"] == 2 and metrics["val_accuracy"] >= 0.5 + MARGIN  # val: 30 ants, 30 bees
