@@ -187,6 +187,10 @@ class KerasBackbone(BlockSelection, keras.layers.Layer):
         if not self.inference_mode:
             return "BatchNormalization is not in inference mode, so the frozen part's output is not fixed"
         layers = self.model.layers  # a functional model's layers come in graph order
+        # The layer graph is read through Keras 3's private `_inbound_nodes` / `_keras_history`
+        # (tested with the Keras range in setup.cfg); without them phase 2 streams, saying why.
+        if not all(hasattr(layer, "_inbound_nodes") for layer in layers):
+            return f"this Keras ({keras.__version__}) does not expose the layer graph tl_keras reads to split the model"
         inputs = {id(layer): [t for node in layer._inbound_nodes for t in keras.tree.flatten(node.input_tensors)]
                   for layer in layers}
         consumers: dict[int, set[int]] = {}
