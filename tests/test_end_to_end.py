@@ -186,8 +186,8 @@ def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     sys.path.insert(0, os.path.dirname(spec.origin))
     spec.loader.exec_module(builder)
     labels = builder.build(asset(FLOWERS), str(tmp_path / "set"), size=96, per_split={"train": 120, "val": 72})
-    result = tl_keras.train(labels, backbone=asset(HUB_035), head_epochs=6, fine_tune_epochs=2, unfreeze_blocks=2,
-                            distribute="mirrored", output=str(tmp_path / "model"), verbose=0)
+    result = tl_keras.train(labels, backbone=asset(HUB_035), image_size=160, head_epochs=6, fine_tune_epochs=2,
+                            unfreeze_blocks=2, distribute="mirrored", output=str(tmp_path / "model"), verbose=0)
     metrics, val = result.metrics, result.data.val
     assert metrics["multi_label"] and val.labels.shape == (48, 5) and 1.3 < val.labels.sum(1).mean() < 1.7
     assert metrics["feature_cache"]["used"] and metrics["boundary_cache"]["used"] and metrics["boundary_cache"]["views"] == 2
