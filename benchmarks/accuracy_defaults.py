@@ -10,7 +10,9 @@ val split; a change is worth making when it helps on both sets.
 Run:  python benchmarks/accuracy_defaults.py [--datasets hymenoptera flowers] [--seeds 0 1 2]
                                              [--arms defaults "label smoothing 0.1" ...]
 Prints one row per (dataset, arm): mean +- std of head, final and final+TTA val accuracy, the
-mean gain over `defaults` on the same seeds, and seconds; the gains are printed last.
+mean gain over `defaults` on the same seeds, and seconds; the gains are printed last. For the
+`depth search` arm (`unfreeze_blocks="search"`), also what each depth tried scored on each seed and
+which one the run chose.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ ARMS = {
     "8 blocks + label smoothing 0.1 + 4 views": {"unfreeze_blocks": 8, "label_smoothing": 0.1, "boundary_views": 4},
     "augment strong": {"augment": "strong"},
     "augment none": {"augment": "none"},
+    "depth search": {"unfreeze_blocks": "search"},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
@@ -56,7 +59,8 @@ def train_arm(data: str, seed: int, overrides: dict) -> dict:
     plain = lambda x: model(x, training=False)  # noqa: E731
     m = result.metrics
     return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": accuracy(plain),
-            "tta": accuracy(flip_averaged(plain)), "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}"}
+            "tta": accuracy(flip_averaged(plain)), "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}",
+            "depth_search": m["depth_search"]}
 
 
 def _stats(values: list[float]) -> str:
@@ -114,6 +118,21 @@ def main() -> None:
     print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
                        "gain vs defaults", "gain with TTA", "seconds (mean)"]))
     print("mean gain over defaults (final val accuracy): " + "; ".join(gains))
+    searched = [(name, seed, r) for name, runs in saved.items() for arm, results in runs.items()
+                for seed, r in zip(args.seeds, results) if r.get("depth_search")]
+    if searched:
+        print(table([_depth_row(name, seed, r) for name, seed, r in searched],
+                    ["dataset", "seed", "head", "tried: val acc at best val_loss (epochs)", "chosen", "final", "seconds"]))
+
+
+def _depth_row(name: str, seed: int, result: dict) -> dict:
+    """One searched run: each depth's score ('*' chosen, '-' did not beat the head), and its choice."""
+    tried = ", ".join(f"{t['unfreeze_blocks']}: {t['val_accuracy']:.3f} ({t['epochs']})" + ("*" if t["chosen"] else "")
+                      + ("" if t["beat_head"] else "-") for t in result["depth_search"])
+    chosen = next(t for t in result["depth_search"] if t["chosen"])
+    return {"dataset": name, "seed": seed, "head": f"{result['head']:.3f}", "tried: val acc at best val_loss (epochs)": tried,
+            "chosen": f"{chosen['unfreeze_blocks']} blocks" if chosen["beat_head"] else "the head",
+            "final": f"{result['final']:.3f}", "seconds": f"{result['seconds']:.1f}"}
 
 
 if __name__ == "__main__":

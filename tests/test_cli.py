@@ -40,14 +40,25 @@ def _main(capsys, *args):
 def test_train_predict_evaluate(tmp_path, capsys):
     metrics_path = tmp_path / "metrics.json"
     code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
-                      "--batch-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1",
+                      "--batch-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1,2",
                       "--learning-rate", "0.001", "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"),
                       "--metrics-json", str(metrics_path), "--tta")
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
-    assert "on cached boundary activations [2, 2, 56] of 2 augmented views per training image" in out
-    assert "(phase 2: " in out and " over the head)" in out
+    assert "on cached boundary activations [2, 2, " in out and "of 2 augmented views per training image" in out
+    assert "(phase 2: " in out and " over the head" in out
     metrics = json.loads(metrics_path.read_text())
+    # --unfreeze-blocks 1,2: phase 2 ran at both depths from the head; the summary and metrics say
+    # what each scored, and the run went on with the chosen one.
+    assert "tried top  1 blocks" in out and "tried top  2 blocks" in out
+    search = metrics["depth_search"]
+    assert [t["unfreeze_blocks"] for t in search] == [1, 2] and all(t["boundary_cache"] for t in search)
+    chosen = next(t for t in search if t["chosen"])
+    assert len(metrics["unfrozen_blocks"]) == chosen["unfreeze_blocks"] and metrics["config"]["unfreeze_blocks"] == [1, 2]
+    beaten = [t for t in search if t["beat_head"]]
+    assert metrics["fine_tune_kept"] == bool(beaten)
+    if beaten:  # the lowest val_loss among the depths that beat the head
+        assert chosen["val_loss"] == min(t["val_loss"] for t in beaten)
     for key in ("head_val_accuracy", "val_accuracy", "class_names", "export_dir", "num_train_images",
                 "num_val_images", "skipped_files", "train_seconds"):
         assert key in metrics, key

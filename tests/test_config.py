@@ -30,7 +30,8 @@ def test_defaults_round_trip_through_json():
     ({"head_epochs": 0, "fine_tune_epochs": 0}, "nothing to train"),
     ({"batch_size": 0}, "`batch_size` must be a positive integer"),
     ({"image_size": 16}, "`image_size` must be an integer >= 32. Received: image_size=16"),
-    ({"unfreeze_blocks": "some"}, "`unfreeze_blocks` must be a non-negative integer or 'all'"),
+    ({"unfreeze_blocks": "some"}, "`unfreeze_blocks` must be a non-negative integer, 'all', 'search'"),
+    ({"unfreeze_blocks": "0,2"}, "as a search takes block counts of at least 1"),
     ({"layer_decay": 2.0}, "`layer_decay` must be in [0, 1]"),
     ({"learning_rate": 0.0}, "`learning_rate` must be > 0"),
     ({"validation_split": 1.0}, "`validation_split` must be in (0, 1)"),
@@ -148,3 +149,15 @@ def test_config_and_registry_and_cli_help_import_no_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unfreeze_blocks_takes_a_depth_search_and_the_ladder_is_around_the_default():
+    from tl_keras.registry import search_depths
+
+    assert TrainConfig(unfreeze_blocks="8,2, 5").unfreeze_blocks == (2, 5, 8)  # the CLI's text, sorted
+    assert TrainConfig(unfreeze_blocks=[3]).unfreeze_blocks == 3  # one count is that count
+    config = TrainConfig(unfreeze_blocks=(2, 5))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert search_depths("search", 8, 17) == [4, 8, 12]  # MobileNetV2: half, the default, one and a half
+    assert search_depths("search", "all", 4) == [2, 4] and search_depths((2, 30), 8, 17) == [2, 17]
+    assert search_depths(5, 8, 17) == [5] and search_depths(None, 8, 17) == [None]

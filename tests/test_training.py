@@ -217,3 +217,33 @@ def test_each_phase_ends_with_its_best_epoch_and_phase_two_is_kept_only_if_it_be
     history, *_ = runs["gentle"]
     assert history.fine_tune_kept is True and history.best_epochs[1] in (3, 4)
     assert history.final("val_loss") == min(history.history["val_loss"])
+
+
+def test_depth_search_tries_each_depth_from_the_head_and_keeps_the_best(tiny):
+    """unfreeze_blocks=(1, 3): each depth's record is what a run at that depth alone scores, and the
+    model ends with the depth of lowest kept val_loss."""
+    folder, train_ds, val_ds, build = tiny
+    settings = dict(head_epochs=3, fine_tune_epochs=2, fine_tune_learning_rate=3e-3, folder=folder, verbose=0)
+    keras.utils.set_random_seed(5)
+    model = build()
+    history = fine_tune(model, train_ds, val_ds, unfreeze_blocks=(1, 3), **settings)
+    records = history.depth_search
+    assert [r["unfreeze_blocks"] for r in records] == [1, 3] and sum(r["chosen"] for r in records) == 1
+    for record in records:  # the same head, the same random state: as if run alone at that depth
+        keras.utils.set_random_seed(5)
+        alone = fine_tune(build(), train_ds, val_ds, unfreeze_blocks=record["unfreeze_blocks"], **settings)
+        phase_two = alone.history["val_loss"][alone.head_epochs:]
+        assert record["val_loss"] == pytest.approx(min(phase_two), abs=1e-5)
+        assert record["beat_head"] == alone.fine_tune_kept and record["epochs"] == alone.fine_tune_epochs
+    head_loss = history.history["val_loss"][history.best_epochs[0]]
+    beaten = [r for r in records if r["beat_head"]]
+    chosen = next(r for r in records if r["chosen"])
+    full = model.evaluate(val_ds, verbose=0, return_dict=True)
+    if beaten:  # the best depth's weights, and its blocks are the trainable ones
+        assert chosen["val_loss"] == min(r["val_loss"] for r in beaten)
+        assert full["loss"] == pytest.approx(chosen["val_loss"], abs=1e-4)
+        assert len(history.unfrozen_blocks) == chosen["unfreeze_blocks"] == model.backbone.unfrozen_blocks
+    else:  # no depth beat the head: the head's weights
+        assert full["loss"] == pytest.approx(head_loss, abs=1e-4) and history.fine_tune_kept is False
+    with pytest.raises(ValueError, match="searches phase 2's depth by val_loss"):
+        fine_tune(build(), train_ds, unfreeze_blocks="search", head_epochs=1, fine_tune_epochs=1, verbose=0)

@@ -41,7 +41,7 @@ from tl_keras.evaluation import best_thresholds, classification_report, multi_la
 from tl_keras.export import export_saved_model
 from tl_keras.features import compute_features
 from tl_keras.hub import resolve_handle
-from tl_keras.registry import BackboneSpec, resolve_backbone
+from tl_keras.registry import BackboneSpec, is_search, resolve_backbone
 from tl_keras.training import (
     FineTuneHistory,
     adapt_feature_norm,
@@ -305,7 +305,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "unfrozen_blocks": history.unfrozen_blocks, "learning_rates": list(history.learning_rates),
         "resumed": resumed, "class_weight": weights, "evaluation": evaluation,
         "feature_cache": features.describe() if features is not None else {"used": False},
-        "boundary_cache": history.boundary_cache,
+        "boundary_cache": history.boundary_cache, "depth_search": history.depth_search,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
@@ -418,7 +418,8 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
     train_ds = folder.dataset("train", batch_size=config.batch_size, training=True)
     features = compute_features(model, folder, batch_size=config.batch_size) if config.cache_features is not False else None
     adapt_feature_norm(model, train_ds, features)
-    found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=config.unfreeze_blocks,
+    depth = None if is_search(config.unfreeze_blocks) else config.unfreeze_blocks  # a search: test the default depth
+    found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=depth,
                                 layer_decay=config.layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)
     if plot:
         from tl_keras.plots import plot_lr_find

@@ -7,7 +7,9 @@ A checkpoint folder holds:
   as Keras saves them, the random-generator states Keras does not save (dropout's), the epoch, the
   phase's history so far, and its best epoch so far (weights and patience count);
 - `phase1.npz` + `phase1.json`, `phase2.npz` + `phase2.json`: a finished phase's model weights and
-  history, so a restart skips it.
+  history, so a restart skips it;
+- in a phase-2 depth search (`unfreeze_blocks="search"`), `phase2_top<N>/` and `phase2_top<N>.npz` +
+  `.json` in place of `phase2`, one per depth tried.
 
 Every file is written to a temporary name and renamed, so a kill at any moment leaves either the
 previous or the new state, never a half-written one.
@@ -160,15 +162,15 @@ class RunCheckpoint:
         elif writer:
             write_json(path, settings)
 
-    def backup(self, phase: int, initial_epoch: int) -> PhaseBackup:
+    def backup(self, phase: int | str, initial_epoch: int) -> PhaseBackup:
         return PhaseBackup(os.path.join(self.directory, f"phase{phase}"), initial_epoch, self.writer)
 
-    def finished(self, phase: int) -> dict | None:
+    def finished(self, phase: int | str) -> dict | None:
         """The record of a finished phase (`epochs`, `history`), or None."""
         path = os.path.join(self.directory, f"phase{phase}.json")
         return read_json(path) if os.path.exists(path) else None
 
-    def finish(self, phase: int, model: keras.Model, epochs: int, history: dict, best: dict | None = None) -> None:
+    def finish(self, phase: int | str, model: keras.Model, epochs: int, history: dict, best: dict | None = None) -> None:
         """Records a finished phase: all of `model`'s variables, then its history and best epoch
         (the marker)."""
         values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}  # all workers read
@@ -178,7 +180,7 @@ class RunCheckpoint:
         write_json(os.path.join(self.directory, f"phase{phase}.json"), {"epochs": epochs, "history": history, "best": best or {}})
         shutil.rmtree(os.path.join(self.directory, f"phase{phase}"), ignore_errors=True)  # superseded
 
-    def restore(self, phase: int, model: keras.Model) -> None:
+    def restore(self, phase: int | str, model: keras.Model) -> None:
         with np.load(os.path.join(self.directory, f"phase{phase}.npz")) as saved:
             if len(saved.files) != len(model.variables):
                 raise ValueError(f"The checkpoint in {self.directory!r} does not fit this model: delete it to start over.")

@@ -35,7 +35,7 @@ READERS = {"int": int, "float": float, "str": str, "units": _units, "blocks": _b
            "auto-on-off": lambda text: {"auto": "auto", "on": True, "off": False}[text]}
 
 
-METAVARS = {"int": "N", "float": "X", "blocks": "N|all"}
+METAVARS = {"int": "N", "float": "X", "blocks": "N|all|search|N,N,.."}
 
 
 def _reader(name: str, kind: str):
@@ -264,6 +264,10 @@ def _print_train_summary(metrics: dict) -> None:
         variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
+    for trial in metrics.get("depth_search") or ():
+        verdict = "chosen" if trial["chosen"] else "beat the head" if trial["beat_head"] else "did not beat the head" if trial["beat_head"] is False else ""
+        print(f"  tried top {trial['unfreeze_blocks']:>2} blocks: best val_loss {trial['val_loss']:.4f}, val accuracy "
+              f"{_fmt(trial['val_accuracy'])}, {trial['epochs']} epochs, {trial['seconds']:.1f} s  {verdict}")
     boundary = metrics.get("boundary_cache")
     if boundary and boundary["used"]:
         views = f"{boundary['views']} augmented views per training image" if boundary["views"] else "un-augmented training images"

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from tl_keras.advisor import PLANS
 from tl_keras.checks import require_int
-from tl_keras.registry import parse_unfreeze_blocks
+from tl_keras.registry import parse_unfreeze_setting
 
 FORMAT = "tl_keras.TrainConfig/1"
 FINE_TUNE_LR_FACTOR = 0.1
@@ -148,7 +148,7 @@ class TrainConfig:
     # The two phases.
     head_epochs: int = setting(20, "phase 1 epochs, backbone frozen", require_int, read="int")
     fine_tune_epochs: int = setting(10, "phase 2 epochs, top blocks unfrozen", require_int, read="int")
-    unfreeze_blocks: int | str | None = setting(None, "top blocks trained in phase 2: N or 'all' (default: the backbone's, or the transfer plan's)", _optional(lambda n, v: parse_unfreeze_blocks(v)), read="blocks")
+    unfreeze_blocks: int | str | tuple[int, ...] | None = setting(None, "top blocks trained in phase 2: N or 'all' (default: the backbone's, or the transfer plan's); 'search' or N,N,.. tries each depth from the head's weights and keeps the one with the best val_loss", _optional(lambda n, v: parse_unfreeze_setting(v)), read="blocks")
     learning_rate: float = setting(1e-3, "phase 1 learning rate (Adam); phase 2 uses a tenth", lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0"), read="float")
     fine_tune_learning_rate: float | None = setting(None, "phase 2 learning rate (default: learning rate / 10)", _optional(lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0")), read="float")
     fine_tune_schedule: str = setting("constant", "phase 2 learning rate schedule", lambda n, v: _one_of(n, v, SCHEDULES), read="str", choices=SCHEDULES)

@@ -333,6 +333,50 @@ def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
         ) from None
 
 
+SEARCH = "search"
+
+
+def parse_unfreeze_setting(value) -> int | str | tuple[int, ...] | None:
+    """Validates `TrainConfig.unfreeze_blocks`: what `parse_unfreeze_blocks` takes, or a depth search:
+    `"search"` (the depths `search_depths` picks) or several block counts (`(2, 5, 8)`, `"2,5,8"`),
+    returned sorted as a tuple. One count in a list is that count."""
+    if value == SEARCH:
+        return value
+    items = value.split(",") if isinstance(value, str) and "," in value else value
+    if not isinstance(items, (list, tuple)):
+        try:
+            return parse_unfreeze_blocks(value)
+        except ValueError:
+            raise ValueError("`unfreeze_blocks` must be a non-negative integer, 'all', 'search', or block counts "
+                             f"to search like '2,5,8'. Received: unfreeze_blocks={value!r}") from None
+    try:
+        depths = tuple(sorted({require_int("unfreeze_blocks", int(v) if isinstance(v, str) and v.strip().isdigit() else v)
+                               for v in items if not (isinstance(v, str) and not v.strip())}))
+    except ValueError:
+        depths = ()
+    if not depths or depths[0] < 1:
+        raise ValueError("`unfreeze_blocks` as a search takes block counts of at least 1, like (2, 5, 8) or "
+                         f"'2,5,8', or 'search' for the default ladder. Received: unfreeze_blocks={value!r}")
+    return depths if len(depths) > 1 else depths[0]
+
+
+def is_search(setting) -> bool:
+    """Whether an `unfreeze_blocks` setting asks for a depth search."""
+    return setting == SEARCH or isinstance(setting, tuple)
+
+
+def search_depths(setting: int | str | tuple[int, ...] | None, default: int | str, num_blocks: int) -> list[int | str | None]:
+    """The phase-2 depths a run tries: one (the setting itself, None for the default) unless
+    `setting` is a search. `"search"` tries half the default, the default and one and a half times
+    it (MobileNetV2: 4, 8, 12), capped at the blocks there are."""
+    if not is_search(setting):
+        return [setting]
+    if isinstance(setting, tuple):
+        return list(dict.fromkeys(min(d, num_blocks) for d in setting))
+    base = num_blocks if default == "all" else min(int(default), num_blocks)
+    return sorted({max(1, base // 2), base, min(num_blocks, base + base // 2)})
+
+
 class BlockSelection:
     """The block API both backbone layers share: `block_names`, `unfrozen_blocks`, and the choice
     of the top blocks behind `set_trainable_blocks`. Subclasses set `self.blocks` (from

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from typing import Sequence
 
@@ -23,6 +24,7 @@ from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
 from tl_keras.data import ImageFolder, epoch_variable
 from tl_keras.distribute import workers_agree
+from tl_keras.registry import search_depths
 from tl_keras.features import (
     BoundarySet,
     FeatureSet,
@@ -49,6 +51,10 @@ class FineTuneHistory:
         best_epochs: per phase, the epoch (index into `history`) whose weights the phase ended with
             (see `BestEpoch`); None where the phase kept its last weights, or phase 2 kept none of
             its epochs (it never beat the head's best `val_loss`, so the model is the head's).
+        depth_search: for a depth search (`unfreeze_blocks="search"` or several counts), one record
+            per depth tried: `unfreeze_blocks`, `epochs`, `val_loss` and `val_accuracy` at its
+            lowest-`val_loss` epoch, `beat_head`, `chosen`, `seconds`, `boundary_cache`; else None.
+            The other attributes describe the chosen depth.
     """
 
     history: dict[str, list[float]]
@@ -58,6 +64,7 @@ class FineTuneHistory:
     learning_rates: tuple[float, float]
     boundary_cache: dict | None = None
     best_epochs: list[int | None] = dataclasses.field(default_factory=lambda: [None, None])
+    depth_search: list[dict] | None = None
 
     @property
     def epoch(self) -> list[int]:
@@ -347,30 +354,90 @@ def fine_tune(
     if isinstance(checkpoint, str):
         checkpoint = RunCheckpoint(checkpoint, {"config": config.to_dict(), "cached_features": features is not None})
     history: dict[str, list[float]] = {}
-    epochs_run, best = [0, 0], [{}, {}]
-    unfrozen: list[str] = []
-    boundary = None
-    for phase in (0, 1):
-        if (config.head_epochs, config.fine_tune_epochs)[phase] == 0:
-            continue
-        initial_epoch = epochs_run[0] if phase == 1 else 0
-        state = _phase_state(model, checkpoint, phase, initial_epoch)  # before any work a restart may skip
-        if phase == 1:
-            unfreeze = config.unfreeze_blocks
-            unfrozen = backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if unfreeze is None else unfreeze)
-            boundary = (_boundary_cache(model, folder, config, features, unfrozen) if state[0] is None
-                        else "phase 2 had finished before the restart: its result was restored from the checkpoint")
-        phase_history, epochs_run[phase], best[phase] = _run_phase(
-            model, phase, config, train_data, validation_data, state,
-            features=(boundary if isinstance(boundary, BoundarySet) else None) if phase == 1 else features,
-            checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=initial_epoch,
-            baseline=best[0].get("best") if phase == 1 else None,
-        )
-        for key, values in phase_history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-    described = None if boundary is None else boundary.describe() if isinstance(boundary, BoundarySet) else {"used": False, "reason": boundary}
-    return FineTuneHistory(history, epochs_run[0], epochs_run[1], unfrozen, (config.learning_rate, config.fine_tune_lr),
-                           described, [b.get("best_epoch") for b in best])
+    head_run, head_best = 0, {}
+    if config.head_epochs:
+        phase_history, head_run, head_best = _run_phase(
+            model, 0, config, train_data, validation_data, _phase_state(model, checkpoint, 1, 0), features=features,
+            checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=0)
+        _extend(history, phase_history)
+    rates = (config.learning_rate, config.fine_tune_lr)
+    if not config.fine_tune_epochs:
+        return FineTuneHistory(history, head_run, 0, [], rates, None, [head_best.get("best_epoch"), None])
+    depths = search_depths(config.unfreeze_blocks, getattr(model, "default_unfreeze_blocks", 3), len(backbone.block_names))
+    trial, search = _fine_tune_depths(model, depths, config, train_data, validation_data, folder=folder, features=features,
+                                      checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
+                                      initial_epoch=head_run, baseline=head_best.get("best"))
+    _extend(history, trial["history"])
+    return FineTuneHistory(history, head_run, trial["epochs"], trial["unfrozen"], rates, trial["boundary"],
+                           [head_best.get("best_epoch"), trial["best"].get("best_epoch")], search)
+
+
+def _extend(history: dict[str, list[float]], phase_history: dict) -> None:
+    for key, values in phase_history.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+
+
+def _fine_tune_depths(model, depths: list, config: TrainConfig, train_data, validation_data, *, initial_epoch: int,
+                      baseline: float | None, **phase) -> tuple[dict, list[dict] | None]:
+    """Phase 2 at each of `depths` (one, unless `unfreeze_blocks` asks for a search), each from the
+    head's weights; the model ends with the depth whose kept weights have the lowest `val_loss` (the
+    shallowest on a tie; the head's own if no depth beats it). Returns that depth's trial and, for a
+    search, a record of every depth (`FineTuneHistory.depth_search`)."""
+    if len(depths) == 1:
+        return _phase_two(model, depths[0], 2, config, train_data, validation_data, initial_epoch=initial_epoch,
+                          baseline=baseline, **phase), None
+    if validation_data is None:
+        raise ValueError(f"unfreeze_blocks={config.unfreeze_blocks!r} searches phase 2's depth by val_loss, "
+                         "and there is no validation data: give some, or set unfreeze_blocks to one number.")
+    # Every depth starts from the same state: the head's weights and the same random-generator states.
+    start, chosen, kept, trials = _variable_values(model), None, None, []
+    for depth in depths:
+        _assign(model, start)
+        trial = _phase_two(model, depth, f"2_top{depth}", config, train_data, validation_data,
+                           initial_epoch=initial_epoch, baseline=baseline, **phase)
+        trial["score"] = trial["best"]["best"] if trial["best"] else trial["history"]["val_loss"][-1]
+        if chosen is None or trial["score"] < chosen["score"]:
+            chosen, kept = trial, _variable_values(model)
+        trials.append(trial)
+    _assign(model, kept)
+    model.backbone.set_trainable_blocks(chosen["blocks"])
+    return chosen, [_trial_record(t, t is chosen) for t in trials]
+
+
+def _variable_values(model: keras.Model) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(v) for v in model.variables]
+
+
+def _assign(model: keras.Model, values: list[np.ndarray]) -> None:
+    for variable, value in zip(model.variables, values):
+        variable.assign(value)
+
+
+def _trial_record(trial: dict, chosen: bool) -> dict:
+    """What one depth of a search scored: at its lowest-`val_loss` epoch, kept or not."""
+    losses = trial["history"]["val_loss"]
+    at = int(np.argmin(losses))
+    return {"unfreeze_blocks": trial["blocks"], "epochs": trial["epochs"], "val_loss": float(losses[at]),
+            "val_accuracy": float(trial["history"]["val_accuracy"][at]) if "val_accuracy" in trial["history"] else None,
+            "beat_head": trial["best"].get("best_epoch") is not None if trial["best"] else None, "chosen": chosen,
+            "seconds": round(trial["seconds"], 2), "boundary_cache": trial["boundary"].get("used", False)}
+
+
+def _phase_two(model, depth, stage, config: TrainConfig, train_data, validation_data, *, folder, features, checkpoint,
+               initial_epoch: int, baseline: float | None, **fit) -> dict:
+    """Phase 2 with the top `depth` blocks trainable (None: the model's default), on the boundary
+    cache when there is one; `stage` names its records in the checkpoint."""
+    started = time.perf_counter()
+    state = _phase_state(model, checkpoint, stage, initial_epoch)  # before any work a restart may skip
+    unfrozen = model.backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if depth is None else depth)
+    boundary = (_boundary_cache(model, folder, config, features, unfrozen) if state[0] is None
+                else "phase 2 had finished before the restart: its result was restored from the checkpoint")
+    history, epochs, best = _run_phase(
+        model, 1, config, train_data, validation_data, state, stage=stage, checkpoint=checkpoint, initial_epoch=initial_epoch,
+        features=boundary if isinstance(boundary, BoundarySet) else None, baseline=baseline, **fit)
+    described = boundary.describe() if isinstance(boundary, BoundarySet) else {"used": False, "reason": boundary}
+    return {"blocks": len(unfrozen), "unfrozen": unfrozen, "history": history, "epochs": epochs, "best": best,
+            "boundary": described, "seconds": time.perf_counter() - started}
 
 
 def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, features, unfrozen: list[str]):
@@ -459,14 +526,14 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
     return trainee, fit_train, fit_val, lr
 
 
-def _phase_state(model, checkpoint: RunCheckpoint | None, phase: int, initial_epoch: int) -> tuple:
-    """What the checkpoint holds for a phase: `(record of the finished phase or None, PhaseBackup or
-    None)`; every worker of a cluster must see the same, else a clear error (before any collective
+def _phase_state(model, checkpoint: RunCheckpoint | None, stage: int | str, initial_epoch: int) -> tuple:
+    """What the checkpoint holds for a phase (`stage`: 1, 2, or `2_top<N>` in a depth search):
+    `(record of the finished phase or None, PhaseBackup or None)`; every worker of a cluster must see the same, else a clear error (before any collective
     work that would wait on a worker taking another path)."""
     if checkpoint is None:
         return None, None
-    done = checkpoint.finished(phase + 1)
-    backup = checkpoint.backup(phase + 1, initial_epoch) if done is None else None
+    done = checkpoint.finished(stage)
+    backup = checkpoint.backup(stage, initial_epoch) if done is None else None
     if not workers_agree(model.distribute_strategy, -1 if done is not None else backup.resume_epoch()):
         raise ValueError(
             f"The workers see different training states in the checkpoint folder {checkpoint.directory!r}. "
@@ -477,10 +544,11 @@ def _phase_state(model, checkpoint: RunCheckpoint | None, phase: int, initial_ep
 
 
 def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_data, state: tuple, *, features,
-               checkpoint, callbacks, verbose, initial_epoch: int, baseline: float | None = None) -> tuple[dict, int, dict]:
+               checkpoint, callbacks, verbose, initial_epoch: int, baseline: float | None = None,
+               stage: int | str | None = None) -> tuple[dict, int, dict]:
     """One phase of `fine_tune`: compile, then skip (finished before a restart), resume or start it
-    (`state` from `_phase_state`), fit; (history, epochs run, best: the `BestEpoch` state the phase
-    ended with, `{}` without one)."""
+    (`state` from `_phase_state`; `stage`: its checkpoint records, phase + 1 unless named), fit;
+    (history, epochs run, best: the `BestEpoch` state the phase ended with, `{}` without one)."""
     trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
     multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
     mixed = config.augment == "strong"
@@ -491,7 +559,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
         compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)
     done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
-        checkpoint.restore(phase + 1, model)
+        checkpoint.restore(stage or phase + 1, model)
         return done["history"], done["epochs"], done.get("best", {})
     phase_callbacks = list(callbacks)
     if epoch_variable(fit_train) is not None:
@@ -512,7 +580,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     epochs_run = len(next(iter(phase_history.values()), []))
     ended = best.state()[0] if best is not None else {}
     if checkpoint is not None:
-        checkpoint.finish(phase + 1, model, epochs_run, phase_history, best=ended)
+        checkpoint.finish(stage or phase + 1, model, epochs_run, phase_history, best=ended)
     return phase_history, epochs_run, ended
 
 
