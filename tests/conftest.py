@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Three test processes (pytest-xdist) share two cores, and tests start worker processes of their own:
+# Test processes (pytest-xdist) share two cores, and tests start worker processes of their own:
 # TensorFlow single-threaded in each (inherited by every subprocess, so runs compared across processes
 # use the same threads) keeps its thread pools from spinning against each other. Measured on
 # test_features.py + test_training.py under -n 3: 233 s -> 195 s.
@@ -29,15 +29,35 @@ HYMENOPTERA_POOLED_MAJORITY = 204 / 398
 MARGIN = 0.1
 
 
+# The longest units of work, longest first (seconds in a 2-process run on 2 cores): pytest-xdist hands
+# units out in collection order, so a long test collected last would run alone at the end while the
+# other core idles. The two groups train a shared fixture, then run every test that uses it.
+LONGEST_FIRST = (
+    "hymenoptera_result", "test_a_cluster_trains_in_step", "test_train_strategy_auto_compare_scratch",
+    "test_demo_transfers", "flowers_result", "test_multi_label_side_by_side", "test_the_resnet50_path",
+    "test_sigkilled_in_both_phases", "test_mirrored_strategy_over_two", "test_keras_applications_path",
+    "test_a_cut_backbone_with_layer_decay", "test_choose_strategy_example", "test_an_export_killed_midway",
+    "test_an_exports_config_reruns", "test_train_predict_evaluate", "test_advise_prints",
+    "test_a_strong_run_learns", "test_mixed_float16_build", "test_train_folds_reports",
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 3` in setup.cfg, `--dist loadgroup`), the tests sharing a trained
-    session fixture run in one worker, so each fixture trains once."""
+    """Under pytest-xdist (`-n 2` in setup.cfg, `--dist loadgroup`), the tests sharing a trained
+    session fixture run in one worker, so each fixture trains once; the longest work is collected
+    first (`LONGEST_FIRST`), the rest in file order."""
+    def rank(item) -> int:
+        names = [getattr(item, "_tl_group", "")] + [item.name]
+        return next((i for i, key in enumerate(LONGEST_FIRST) for name in names if name.startswith(key)), len(LONGEST_FIRST))
+
     for item in items:
         for fixture in ("hymenoptera_result", "flowers_result"):
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(fixture))
+                item._tl_group = fixture
                 break
+    items.sort(key=rank)  # stable: file order within a rank, a group's tests together
 
 
 def asset(path: str) -> str:
