@@ -148,15 +148,9 @@ def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is
         assert all(p.poll() is None for p in procs), _tail(logs, 0)
         time.sleep(0.05)
     procs[-1].send_signal(signal.SIGKILL)
-    killed_at = time.time()
-    for proc in procs[:-1]:  # the others' collectives notice the lost peer and fail; a cluster manager would stop them anyway
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    print(f"the others stopped {time.time() - killed_at:.1f} s after the worker was killed, exit code {procs[0].returncode}")
-    assert procs[0].returncode != 0 and procs[-1].wait() == -signal.SIGKILL
+    for proc in procs[:-1]:  # the machine is lost: the cluster manager stops the others (their collectives would fail)
+        proc.send_signal(signal.SIGKILL)
+    assert all(proc.wait() == -signal.SIGKILL for proc in procs)
     assert latest.exists()  # the chief's state survives on the shared folder
 
     for i, proc in enumerate(_cluster(workers, command, code=None, logs=logs)):  # the cluster restarts, same command
