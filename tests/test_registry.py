@@ -1,6 +1,8 @@
 import pytest
 
+from conftest import HUB_035, asset
 from tl_keras import registry
+from tl_keras.classifier import build_classifier
 from tl_keras.registry import group_blocks, parse_unfreeze_blocks, resolve_backbone
 
 
@@ -88,3 +90,19 @@ def test_docstring_examples_run():
 
     failures, attempted = doctest.testmod(registry)
     assert attempted >= 4 and failures == 0
+
+
+def test_a_local_mobilenet_v2_folder_gets_the_registry_default_depth(tiny_hub):
+    """The registry's MobileNetV2 default (8 top blocks) holds for a local copy of the module too (the
+    README's offline commands), read from its block names; other modules keep the generic default."""
+    from tl_keras.registry import MOBILENET_UNFREEZE, REGISTRY, default_unfreeze, resolve_backbone
+
+    local = resolve_backbone(asset(HUB_035))
+    mobilenet = ["stem"] + [f"block_{i}" for i in range(1, 17)]
+    assert default_unfreeze(local, mobilenet) == MOBILENET_UNFREEZE == 8
+    assert default_unfreeze(local, mobilenet[:13]) == 8  # cut at block_12
+    assert default_unfreeze(local, ["stem", "block_1", "block_2", "block_3"]) == 3  # a small net named alike
+    assert default_unfreeze(REGISTRY["hub:resnet50"], ["stem"] + [f"block{b}/unit_{u}" for b in range(1, 5) for u in (1, 2)]) == 3
+    assert default_unfreeze(local, ["stem", "block_1"]) == 2  # never more than there are
+    assert build_classifier(asset(HUB_035), 2, image_size=32).default_unfreeze_blocks == 8
+    assert build_classifier(tiny_hub, 2, image_size=32).default_unfreeze_blocks == 3

@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from tl_keras.batches import run_batches, slices
-from tl_keras.registry import BackboneSpec, CutUnsupportedError, resolve_backbone
+from tl_keras.registry import BackboneSpec, CutUnsupportedError, default_unfreeze, resolve_backbone
 
 # Each transfer plan, defined once: the `TrainConfig` values it sets (`TrainConfig.with_plan` applies
 # them; values the user set win). The measured parts are the advisor's: where to cut (the best-probing
@@ -252,7 +252,7 @@ def advise(
         features = _features(layer, spec.pixel_mode, images)
         probes[depth or "top"] = ridge_probe_cv(features, labels, num_classes, seed=seed)
 
-    advice = choose_strategy(counts, probes, num_classes, min(spec.default_unfreeze_blocks, len(block_names)), len(block_names))
+    advice = choose_strategy(counts, probes, num_classes, default_unfreeze(spec, block_names), len(block_names))
     if unprobed:
         advice.reason += f" Only the top features were probed: {unprobed.split(':')[0]}, so no cut could be judged."
     advice.seconds = round(time.perf_counter() - started, 2)

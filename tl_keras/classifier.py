@@ -19,7 +19,7 @@ import keras
 from tl_keras.backbones import Backbone, PixelRange, build_backbone
 from tl_keras.checks import require_int
 from tl_keras.distribute import MultiWorkerFitMixin
-from tl_keras.registry import BackboneSpec, resolve_backbone
+from tl_keras.registry import BackboneSpec, default_unfreeze, resolve_backbone
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
@@ -190,7 +190,7 @@ def build_classifier(
         layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
         dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
         normalize_features=spec.cut is not None if normalize_features is None else normalize_features,
-        multi_label=multi_label, default_unfreeze_blocks=min(spec.default_unfreeze_blocks, len(layer.blocks)), name="image_classifier",
+        multi_label=multi_label, default_unfreeze_blocks=default_unfreeze(spec, layer.block_names), name="image_classifier",
     )
 
 

@@ -319,6 +319,19 @@ def resolve_cut(layer_names: Sequence[str], cut: str, patterns: Sequence[str] = 
     )
 
 
+def default_unfreeze(spec: BackboneSpec, block_names: list[str]) -> int:
+    """How many top blocks phase 2 trains unless told: a registry entry's own number; for a module
+    the registry does not list (a local SavedModel folder, an unlisted handle), the number for the
+    architecture its block names show (MobileNetV2's inverted residuals `block_1`..`block_16`, at
+    least 12 of them if cut: `MOBILENET_UNFREEZE`), else the spec's. Never more blocks than there are."""
+    number = spec.default_unfreeze_blocks
+    listed = spec.source != "hub" or spec.name in REGISTRY or spec.name in ALIASES
+    blocks = [name for name in block_names if name != "stem"]
+    if not listed and len(blocks) >= 12 and all(re.fullmatch(r"block_\d+", name) for name in blocks):
+        number = MOBILENET_UNFREEZE
+    return min(number, len(block_names))
+
+
 def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
     """Validates an `unfreeze_blocks` value: a non-negative int, `"all"`, or None (the spec default)."""
     if value is None or value == "all":

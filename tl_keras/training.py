@@ -309,7 +309,9 @@ def fine_tune(
         model: the classifier.
         train_data, validation_data: batched datasets of `(images, integer labels)`.
         config: the run's `TrainConfig`; `fine_tune` reads its training settings (`head_epochs`,
-            `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default), `learning_rate`,
+            `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default; `"search"` or
+            several counts: phase 2 runs at each depth from the head's weights and the model keeps
+            the one with the lowest `val_loss`, see `FineTuneHistory.depth_search`), `learning_rate`,
             `fine_tune_learning_rate` (None: a tenth), `fine_tune_schedule`, `layer_decay`,
             `label_smoothing`, `early_stopping_patience` (stop a phase after this many epochs
             without a better `val_loss`; 0: never), `restore_best` (each phase ends with its best
