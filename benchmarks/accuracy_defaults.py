@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--defaults-from", metavar="JSON", help="the defaults arm's results of an earlier run of "
                         "this script (--save), instead of running it again: runs are deterministic on one machine")
     parser.add_argument("--save", metavar="JSON", help="write every arm's per-seed results here")
+    parser.add_argument("--without-defaults", action="store_true", help="run only --arms (no gains over the "
+                        "defaults are printed): for the depth search, whose records hold the default depth's score")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -85,7 +87,7 @@ def main() -> None:
         print(json.dumps(train_arm(args.data, args.seed, ARMS[args.arm])))
         return
     require(HUB_100)
-    arms = ["defaults"] + [a for a in args.arms if a != "defaults"]
+    arms = ([] if args.without_defaults else ["defaults"]) + [a for a in args.arms if a != "defaults"]
     rows, gains, saved = [], [], {}
     for name in args.datasets:
         data_dir = require(DATASETS[name])
@@ -100,8 +102,9 @@ def main() -> None:
             runs[arm] = [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
             print(f"{name} {arm}: {[(r['final'], r['tta']) for r in runs[arm]]}", file=sys.stderr, flush=True)
         for arm, results in runs.items():
-            gain = [r["final"] - d["final"] for r, d in zip(results, runs["defaults"])]
-            gain_tta = [r["tta"] - d["final"] for r, d in zip(results, runs["defaults"])]
+            base = runs.get("defaults", [{"final": float("nan")}] * len(results))
+            gain = [r["final"] - d["final"] for r, d in zip(results, base)]
+            gain_tta = [r["tta"] - d["final"] for r, d in zip(results, base)]
             rows.append({"dataset": name, "arm": arm, "epochs": " ".join(r["epochs"] for r in results),
                          "head val acc": _stats([r["head"] for r in results]),
                          "final val acc": _stats([r["final"] for r in results]),
