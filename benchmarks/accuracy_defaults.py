@@ -132,9 +132,9 @@ def _depth_row(name: str, seed: int, result: dict) -> dict:
     """One searched run: each depth's score ('*' chosen, '-' did not beat the head), and its choice."""
     tried = ", ".join(f"{t['unfreeze_blocks']}: {t['val_accuracy']:.3f} ({t['epochs']})" + ("*" if t["chosen"] else "")
                       + ("" if t["beat_head"] else "-") for t in result["depth_search"])
-    chosen = next(t for t in result["depth_search"] if t["chosen"])
+    chosen = next((t for t in result["depth_search"] if t["chosen"]), None)
     return {"dataset": name, "seed": seed, "head": f"{result['head']:.3f}", "tried: val acc at best val_loss (epochs)": tried,
-            "chosen": f"{chosen['unfreeze_blocks']} blocks" if chosen["beat_head"] else "the head",
+            "chosen": f"{chosen['unfreeze_blocks']} blocks" if chosen else "the head",
             "final": f"{result['final']:.3f}", "seconds": f"{result['seconds']:.1f}"}
 
 

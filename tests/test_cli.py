@@ -53,12 +53,12 @@ def test_train_predict_evaluate(tmp_path, capsys):
     assert "tried top  1 blocks" in out and "tried top  2 blocks" in out
     search = metrics["depth_search"]
     assert [t["unfreeze_blocks"] for t in search] == [1, 2] and all(t["boundary_cache"] for t in search)
-    chosen = next(t for t in search if t["chosen"])
-    assert len(metrics["unfrozen_blocks"]) == chosen["unfreeze_blocks"] and metrics["config"]["unfreeze_blocks"] == [1, 2]
-    beaten = [t for t in search if t["beat_head"]]
-    assert metrics["fine_tune_kept"] == bool(beaten)
-    if beaten:  # the lowest val_loss among the depths that beat the head
-        assert chosen["val_loss"] == min(t["val_loss"] for t in beaten)
+    assert metrics["config"]["unfreeze_blocks"] == [1, 2]
+    beaten, chosen = [t for t in search if t["beat_head"]], [t for t in search if t["chosen"]]
+    assert metrics["fine_tune_kept"] == bool(beaten) and len(chosen) == (1 if beaten else 0)
+    if beaten:  # the lowest val_loss among the depths that beat the head; its blocks were trained
+        assert chosen[0]["val_loss"] == min(t["val_loss"] for t in beaten)
+        assert len(metrics["unfrozen_blocks"]) == chosen[0]["unfreeze_blocks"]
     for key in ("head_val_accuracy", "val_accuracy", "class_names", "export_dir", "num_train_images",
                 "num_val_images", "skipped_files", "train_seconds"):
         assert key in metrics, key

@@ -265,7 +265,8 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}")
     for trial in metrics.get("depth_search") or ():
-        verdict = "chosen" if trial["chosen"] else "beat the head" if trial["beat_head"] else "did not beat the head" if trial["beat_head"] is False else ""
+        verdict = ("chosen" if trial["chosen"] else "beat the head" if trial["beat_head"]
+                   else "did not beat the head" if trial["beat_head"] is False else "")
         print(f"  tried top {trial['unfreeze_blocks']:>2} blocks: best val_loss {trial['val_loss']:.4f}, val accuracy "
               f"{_fmt(trial['val_accuracy'])}, {trial['epochs']} epochs, {trial['seconds']:.1f} s  {verdict}")
     boundary = metrics.get("boundary_cache")

@@ -24,7 +24,6 @@ from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
 from tl_keras.data import ImageFolder, epoch_variable
 from tl_keras.distribute import workers_agree
-from tl_keras.registry import search_depths
 from tl_keras.features import (
     BoundarySet,
     FeatureSet,
@@ -34,6 +33,7 @@ from tl_keras.features import (
     feature_extractor,
     head_model,
 )
+from tl_keras.registry import search_depths
 
 
 @dataclasses.dataclass
@@ -403,7 +403,7 @@ def _fine_tune_depths(model, depths: list, config: TrainConfig, train_data, vali
         trials.append(trial)
     _assign(model, kept)
     model.backbone.set_trainable_blocks(chosen["blocks"])
-    return chosen, [_trial_record(t, t is chosen) for t in trials]
+    return chosen, [_trial_record(t, t is chosen and t["best"].get("best_epoch", -1) is not None) for t in trials]
 
 
 def _variable_values(model: keras.Model) -> list[np.ndarray]:
@@ -416,7 +416,8 @@ def _assign(model: keras.Model, values: list[np.ndarray]) -> None:
 
 
 def _trial_record(trial: dict, chosen: bool) -> dict:
-    """What one depth of a search scored: at its lowest-`val_loss` epoch, kept or not."""
+    """What one depth of a search scored: at its lowest-`val_loss` epoch, kept or not; `chosen`: the
+    model ends with its weights (no depth is chosen when none beat the head)."""
     losses = trial["history"]["val_loss"]
     at = int(np.argmin(losses))
     return {"unfreeze_blocks": trial["blocks"], "epochs": trial["epochs"], "val_loss": float(losses[at]),
