@@ -362,9 +362,9 @@ def parse_unfreeze_setting(value) -> int | str | tuple[int, ...] | None:
         except ValueError:
             raise ValueError("`unfreeze_blocks` must be a non-negative integer, 'all', 'search', or block counts "
                              f"to search like '2,5,8'. Received: unfreeze_blocks={value!r}") from None
+    items = [v.strip() if isinstance(v, str) else v for v in items]
     try:
-        depths = tuple(sorted({require_int("unfreeze_blocks", int(v) if isinstance(v, str) and v.strip().isdigit() else v)
-                               for v in items if not (isinstance(v, str) and not v.strip())}))
+        depths = tuple(sorted({require_int("unfreeze_blocks", int(v) if isinstance(v, str) else v) for v in items if v != ""}))
     except ValueError:
         depths = ()
     if not depths or depths[0] < 1:

@@ -531,8 +531,9 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
 
 def _phase_state(model, checkpoint: RunCheckpoint | None, stage: int | str, initial_epoch: int) -> tuple:
     """What the checkpoint holds for a phase (`stage`: 1, 2, or `2_top<N>` in a depth search):
-    `(record of the finished phase or None, PhaseBackup or None)`; every worker of a cluster must see the same, else a clear error (before any collective
-    work that would wait on a worker taking another path)."""
+    `(record of the finished phase or None, PhaseBackup or None)`; every worker of a cluster must see
+    the same, else a clear error (before any collective work that would wait on a worker taking
+    another path)."""
     if checkpoint is None:
         return None, None
     done = checkpoint.finished(stage)
@@ -552,6 +553,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     """One phase of `fine_tune`: compile, then skip (finished before a restart), resume or start it
     (`state` from `_phase_state`; `stage`: its checkpoint records, phase + 1 unless named), fit;
     (history, epochs run, best: the `BestEpoch` state the phase ended with, `{}` without one)."""
+    stage = stage or phase + 1
     trainee, fit_train, fit_val, lr = _trainee(model, phase, config, train_data, validation_data, features)
     multipliers = layerwise_multipliers(model, config.layer_decay) if phase == 1 and config.layer_decay is not None else None
     mixed = config.augment == "strong"
@@ -562,7 +564,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
         compile_for_phase(trainee, lr, config.label_smoothing, config.jit_compile, multipliers, mixed)
     done, backup = state
     if done is not None:  # finished before a restart: take its result, skip the work
-        checkpoint.restore(stage or phase + 1, model)
+        checkpoint.restore(stage, model)
         return done["history"], done["epochs"], done.get("best", {})
     phase_callbacks = list(callbacks)
     if epoch_variable(fit_train) is not None:
@@ -583,7 +585,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     epochs_run = len(next(iter(phase_history.values()), []))
     ended = best.state()[0] if best is not None else {}
     if checkpoint is not None:
-        checkpoint.finish(stage or phase + 1, model, epochs_run, phase_history, best=ended)
+        checkpoint.finish(stage, model, epochs_run, phase_history, best=ended)
     return phase_history, epochs_run, ended
 
 
