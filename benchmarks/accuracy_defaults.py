@@ -35,6 +35,7 @@ ARMS = {
     "augment strong": {"augment": "strong"},
     "augment none": {"augment": "none"},
     "depth search": {"unfreeze_blocks": "search"},
+    "288 px": {"image_size": 288},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
@@ -117,7 +118,7 @@ def main() -> None:
     if args.save:
         with open(args.save, "w") as f:
             json.dump(saved, f, indent=2)
-    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0 at 224 px; arms: {[ (a, ARMS[a]) for a in arms]}")
+    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0, 224 px unless an arm says; arms: {[ (a, ARMS[a]) for a in arms]}")
     print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
                        "gain vs defaults", "gain with TTA", "seconds (mean)"]))
     print("mean gain over defaults (final val accuracy): " + "; ".join(gains))
