@@ -162,3 +162,68 @@ def test_a_restart_after_both_phases_restores_them_without_recomputing_the_bound
     assert again.history == first.history and again.best_epochs == first.best_epochs
     for a, b in zip(first_model.weights, again_model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+class _Stopped(Exception):
+    """What a kill does to the run in process: nothing after it happens; the checkpoint keeps what
+    was saved at the epoch ends before it."""
+
+
+def test_a_depth_search_stopped_in_its_second_depth_resumes_to_the_uninterrupted_result(tmp_path, tiny_hub, monkeypatch):
+    """unfreeze_blocks=(1, 2) stopped in the second depth's second epoch: the restart takes phase 1
+    and the first depth from the checkpoint (one boundary pass, for the second depth), resumes the
+    second depth, and ends with the uninterrupted search's records, history and weights."""
+    import keras
+
+    import tl_keras.training as training
+    from tl_keras.classifier import build_classifier
+    from tl_keras.data import load_data
+
+    folder = load_data(hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40), image_size=32)
+    train_ds, val_ds = folder.dataset("train", batch_size=16, training=True), folder.dataset("val", batch_size=64)
+
+    class StopInThirdFit(keras.callbacks.Callback):
+        """Stops the run in the second epoch of its third fit (phase 1, depth 1, depth 2)."""
+
+        def __init__(self):
+            super().__init__()
+            self.fits, self.epochs = 0, 0
+
+        def on_train_begin(self, logs=None):
+            self.fits, self.epochs = self.fits + 1, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs += 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.fits == 3 and self.epochs == 2 and batch == 1:
+                raise _Stopped
+
+    def run(directory, callbacks=()):
+        keras.utils.set_random_seed(0)
+        model = build_classifier(tiny_hub, 2, image_size=32, class_names=folder.class_names)
+        history = training.fine_tune(model, train_ds, val_ds, head_epochs=2, fine_tune_epochs=3, unfreeze_blocks=(1, 2),
+                                     fine_tune_learning_rate=3e-3, early_stopping_patience=0, folder=folder,
+                                     checkpoint=str(directory), callbacks=callbacks, verbose=0)
+        return model, history
+
+    whole_model, whole = run(tmp_path / "whole")
+    with pytest.raises(_Stopped):
+        run(tmp_path / "stopped", [StopInThirdFit()])
+    passes = []
+    boundary = training.compute_boundary
+    monkeypatch.setattr(training, "compute_boundary", lambda *a, **k: passes.append(1) or boundary(*a, **k))
+    epochs = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: passes.append(f"epoch {epoch}"))
+    resumed_model, resumed = run(tmp_path / "stopped", [epochs])
+    # One boundary pass (the second depth's), and epochs 3-4 of the second depth (epochs 0-1 are
+    # phase 1's, 2-4 each depth's): phase 1, the first depth and the second's first epoch were restored.
+    assert passes == [1, "epoch 3", "epoch 4"]
+    assert [r["unfreeze_blocks"] for r in resumed.depth_search] == [1, 2]
+    # What each depth scored is the same; its seconds and boundary_cache describe this process's work.
+    work = ("seconds", "boundary_cache")
+    scores = lambda records: [{k: v for k, v in r.items() if k not in work} for r in records]  # noqa: E731
+    assert scores(resumed.depth_search) == scores(whole.depth_search)
+    assert [r["boundary_cache"] for r in resumed.depth_search] == [False, True]
+    assert resumed.history == whole.history and resumed.best_epochs == whole.best_epochs
+    for a, b in zip(whole_model.weights, resumed_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

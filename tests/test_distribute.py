@@ -40,10 +40,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import tl_keras
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=64, batch_size=16, head_epochs=2,
-                        fine_tune_epochs=1, unfreeze_blocks=1, strategy=strategy, output=sys.argv[3], verbose=0)
+                        fine_tune_epochs=1, unfreeze_blocks=(1, 2), strategy=strategy, output=sys.argv[3], verbose=0)
 kinds = sorted({type(v.value).__name__ for v in result.model.backbone.hub_variables})
+full = result.model.evaluate(result.data.dataset("val", batch_size=32), verbose=0, return_dict=True)
 print(json.dumps({"replicas": result.metrics["num_replicas"], "batch": result.metrics["global_batch_size"],
-                  "acc": result.metrics["val_accuracy"], "export": result.export_dir, "kinds": kinds}))
+                  "acc": result.metrics["val_accuracy"], "export": result.export_dir, "kinds": kinds,
+                  "search": result.metrics["depth_search"], "val_loss": result.metrics["val_loss"], "full_loss": full["loss"]}))
 """
 
 
@@ -56,6 +58,14 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_exports(tmp_path):
     assert set(report["kinds"]) <= {"MirroredVariable", "SyncOnReadVariable"} and "MirroredVariable" in report["kinds"]
     assert report["acc"] > HYMENOPTERA_MAJORITY + MARGIN
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
+    # A depth search (1 and 2 blocks) on both replicas: each depth trained from the head's weights on
+    # its boundary cache, and every replica's variables hold the kept weights: the model scores the
+    # val loss the run reported (the chosen depth's, or the head's when no depth beat it).
+    search = report["search"]
+    assert [t["unfreeze_blocks"] for t in search] == [1, 2] and all(t["boundary_cache"] for t in search)
+    beaten, chosen = [t for t in search if t["beat_head"]], [t for t in search if t["chosen"]]
+    assert len(chosen) == (1 if beaten else 0) and (not beaten or chosen[0]["val_loss"] == min(t["val_loss"] for t in beaten))
+    assert report["full_loss"] == pytest.approx(report["val_loss"], abs=1e-4)
 
 
 # One cluster run as code, so each worker can report its weights; the same settings as CLUSTER_FLAGS.
