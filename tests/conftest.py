@@ -38,7 +38,7 @@ LONGEST_FIRST = (
     "test_sigkilled_in_both_phases", "test_mirrored_strategy_over_two", "test_keras_applications_path",
     "test_a_cut_backbone_with_layer_decay", "test_choose_strategy_example", "test_an_export_killed_midway",
     "test_an_exports_config_reruns", "test_train_predict_evaluate", "test_advise_prints",
-    "test_a_strong_run_learns", "test_mixed_float16_build", "test_train_folds_reports",
+    "test_a_strong_run_learns", "test_mixed_float16_build", "test_train_folds_reports", "test_a_depth_search_stopped",
 )
 
 
