@@ -36,6 +36,9 @@ ARMS = {
     "augment none": {"augment": "none"},
     "depth search": {"unfreeze_blocks": "search"},
     "288 px": {"image_size": 288},
+    # An experiment, not a tl_keras setting: every photo cut to its central square of 87.5% of its
+    # short side before the 224 px resize (ImageNet's evaluation crop), instead of squeezed whole.
+    "224 px, centre crop 87.5%": {"centre_crop": 0.875},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
@@ -47,6 +50,9 @@ def train_arm(data: str, seed: int, overrides: dict) -> dict:
     import tl_keras
     from tl_keras.tta import flip_averaged
 
+    overrides = dict(overrides)
+    if "centre_crop" in overrides:
+        _crop_before_resize(overrides.pop("centre_crop"))
     with Timer() as t:
         result = tl_keras.train(data, backbone=HUB_100, seed=seed, **RUN_SETTINGS, **overrides)
     folder, model = result.data, result.model
@@ -62,6 +68,24 @@ def train_arm(data: str, seed: int, overrides: dict) -> dict:
     return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": accuracy(plain),
             "tta": accuracy(flip_averaged(plain)), "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}",
             "depth_search": m["depth_search"]}
+
+
+def _crop_before_resize(fraction: float) -> None:
+    """Makes the folder loader cut each photo to its central square (`fraction` of the short side)
+    before its one resize: for this process only, training and val images alike."""
+    import tensorflow as tf
+
+    import tl_keras.data
+
+    resize = tl_keras.data.resize_uint8
+
+    def cropped(image, image_size: int):
+        image = tf.convert_to_tensor(image)
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * fraction, tf.int32)
+        return resize(tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side), image_size)
+
+    tl_keras.data.resize_uint8 = cropped
 
 
 def _stats(values: list[float]) -> str:

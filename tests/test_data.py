@@ -37,6 +37,19 @@ def test_real_folder_with_train_and_val_and_the_placeholder_gif_is_flagged():
     assert folder.train.images.shape == (245, 64, 64, 3) and folder.train.images.dtype == np.uint8
 
 
+def test_the_colour_count_samples_the_pixels_tensorflows_nearest_resize_picks():
+    from tl_keras.data import _colour_count, decode_file
+
+    def by_tensorflow(image):
+        packed = tf.cast(tf.image.resize(image, (64, 64), method="nearest"), tf.int32)
+        return len(np.unique((packed[..., 0] * 65536 + packed[..., 1] * 256 + packed[..., 2]).numpy()))
+
+    ants = os.path.join(asset(HYMENOPTERA), "train", "ants")
+    photos = [decode_file(open(os.path.join(ants, name), "rb").read()) for name in sorted(os.listdir(ants))[:6]]
+    for image in photos + [_photo(1, size=100), _photo(2, size=37)[:, :20], np.zeros((30, 500, 3), np.uint8)]:
+        assert _colour_count(image) == by_tensorflow(image), image.shape
+
+
 def test_flat_folder_gets_a_seeded_stratified_split(tmp_path):
     root = _folder(tmp_path / "data", per_class=10)
     a = load_image_folder(str(root), image_size=16, validation_split=0.2, seed=1)

@@ -339,11 +339,14 @@ def _tf_message(err: tf.errors.OpError) -> str:
     return text.split(" [Op:")[0].strip().splitlines()[0]
 
 
-def _colour_count(image: tf.Tensor) -> int:
-    thumb = tf.image.resize(image, (64, 64), method="nearest")
-    packed = tf.cast(thumb, tf.int32)
-    packed = packed[..., 0] * 65536 + packed[..., 1] * 256 + packed[..., 2]
-    return int(tf.size(tf.unique(tf.reshape(packed, [-1]))[0]))
+def _colour_count(image: np.ndarray) -> int:
+    """Distinct colours in a 64x64 nearest-neighbour thumbnail (the pixels `tf.image.resize(...,
+    "nearest")` picks), in NumPy: per image, TensorFlow's eager ops cost five times the work."""
+    height, width = image.shape[0], image.shape[1]
+    rows = np.minimum(((np.arange(64) + 0.5) * (height / 64)).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(64) + 0.5) * (width / 64)).astype(np.int64), width - 1)
+    thumb = np.asarray(image)[rows[:, None], cols[None, :]].astype(np.int32)
+    return len(np.unique(thumb[..., 0] * 65536 + thumb[..., 1] * 256 + thumb[..., 2]))
 
 
 def declared_size(contents: bytes) -> tuple[int, int] | None:
