@@ -134,36 +134,6 @@ def test_the_best_epoch_so_far_survives_a_restart(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_restart_after_both_phases_restores_them_without_recomputing_the_boundary(tmp_path, tiny_hub, monkeypatch):
-    """Killed after training (while exporting, say): the rerun takes both phases from the checkpoint
-    and skips phase 2's boundary pass, whose result it would not use."""
-    import keras
-
-    import tl_keras.training as training
-    from tl_keras.classifier import build_classifier
-    from tl_keras.data import load_image_folder
-
-    folder = load_image_folder(asset(HYMENOPTERA), image_size=32)
-    train_ds, val_ds = folder.dataset("train", batch_size=16, training=True), folder.dataset("val", batch_size=64)
-    settings = dict(head_epochs=2, fine_tune_epochs=2, unfreeze_blocks=1, folder=folder,
-                    checkpoint=str(tmp_path / "ck"), verbose=0)
-
-    def run():
-        keras.utils.set_random_seed(0)
-        model = build_classifier(tiny_hub, 2, image_size=32, class_names=folder.class_names)
-        return model, training.fine_tune(model, train_ds, val_ds, **settings)
-
-    first_model, first = run()
-    assert first.boundary_cache["used"]
-    passes = []
-    monkeypatch.setattr(training, "compute_boundary", lambda *a, **k: passes.append(1))
-    again_model, again = run()
-    assert passes == [] and "had finished before the restart" in again.boundary_cache["reason"]
-    assert again.history == first.history and again.best_epochs == first.best_epochs
-    for a, b in zip(first_model.weights, again_model.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-
-
 class _Stopped(Exception):
     """What a kill does to the run in process: nothing after it happens; the checkpoint keeps what
     was saved at the epoch ends before it."""
@@ -172,7 +142,8 @@ class _Stopped(Exception):
 def test_a_depth_search_stopped_in_its_second_depth_resumes_to_the_uninterrupted_result(tmp_path, tiny_hub, monkeypatch):
     """unfreeze_blocks=(1, 2) stopped in the second depth's second epoch: the restart takes phase 1
     and the first depth from the checkpoint (one boundary pass, for the second depth), resumes the
-    second depth, and ends with the uninterrupted search's records, history and weights."""
+    second depth, and ends with the uninterrupted search's records, history and weights; a restart
+    after everything finished recomputes nothing."""
     import keras
 
     import tl_keras.training as training
@@ -226,4 +197,13 @@ def test_a_depth_search_stopped_in_its_second_depth_resumes_to_the_uninterrupted
     assert [r["boundary_cache"] for r in resumed.depth_search] == [False, True]
     assert resumed.history == whole.history and resumed.best_epochs == whole.best_epochs
     for a, b in zip(whole_model.weights, resumed_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+    # Restarted after everything had finished (killed while exporting, say): every phase and depth
+    # comes from the checkpoint, and no boundary pass runs, since its result would not be used.
+    passes.clear()
+    again_model, again = run(tmp_path / "whole", [epochs])
+    assert passes == [] and "had finished before the restart" in again.boundary_cache["reason"]
+    assert scores(again.depth_search) == scores(whole.depth_search) and again.history == whole.history
+    for a, b in zip(whole_model.weights, again_model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
