@@ -179,6 +179,7 @@ def test_a_depth_search_stopped_in_its_second_depth_resumes_to_the_uninterrupted
         return model, history
 
     whole_model, whole = run(tmp_path / "whole")
+    assert all(r["boundary_cache"] for r in whole.depth_search)
     with pytest.raises(_Stopped):
         run(tmp_path / "stopped", [StopInThirdFit()])
     passes = []

@@ -45,7 +45,7 @@ def test_the_colour_count_samples_the_pixels_tensorflows_nearest_resize_picks():
         return len(np.unique((packed[..., 0] * 65536 + packed[..., 1] * 256 + packed[..., 2]).numpy()))
 
     ants = os.path.join(asset(HYMENOPTERA), "train", "ants")
-    photos = [decode_file(open(os.path.join(ants, name), "rb").read()) for name in sorted(os.listdir(ants))[:6]]
+    photos = [decode_file(tf.io.read_file(os.path.join(ants, name)).numpy()) for name in sorted(os.listdir(ants))[:6]]
     for image in photos + [_photo(1, size=100), _photo(2, size=37)[:, :20], np.zeros((30, 500, 3), np.uint8)]:
         assert _colour_count(image) == by_tensorflow(image), image.shape
 
