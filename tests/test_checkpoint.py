@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import HYMENOPTERA, asset, hymenoptera_subset
+from conftest import hymenoptera_subset
 from tl_keras.checkpoint import RunCheckpoint
 
 
