@@ -136,13 +136,14 @@ def test_every_bad_file_is_used_warned_or_skipped_as_decided(corpus_folder):
     assert "20000x20000" in skipped["bomb.png"] and "downscale" in skipped["bomb.png"]
     assert "1x1" in skipped["one_pixel.png"]
     assert folder.num_used + len(folder.skipped) == folder.num_found == len(corpus) + 18
-    # Decoded content is right: the PNG-named-.jpg and the 16-bit PNG are the photos they hold.
+    # Decoded content is right: the PNG-named-.jpg and the 16-bit PNG are the photos they hold, each
+    # framed as its centred 40x40 square (the photos are 40x48).
     index = {os.path.basename(p): i for i, p in enumerate(folder.train.paths)}
     sixteen = folder.train.images[index["sixteen_bit.png"]].astype(int)
-    expected16 = tf.image.resize(_photo(2), (32, 32), antialias=True).numpy().round().astype(int)
+    expected16 = tf.image.resize(_photo(2)[:, 4:44], (32, 32), antialias=True).numpy().round().astype(int)
     assert np.abs(sixteen - expected16).max() <= 1
     for name, seed in (("photo.webp", 7), ("scan.tif", 9), ("tiff_no_extension", 11)):  # lossless: exact
-        expected = tf.image.resize(_photo(seed), (32, 32), antialias=True).numpy().round().astype(int)
+        expected = tf.image.resize(_photo(seed)[:, 4:44], (32, 32), antialias=True).numpy().round().astype(int)
         assert np.abs(folder.train.images[index[name]].astype(int) - expected).max() <= 1, name
 
 

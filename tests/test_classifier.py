@@ -9,23 +9,34 @@ from tl_keras.classifier import ImageClassifier, build_classifier
 def test_named_layers_any_size_uint8_input_and_float32_softmax():
     model = build_classifier(asset(HUB_035), 3, image_size=64, class_names=["a", "b", "c"])
     assert [layer.name for layer in model.layers] == ["images", "resize", "pixel_range", "backbone", "output_dropout", "predictions"]
-    probabilities = model.predict(np.random.randint(0, 256, (2, 50, 70, 3)).astype("uint8"), verbose=0)
+    images = np.random.default_rng(0).integers(0, 256, (2, 50, 70, 3)).astype("uint8")
+    probabilities = model.predict(images, verbose=0)
     assert probabilities.shape == (2, 3) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # By default the resize layer frames an image as its centred square: the 50x50 middle of 50x70.
+    assert model.crop_to_aspect_ratio and model.get_layer("resize").crop_to_aspect_ratio
+    np.testing.assert_allclose(model.predict(images[:, :, 10:60], verbose=0), probabilities, atol=1e-6)
+    squeezed = build_classifier(asset(HUB_035), 3, image_size=64, crop_to_aspect_ratio=False)
+    squeezed.set_weights(model.get_weights())
+    assert np.abs(squeezed.predict(images, verbose=0) - probabilities).max() > 1e-4  # the whole image, squeezed
     assert model.backbone.inference_mode and model.backbone.trainable_weights == []
 
 
 def test_config_round_trip_keeps_every_argument(tmp_path):
-    model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=64, dropout=0.3, l2=1e-4, class_names=["x", "y"])
+    model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=64, dropout=0.3, l2=1e-4,
+                             class_names=["x", "y"], crop_to_aspect_ratio=False)
     config = model.get_config()
-    assert {k: config[k] for k in ("num_classes", "image_size", "pixel_mode", "dropout", "l2", "class_names")} == {
-        "num_classes": 2, "image_size": 64, "pixel_mode": "symmetric", "dropout": 0.3, "l2": 1e-4, "class_names": ["x", "y"]}
+    assert {k: config[k] for k in ("num_classes", "image_size", "pixel_mode", "dropout", "l2", "class_names", "crop_to_aspect_ratio")} == {
+        "num_classes": 2, "image_size": 64, "pixel_mode": "symmetric", "dropout": 0.3, "l2": 1e-4, "class_names": ["x", "y"],
+        "crop_to_aspect_ratio": False}
+    older = ImageClassifier.from_config({k: v for k, v in config.items() if k != "crop_to_aspect_ratio"})
+    assert not older.crop_to_aspect_ratio  # saved before the setting existed: trained on squeezed images
     assert model.get_layer("predictions").kernel_regularizer is not None
     path = str(tmp_path / "c.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
-    assert isinstance(reloaded, ImageClassifier) and reloaded.class_names == ["x", "y"]
-    x = np.random.randint(0, 256, (2, 64, 64, 3)).astype("float32")
+    assert isinstance(reloaded, ImageClassifier) and reloaded.class_names == ["x", "y"] and not reloaded.crop_to_aspect_ratio
+    x = np.random.randint(0, 256, (2, 64, 80, 3)).astype("float32")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 

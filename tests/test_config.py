@@ -81,6 +81,9 @@ def test_load_reads_a_config_file_or_an_exports_metadata(tmp_path):
     (tmp_path / "tl_keras.json").write_text(json.dumps({"format": "tl_keras/1", "class_names": ["a", "b"],
                                                         "config": config.to_dict()}))
     assert TrainConfig.load(str(tmp_path / "tl_keras.json")) == config
+    # A config recorded before `crop_to_aspect_ratio` existed describes a run on squeezed images.
+    older = {k: v for k, v in config.to_dict().items() if k != "crop_to_aspect_ratio"}
+    assert config.crop_to_aspect_ratio and TrainConfig.from_dict(older) == config.replace(crop_to_aspect_ratio=False)
     with pytest.raises(ValueError, match="No config file at"):
         TrainConfig.load(str(tmp_path / "missing.json"))
     (tmp_path / "bad.json").write_text(json.dumps({"head_epochs": -2}))
@@ -128,7 +131,8 @@ def test_config_flags_are_the_inverse_of_the_parser(tmp_path):
 
     config = TrainConfig(backbone="keras:mobilenet_v2", image_size=96, hidden_units=(512, 256), unfreeze_blocks="all",
                          layer_decay=0.8, augment=False, jit_compile=True, cache_features=False, transfer="cut",
-                         cut="block_12", compare_scratch=True, early_stopping_patience=3, learning_rate=3e-4)
+                         cut="block_12", compare_scratch=True, early_stopping_patience=3, learning_rate=3e-4,
+                         crop_to_aspect_ratio=False)
     argv = ["train", "data"] + " ".join(config_flags(config)).split()
     args = build_parser().parse_args(argv)
     from tl_keras.cli import _settings

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import HYMENOPTERA, asset
-from tl_keras.data import load_image_folder, make_dataset
+from tl_keras.data import load_image_folder, make_dataset, resize_uint8
 
 
 def _png(path, array):
@@ -48,6 +48,47 @@ def test_the_colour_count_samples_the_pixels_tensorflows_nearest_resize_picks():
     photos = [decode_file(tf.io.read_file(os.path.join(ants, name)).numpy()) for name in sorted(os.listdir(ants))[:6]]
     for image in photos + [_photo(1, size=100), _photo(2, size=37)[:, :20], np.zeros((30, 500, 3), np.uint8)]:
         assert _colour_count(image) == by_tensorflow(image), image.shape
+
+
+def test_images_are_framed_as_their_centred_square_unless_told_to_squeeze():
+    """The loader's framing (real photos, landscape and portrait): the centred square of the short
+    side, resized; `crop_to_aspect_ratio=False` squeezes the whole photo; a square image is the same
+    either way; and the classifier's `resize` layer frames a raw photo as the loader does."""
+    import keras
+
+    from tl_keras.data import decode_file
+
+    def resized(image):
+        return tf.image.resize(image, (64, 64), antialias=True).numpy().round().clip(0, 255).astype(np.uint8)
+
+    ants = os.path.join(asset(HYMENOPTERA), "train", "ants")
+    names = sorted(os.listdir(ants))[:6] + ["1473187633_63ccaacea6.jpg", "154124431_65460430f2.jpg"]  # 441x500, 343x496
+    raws = [open(os.path.join(ants, name), "rb").read() for name in names]
+    shapes = set()
+    for raw in raws:
+        whole = decode_file(raw)
+        height, width = whole.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        framed = decode_file(raw, 64)
+        np.testing.assert_array_equal(framed, resized(whole[top:top + side, left:left + side]))
+        np.testing.assert_array_equal(decode_file(raw, 64, crop_to_aspect_ratio=False), resized(whole))
+        layer = keras.layers.Resizing(64, 64, antialias=True, crop_to_aspect_ratio=True)
+        assert np.abs(keras.ops.convert_to_numpy(layer(whole.astype("float32"))) - framed).max() <= 0.5 + 1e-3
+        shapes.add("landscape" if width > height else "portrait" if height > width else "square")
+    assert {"landscape", "portrait"} <= shapes
+    square = _photo(3, size=50)
+    np.testing.assert_array_equal(resize_uint8(square, 32), resize_uint8(square, 32, crop_to_aspect_ratio=False))
+    # One default everywhere: the config's, the loaders' and the classifier's.
+    import inspect
+
+    from tl_keras.classifier import build_classifier
+    from tl_keras.config import TrainConfig
+    from tl_keras.label_files import load_label_file
+    from tl_keras.tfdata import load_datasets
+
+    for function in (load_image_folder, load_label_file, load_datasets, build_classifier, decode_file, resize_uint8):
+        assert inspect.signature(function).parameters["crop_to_aspect_ratio"].default is TrainConfig().crop_to_aspect_ratio
 
 
 def test_flat_folder_gets_a_seeded_stratified_split(tmp_path):

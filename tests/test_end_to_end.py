@@ -90,6 +90,19 @@ def test_a_cut_backbone_with_layer_decay_trains_exports_and_serves_the_same_prob
     np.testing.assert_allclose(served, result.model.predict(images, verbose=0), atol=1e-5)
 
 
+def test_a_loaded_folder_brings_its_framing_and_a_config_that_differs_is_refused(tiny_hub):
+    import tl_keras
+    from tl_keras.config import TrainConfig
+    from tl_keras.data import load_image_folder
+
+    folder = load_image_folder(asset(HYMENOPTERA), image_size=32, crop_to_aspect_ratio=False, max_per_class=6)
+    result = tl_keras.train(folder, backbone=tiny_hub, head_epochs=1, fine_tune_epochs=0, export=False,
+                            evaluate=False, checkpoint_dir=None, verbose=0)
+    assert result.config.crop_to_aspect_ratio is False and result.model.crop_to_aspect_ratio is False
+    with pytest.raises(ValueError, match="crop_to_aspect_ratio=False but the config says True"):
+        tl_keras.train(folder, config=TrainConfig(backbone=tiny_hub, image_size=32))
+
+
 def test_strategy_names_a_plan_or_a_distribution_not_both():
     import pytest
 

@@ -65,7 +65,7 @@ def test_metadata_records_the_input_size_and_the_training_config(hymenoptera_res
     from tl_keras.export import read_metadata
 
     meta = read_metadata(hymenoptera_result.export_dir)
-    assert meta["image_size"] == 96 and meta["class_names"] == ["ants", "bees"]
+    assert meta["image_size"] == 96 and meta["class_names"] == ["ants", "bees"] and meta["crop_to_aspect_ratio"] is True
     recorded = TrainConfig.from_dict(meta["config"])
     assert recorded == hymenoptera_result.config == TrainConfig.from_dict(hymenoptera_result.metrics["config"])
     assert (recorded.image_size, recorded.head_epochs, recorded.fine_tune_epochs, recorded.unfreeze_blocks) == (96, 3, 2, 2)
@@ -166,6 +166,11 @@ def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result,
                                for blob in encoded_images.values()])
     np.testing.assert_allclose(report["probabilities"], expected, atol=1e-5)
     assert report["labels"] == [["ants", "bees"][i] for i in expected.argmax(1)]
+    # And as serving_default frames the whole decoded (non-square) image in its resize layer: the same
+    # centred square, up to the bytes path's rounding to uint8 at the input size.
+    whole = np.concatenate([serve(images=tf.cast(decode_image(blob), tf.float32)[None])["probabilities"].numpy()
+                            for blob in encoded_images.values()])
+    np.testing.assert_allclose(report["probabilities"], whole, atol=0.02)
     not_image, empty, truncated = report["errors"]
     assert "is not a JPEG, PNG, GIF, BMP or WebP image" in not_image
     assert "is not a JPEG, PNG, GIF, BMP or WebP image" in empty

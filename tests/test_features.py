@@ -106,10 +106,14 @@ def test_store_reuses_features_and_recomputes_what_changed(tmp_path, tiny_hub):
     assert not np.allclose(changed.train[0, 0], copied.train[0, 0])
     np.testing.assert_array_equal(changed.train[0, 1:], copied.train[0, 1:])
 
-    # Another image size, or other backbone weights, is another key: everything is recomputed.
+    # Another image size, framing or other backbone weights is another key: everything is recomputed.
     bigger = compute_features(build_classifier(tiny_hub, 2, image_size=72),
                               load_image_folder(str(data), image_size=72, validation_split=0.34), store=store)
     assert (bigger.computed, bigger.loaded) == (12, 0)
+    squeezed = compute_features(build_classifier(tiny_hub, 2, image_size=64, crop_to_aspect_ratio=False),
+                                load_image_folder(str(data), image_size=64, validation_split=0.34, crop_to_aspect_ratio=False),
+                                store=store)
+    assert (squeezed.computed, squeezed.loaded) == (12, 0)
     tuned = build_classifier(tiny_hub, 2, image_size=64)
     before = backbone_fingerprint(tuned)
     variable = tuned.backbone.weights[0]

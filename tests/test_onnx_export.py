@@ -23,6 +23,7 @@ def test_onnx_export_agrees_with_the_saved_model_on_real_val_images(hymenoptera_
     model = onnx.load(str(output))
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["labels"]) == ["ants", "bees"] and props["image_size"] == "96"
+    assert json.loads(props["crop_to_aspect_ratio"]) is True and "centred square" in props["input"]
     assert model.opset_import[0].version == 17
     ops = {node.op_type for node in model.graph.node}
     assert "ScaleAndTranslate" not in ops and "Conv" in ops  # the resize stays outside; a real network inside

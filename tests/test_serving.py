@@ -16,6 +16,13 @@ def test_predict_files_top_k(hymenoptera_result):
         assert [name for name, _ in r["top_k"]] in (["ants", "bees"], ["bees", "ants"])
         assert r["label"] == r["top_k"][0][0]
         assert abs(sum(p for _, p in r["top_k"]) - 1.0) < 1e-4
+    # Files are framed as the export's training images were (its recorded centred square): the same
+    # as the model framing the whole decoded photos itself, up to rounding at the input size.
+    from tl_keras.data import read_images
+
+    assert model.crop_to_aspect_ratio
+    whole = model.predict(read_images(paths))
+    assert [dict(r["top_k"])["ants"] for r in results] == pytest.approx(whole[:, 0].tolist(), abs=0.02)
     with pytest.raises(ValueError, match="Image file not found"):
         model.predict_files(["/no/such.jpg"])
 

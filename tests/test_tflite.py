@@ -39,6 +39,7 @@ def test_every_variant_agrees_with_the_saved_model_on_real_val_images(tflite_rep
     assert open(os.path.join(out, "labels.txt")).read() == "ants\nbees\n"
     meta = json.load(open(os.path.join(out, "tl_keras.json")))
     assert meta["image_size"] == 96 and "[1, 96, 96, 3]" in meta["tflite_input"]
+    assert meta["crop_to_aspect_ratio"] is True and "centred square" in meta["tflite_input"]  # how to frame a photo
 
 
 def test_tflite_file_runs_in_the_interpreter_tensorflow_ships(tflite_report, hymenoptera_result):

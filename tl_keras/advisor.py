@@ -203,6 +203,7 @@ def advise(
     *,
     weights: str | None = None,
     image_size: int | None = None,
+    crop_to_aspect_ratio: bool = True,
     per_class: int = 100,
     depths: list[str] | None = None,
     seed: int = 42,
@@ -211,7 +212,8 @@ def advise(
 
     Args:
         data_dir: the image folder (as `tl_keras.train` takes it).
-        backbone, weights, image_size: the backbone, as `tl_keras.train` takes them.
+        backbone, weights, image_size, crop_to_aspect_ratio: the backbone and the framing of the
+            images, as `tl_keras.train` takes them.
         per_class: images per class and split decoded for the probes. Defaults to 100.
         depths: block names to probe below the top. Defaults to `probe_depths` (two).
         seed: seeds the sample. Defaults to 42.
@@ -228,7 +230,8 @@ def advise(
     if isinstance(backbone, BackboneSpec) and image_size is not None:
         spec = spec.replace(image_size=image_size)
     counts = count_images(data_dir)
-    folder = load_data(data_dir, image_size=spec.image_size, seed=seed, max_per_class=per_class)
+    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=crop_to_aspect_ratio, seed=seed,
+                       max_per_class=per_class)
     if folder.multi_label:
         raise ValueError("The advisor's linear probe scores single-label classes; this data is multi-label. "
                          "Choose the plan yourself (--transfer head-only or top-blocks).")

@@ -202,9 +202,14 @@ def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
         overrides["distribute"] = distribution_name(strategy)
     if isinstance(data_dir, ImageFolder) and overrides.get("image_size", (config or TrainConfig()).image_size) is None:
         overrides["image_size"] = data_dir.image_size  # a loaded folder brings its size
+    if isinstance(data_dir, ImageFolder) and config is None:
+        overrides.setdefault("crop_to_aspect_ratio", data_dir.crop_to_aspect_ratio)  # and its framing
     config = (config or TrainConfig()).replace(**overrides)
     if isinstance(data_dir, ImageFolder) and config.image_size != data_dir.image_size:
         raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={config.image_size}: load it at the size you train at.")
+    if isinstance(data_dir, ImageFolder) and config.crop_to_aspect_ratio != data_dir.crop_to_aspect_ratio:
+        raise ValueError(f"The ImageFolder was loaded with crop_to_aspect_ratio={data_dir.crop_to_aspect_ratio} but the config "
+                         f"says {config.crop_to_aspect_ratio}: load it framed as you train.")
     return config, strategy if isinstance(strategy, tf.distribute.Strategy) else config.distribute
 
 
@@ -222,7 +227,8 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     resolved, advice = resolve_plan(config, _root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
     keras.utils.set_random_seed(config.seed)
-    folder = load_data(data_dir, image_size=spec.image_size, validation_split=config.validation_split, seed=config.seed)
+    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
+                       validation_split=config.validation_split, seed=config.seed)
     run = _Run(resolved, config, spec, strategy, folder, advice, started)
     if folder.multi_label and config.class_weight is not None:
         raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "
@@ -241,7 +247,7 @@ def resolve_plan(config: TrainConfig, data_dir: str, spec: BackboneSpec) -> tupl
     advice = None
     if config.transfer is not None:
         if config.transfer == "auto" or (config.transfer == "cut" and config.cut is None):
-            advice = advise(data_dir, spec.replace(cut=None), seed=config.seed)
+            advice = advise(data_dir, spec.replace(cut=None), seed=config.seed, crop_to_aspect_ratio=config.crop_to_aspect_ratio)
         config = config.with_plan(plan_for(config.transfer, config.cut, advice))
         if config.transfer == "auto":
             config = config.replace(transfer=advice.strategy)
@@ -260,6 +266,7 @@ def _build(run: _Run) -> ImageClassifier:
             run.spec, num_classes=len(run.folder.class_names), dropout=config.dropout, l2=config.l2,
             class_names=run.folder.class_names, hidden_units=config.hidden_units or (),
             normalize_features=config.normalize_features, multi_label=run.folder.multi_label,
+            crop_to_aspect_ratio=config.crop_to_aspect_ratio,
         )
 
 
@@ -372,7 +379,8 @@ def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None 
     config, strategy = _settle(config, None, overrides)
     check_source(data_dir)
     spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
-    folder = load_data(data_dir, image_size=spec.image_size, seed=config.seed, validation_split=config.validation_split)
+    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
+                       seed=config.seed, validation_split=config.validation_split)
     # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
     config, advice = resolve_plan(config, data_dir, spec)
     results, accuracies = [], []
@@ -412,9 +420,9 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
     check_source(data_dir)
     spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size).replace(cut=config.cut)
     keras.utils.set_random_seed(config.seed)
-    folder = load_data(data_dir, image_size=spec.image_size, seed=config.seed)
-    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=config.dropout,
-                             class_names=folder.class_names, hidden_units=config.hidden_units or ())
+    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio, seed=config.seed)
+    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=config.dropout, class_names=folder.class_names,
+                             hidden_units=config.hidden_units or (), crop_to_aspect_ratio=config.crop_to_aspect_ratio)
     train_ds = folder.dataset("train", batch_size=config.batch_size, training=True)
     features = compute_features(model, folder, batch_size=config.batch_size) if config.cache_features is not False else None
     adapt_feature_norm(model, train_ds, features)

@@ -36,6 +36,10 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             `pixel_mode` range to a feature vector).
         num_classes: number of output classes (>= 2).
         image_size: the size images are resized to before the backbone. Defaults to 224.
+        crop_to_aspect_ratio: the `resize` layer first cuts each image to its centred square (the
+            full short side), so shapes keep their proportions, as the training images were framed
+            (`tl_keras.data.resize_uint8`); False squeezes whole images. Square images are
+            unaffected. Defaults to True (a model saved before this setting existed loads as False).
         pixel_mode: the pixel range the backbone expects (see `tl_keras.registry.PIXEL_MODES`).
             Defaults to `"unit"`.
         dropout: dropout rate before the output layer. Defaults to 0.2.
@@ -69,6 +73,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         hidden_units: Sequence[int] = (),
         normalize_features: bool = False,
         multi_label: bool = False,
+        crop_to_aspect_ratio: bool = True,
         **kwargs,
     ):
         require_int("num_classes", num_classes, 2)
@@ -85,7 +90,8 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         for units in hidden_units:
             require_int("hidden_units", units, 1)
         inputs = keras.Input((None, None, 3), name="images")
-        resize = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")
+        resize = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True,
+                                       crop_to_aspect_ratio=bool(crop_to_aspect_ratio), name="resize")
         resize.supports_jit = False  # XLA has no kernel for antialiased resizing (ScaleAndTranslate)
         x = resize(inputs)
         x = PixelRange(pixel_mode, name="pixel_range")(x)
@@ -115,6 +121,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         self.hidden_units = hidden_units
         self.normalize_features = bool(normalize_features)
         self.multi_label = bool(multi_label)
+        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
 
     @property
     def head_layers(self) -> list[keras.layers.Layer]:
@@ -140,6 +147,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             "hidden_units": list(self.hidden_units),
             "normalize_features": self.normalize_features,
             "multi_label": self.multi_label,
+            "crop_to_aspect_ratio": self.crop_to_aspect_ratio,
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -148,6 +156,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
     def from_config(cls, config: dict) -> "ImageClassifier":
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
+        config.setdefault("crop_to_aspect_ratio", False)  # saved before the setting: trained on squeezed images
         return cls(**config)
 
 
@@ -164,6 +173,7 @@ def build_classifier(
     cut: str | None = None,
     normalize_features: bool | None = None,
     multi_label: bool = False,
+    crop_to_aspect_ratio: bool = True,
 ) -> ImageClassifier:
     """Builds an `ImageClassifier` with a frozen pretrained backbone, BatchNormalization in inference mode.
 
@@ -173,7 +183,7 @@ def build_classifier(
         num_classes: number of classes. Defaults to 2.
         weights: weights for `keras:` backbones (`"imagenet"`, `None`, or a file). Defaults to the spec's.
         image_size: input resolution. Defaults to the backbone's.
-        dropout, l2, class_names, hidden_units, multi_label: see `ImageClassifier`.
+        dropout, l2, class_names, hidden_units, multi_label, crop_to_aspect_ratio: see `ImageClassifier`.
         cut: a block or layer name to cut the backbone at (its pooled output becomes the features,
             see `BackboneSpec.cut`). Defaults to the spec's (None: the full feature vector).
         normalize_features: see `ImageClassifier`. Defaults to True for a cut backbone, else False.
@@ -190,7 +200,8 @@ def build_classifier(
         layer, num_classes, image_size=spec.image_size, pixel_mode=spec.pixel_mode,
         dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
         normalize_features=spec.cut is not None if normalize_features is None else normalize_features,
-        multi_label=multi_label, default_unfreeze_blocks=default_unfreeze(spec, layer.block_names), name="image_classifier",
+        multi_label=multi_label, crop_to_aspect_ratio=crop_to_aspect_ratio,
+        default_unfreeze_blocks=default_unfreeze(spec, layer.block_names), name="image_classifier",
     )
 
 

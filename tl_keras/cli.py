@@ -135,14 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
                        description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")
     a.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
-    _config_flags(a, only=("backbone", "weights", "image_size", "seed"))
+    _config_flags(a, only=("backbone", "weights", "image_size", "crop_to_aspect_ratio", "seed"))
     a.add_argument("--per-class", type=_positive_int, default=100, help="images per class and split decoded for the probes (default: 100)")
     a.add_argument("--json", action="store_true", help="print JSON")
 
     r = sub.add_parser("lr-find", help="learning-rate range test for both phases; suggests learning rates and plots loss vs rate",
                        description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the largest rate at which the smoothed loss is within 20% of its minimum.")
     r.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
-    _config_flags(r, only=("backbone", "weights", "image_size", "cut", "hidden_units", "dropout", "unfreeze_blocks",
+    _config_flags(r, only=("backbone", "weights", "image_size", "crop_to_aspect_ratio", "cut", "hidden_units", "dropout", "unfreeze_blocks",
                            "layer_decay", "batch_size", "seed", "cache_features"))
     r.add_argument("--steps", type=_positive_int, default=100, help="batches per ramp (default: 100)")
     r.add_argument("--min-lr", type=float, default=1e-7)
@@ -242,7 +242,8 @@ def _serve_command(sub) -> None:
 
 def _print_train_summary(metrics: dict) -> None:
     print("\n== tl-keras train summary ==")
-    print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px"
+    framing = "centre square" if (metrics.get("config") or {}).get("crop_to_aspect_ratio") else "whole image squeezed"
+    print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px ({framing})"
           + (f", cut at {metrics['cut']}" if metrics.get("cut") else "")
           + (f", hidden layers {metrics['hidden_units']}" if metrics.get("hidden_units") else ""))
     if metrics.get("advice"):
@@ -420,13 +421,13 @@ def _advise(args) -> int:
 
     config = _settings(args)
     advice = advise(args.data_dir, config.backbone, weights=config.weights, image_size=config.image_size,
-                    per_class=args.per_class, seed=config.seed)
+                    crop_to_aspect_ratio=config.crop_to_aspect_ratio, per_class=args.per_class, seed=config.seed)
     if args.json:
         print(json.dumps(advice.to_dict(), indent=2, ensure_ascii=False))
         return 0
     print(advice.describe())
     plan = config.replace(transfer=advice.strategy, **advice.measured_options())
-    flags = config_flags(plan, ("backbone", "weights", "image_size", "transfer", "cut", "unfreeze_blocks",
+    flags = config_flags(plan, ("backbone", "weights", "image_size", "crop_to_aspect_ratio", "transfer", "cut", "unfreeze_blocks",
                                 "hidden_units", "layer_decay"))
     print(f"train with:  tl-keras train {args.data_dir} " + " ".join(flags))
     print(f"measured in {advice.seconds:.1f} s")

@@ -88,6 +88,8 @@ class ImageFolder:
         root: the folder given.
         class_names: class folder names, sorted; index = label.
         image_size: the size images are resized to.
+        crop_to_aspect_ratio: whether each image was cut to its centred square before the resize
+            (aspect kept) rather than squeezed whole (see `resize_uint8`).
         splits: `"train"`, `"val"` and maybe `"test"` -> `Split`.
         skipped: `(path, reason)` for every file found but not used.
         warnings: `(path, message)` for files used but worth a look (e.g. placeholders).
@@ -104,6 +106,7 @@ class ImageFolder:
     num_found: int
     validation_source: str
     seed: int
+    crop_to_aspect_ratio: bool = True
 
     @property
     def train(self) -> Split:
@@ -144,7 +147,7 @@ class ImageFolder:
             raise ValueError(f"`split` must be one of {sorted(self.splits)}. Received: split={split!r}")
         return make_dataset(
             self.splits[split], self.image_size, batch_size=batch_size, training=training,
-            augment=augment, shuffle=shuffle, seed=self.seed,
+            augment=augment, shuffle=shuffle, seed=self.seed, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
         )
 
     def folds(self, k: int) -> list["ImageFolder"]:
@@ -278,7 +281,7 @@ def _decode_tiff(raw: bytes) -> np.ndarray:
         raise ValueError(f"cannot be decoded as a TIFF image ({err})") from err
 
 
-def decode_file(raw: bytes, image_size: int | None = None) -> np.ndarray:
+def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> np.ndarray:
     """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow).
 
     Raises:
@@ -290,27 +293,43 @@ def decode_file(raw: bytes, image_size: int | None = None) -> np.ndarray:
         image = _decode_tiff(raw)
         if image_size is None:
             return image
-        return resize_uint8(image, image_size).numpy()
+        return resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
     try:
-        return decode_image(raw, image_size).numpy()
+        return decode_image(raw, image_size, crop_to_aspect_ratio).numpy()
     except tf.errors.OpError as err:
         raise ValueError(f"cannot be decoded as an image ({_tf_message(err)})") from err
 
 
-def decode_image(contents: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
+def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
     """Decodes JPEG/PNG/BMP/GIF/WebP/JPEG XL bytes to uint8 RGB in the graph (grayscale and RGBA
-    become RGB; a GIF gives its first frame), optionally resized to `image_size` squared (bilinear,
-    antialiased). TIFF needs `decode_file` (eager, through Pillow)."""
+    become RGB; a GIF gives its first frame), optionally resized to `image_size` squared as
+    `resize_uint8` does. TIFF needs `decode_file` (eager, through Pillow)."""
     image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
-    return image if image_size is None else resize_uint8(image, image_size)
+    return image if image_size is None else resize_uint8(image, image_size, crop_to_aspect_ratio)
 
 
-def resize_uint8(image, image_size: int) -> tf.Tensor:
-    """The one resize every image goes through (files, tf.data elements, serving bytes): bilinear,
+def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
+    """The one resize every image goes through (files, tf.data elements, serving bytes): with
+    `crop_to_aspect_ratio` (the default) the image is first cut to its centred square, the full short
+    side (`centre_square`), so shapes keep their proportions; else it is squeezed whole. Then bilinear,
     antialiased, to `image_size` squared, rounded back to uint8."""
+    if crop_to_aspect_ratio:
+        image = centre_square(image)
     resized = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def centre_square(image) -> tf.Tensor:
+    """The centred square of an image (`[h, w, c]` or `[b, h, w, c]`) whose side is the short side:
+    the box `keras.layers.Resizing(crop_to_aspect_ratio=True)` takes, the classifier's `resize` layer,
+    so raw images given to a model or its export are framed as the training images were."""
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    height, width = shape[-3], shape[-2]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[..., top:top + side, left:left + side, :]
 
 
 def require_fraction(validation_split: float) -> None:
@@ -319,18 +338,18 @@ def require_fraction(validation_split: float) -> None:
         raise ValueError(f"`validation_split` must be in (0, 1). Received: validation_split={validation_split!r}")
 
 
-def decode_streamed(contents: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_streamed(contents: tf.Tensor, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
     """`decode_image` for input pipelines that read files each epoch: TIFF (by its first bytes) goes
     through Pillow in a `tf.numpy_function`, which serving signatures cannot hold."""
     head = tf.strings.substr(contents, 0, 4)
     is_tiff = tf.logical_or(tf.equal(head, b"II*\x00"), tf.equal(head, b"MM\x00*"))
 
     def tiff():
-        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size), [contents], tf.uint8)
+        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size, crop_to_aspect_ratio), [contents], tf.uint8)
         image.set_shape([image_size, image_size, 3])
         return image
 
-    return tf.cond(is_tiff, tiff, lambda: decode_image(contents, image_size))
+    return tf.cond(is_tiff, tiff, lambda: decode_image(contents, image_size, crop_to_aspect_ratio))
 
 
 def _tf_message(err: tf.errors.OpError) -> str:
@@ -392,7 +411,7 @@ def exif_orientation(contents: bytes) -> int:
     return 1
 
 
-def _check_one(path: str, image_size: int, keep: bool):
+def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: bool):
     """Decodes one file; returns (pixels or None, error or None, warning or None)."""
     try:
         with open(path, "rb") as f:
@@ -423,12 +442,13 @@ def _check_one(path: str, image_size: int, keep: bool):
                      "decodes it: used as stored; re-save it upright if it looks sideways")
     pixels = None
     if keep:
-        pixels = resize_uint8(image, image_size).numpy()
+        pixels = resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
     return pixels, None, "; ".join(notes) or None
 
 
 def check_images(
-    samples: Sequence[Sample], image_size: int, *, keep: bool = True, workers: int | None = None
+    samples: Sequence[Sample], image_size: int, *, keep: bool = True, workers: int | None = None,
+    crop_to_aspect_ratio: bool = True,
 ) -> tuple[Split, list[tuple[str, str]], list[tuple[str, str]]]:
     """Decodes every file once (in parallel); returns the usable ones, the skipped, and the warnings.
 
@@ -436,7 +456,7 @@ def check_images(
     """
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep), samples))
+        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep, crop_to_aspect_ratio), samples))
     good, pixels, skipped, warnings = [], [], [], []
     for sample, (image, error, warning) in zip(samples, results):
         if error:
@@ -487,6 +507,7 @@ def load_image_folder(
     data_dir: str,
     *,
     image_size: int = 224,
+    crop_to_aspect_ratio: bool = True,
     validation_split: float = 0.2,
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -497,6 +518,9 @@ def load_image_folder(
     Args:
         data_dir: the dataset folder.
         image_size: images are resized to `image_size` squared. Defaults to 224.
+        crop_to_aspect_ratio: cut each image to its centred square before the resize (aspect kept,
+            the edges of a long side lost), as ImageNet backbones saw their training images; False
+            squeezes the whole image. Defaults to True.
         validation_split: fraction of each class held out for validation when there is no `val/`
             folder (seeded, stratified, deterministic). Defaults to 0.2.
         seed: seed of the split and of shuffling/augmentation. Defaults to 42.
@@ -522,13 +546,14 @@ def load_image_folder(
         skipped += split_skipped
         num_found += len(samples) + len(split_skipped)
     return assemble(data_dir, class_names, candidates, skipped, num_found, image_size=image_size,
-                    validation_split=validation_split, seed=seed, memory_limit=memory_limit,
+                    crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=validation_split, seed=seed, memory_limit=memory_limit,
                     where=lambda name: os.path.join(split_dirs["train"], name))
 
 
 def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sample]], skipped: list[tuple[str, str]],
              num_found: int, *, image_size: int, validation_split: float, seed: int, memory_limit: int,
-             where: Callable[[str], str], fix: str = "add images or remove the folder") -> ImageFolder:
+             where: Callable[[str], str], fix: str = "add images or remove the folder",
+             crop_to_aspect_ratio: bool = True) -> ImageFolder:
     """Decodes and checks the candidate files of each split (`check_images`), makes sure every class
     kept a training image (else an error naming `where(class_name)` and the `fix`), splits off validation
     images when there is no `val` split, and returns the `ImageFolder`."""
@@ -536,17 +561,18 @@ def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sampl
     keep = total * image_size * image_size * 3 <= memory_limit
     splits, warnings = {}, []
     for split, samples in candidates.items():
-        checked, bad, warn = check_images(samples, image_size, keep=keep)
+        checked, bad, warn = check_images(samples, image_size, keep=keep, crop_to_aspect_ratio=crop_to_aspect_ratio)
         splits[split] = checked
         skipped += bad
         warnings += warn
     label_of = {s.path: s.label for samples in candidates.values() for s in samples}
     return _folder(root, class_names, splits, skipped, warnings, num_found, image_size=image_size,
-                   validation_split=validation_split, seed=seed, where=where, fix=fix, label_of=label_of)
+                   validation_split=validation_split, seed=seed, where=where, fix=fix, label_of=label_of,
+                   crop_to_aspect_ratio=crop_to_aspect_ratio)
 
 
 def assemble_in_memory(root: str, class_names: list[str], candidates: dict[str, list[Sample]], pixels: dict[str, np.ndarray],
-                       *, image_size: int, validation_split: float, seed: int) -> ImageFolder:
+                       *, image_size: int, validation_split: float, seed: int, crop_to_aspect_ratio: bool) -> ImageFolder:
     """`assemble` for images already decoded and resized (`pixels[sample.path]`), e.g. read from a
     tf.data pipeline: nothing is skipped."""
     splits = {split: Split(samples, np.stack([pixels[s.path] for s in samples]) if samples
@@ -554,12 +580,12 @@ def assemble_in_memory(root: str, class_names: list[str], candidates: dict[str, 
               for split, samples in candidates.items()}
     return _folder(root, class_names, splits, [], [], sum(len(v) for v in candidates.values()), image_size=image_size,
                    validation_split=validation_split, seed=seed, where=lambda name: root,
-                   fix="add elements with that label", label_of={})
+                   fix="add elements with that label", label_of={}, crop_to_aspect_ratio=crop_to_aspect_ratio)
 
 
 def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped: list, warnings: list, num_found: int,
             *, image_size: int, validation_split: float, seed: int, where: Callable[[str], str], fix: str,
-            label_of: dict[str, int]) -> ImageFolder:
+            label_of: dict[str, int], crop_to_aspect_ratio: bool) -> ImageFolder:
     """The class check, the validation split and the `ImageFolder`, for both `assemble`s."""
     for label, name in enumerate(class_names):
         if not any(has_class(s, label) for s in splits["train"].samples):
@@ -575,7 +601,7 @@ def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped
     return ImageFolder(
         root=root, class_names=class_names, image_size=image_size,
         splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
-        num_found=num_found, validation_source=validation_source, seed=seed,
+        num_found=num_found, validation_source=validation_source, seed=seed, crop_to_aspect_ratio=crop_to_aspect_ratio,
     )
 
 
@@ -655,11 +681,11 @@ def load_data(source, **kwargs) -> ImageFolder:
 
 
 def split_arrays(data, class_names: Sequence[str], image_size: int, split: str | None = None,
-                 limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images, labels) of one split of a data source (`load_data`) at `image_size`, for checking
-    an exported model: `split` None is test, else val; at most `limit` images (a seeded draw). The
-    source's classes must be `class_names`."""
-    folder = load_data(data, image_size=image_size, validation_split=0.5)
+                 limit: int | None = None, seed: int = 0, *, crop_to_aspect_ratio: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, labels) of one split of a data source (`load_data`) at `image_size` and framing,
+    for checking an exported model: `split` None is test, else val; at most `limit` images (a seeded
+    draw). The source's classes must be `class_names`."""
+    folder = load_data(data, image_size=image_size, crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=0.5)
     if list(folder.class_names) != list(class_names):
         raise ValueError(f"The classes of {data!r} ({', '.join(folder.class_names)}) differ from the model's ({', '.join(class_names)}).")
     split = split or ("test" if "test" in folder.splits else "val")
@@ -768,6 +794,7 @@ def make_dataset(
     augment: bool | str = True,
     shuffle: bool | None = None,
     seed: int = 42,
+    crop_to_aspect_ratio: bool = True,
 ) -> tf.data.Dataset:
     """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`).
 
@@ -783,7 +810,7 @@ def make_dataset(
             ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
         else:
             ds = tf.data.Dataset.from_tensor_slices((split.paths, labels)).map(
-                lambda p, y: (decode_streamed(tf.io.read_file(p), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+                lambda p, y: (decode_streamed(tf.io.read_file(p), image_size, crop_to_aspect_ratio), y), num_parallel_calls=tf.data.AUTOTUNE)
         return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE), batch_size)
 
     if split.images is not None:
@@ -795,7 +822,7 @@ def make_dataset(
         paths = tf.constant(split.paths if split.paths else [""], tf.string)
 
         def load(i):
-            return decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size)
+            return decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size, crop_to_aspect_ratio)
 
     label_table = tf.constant(labels)
     policy = augment_policy(augment) if training else "none"
@@ -813,7 +840,7 @@ def make_dataset(
     return ds
 
 
-def _read_image(path: str, image_size: int | None) -> np.ndarray:
+def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool) -> np.ndarray:
     if not os.path.isfile(path):
         reason = skip_reason(path) if os.path.islink(path) else None
         raise ValueError(f"Image file not found: {path!r}" + (f" ({reason})" if reason else ""))
@@ -826,33 +853,35 @@ def _read_image(path: str, image_size: int | None) -> np.ndarray:
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
     try:
-        return decode_file(raw, image_size)
+        return decode_file(raw, image_size, crop_to_aspect_ratio)
     except ValueError as err:
         raise ValueError(f"{path!r} {err}; tl_keras reads {FORMAT_NAMES}") from err
 
 
-def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None) -> list[np.ndarray]:
+def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None,
+                crop_to_aspect_ratio: bool = True) -> list[np.ndarray]:
     """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file.
 
-    With `image_size` every image is resized to that square exactly as training data is, so a list of
-    files becomes one batchable stack; without it images keep their own size.
+    With `image_size` every image is resized to that square exactly as training data is (framed by
+    `crop_to_aspect_ratio`, see `resize_uint8`), so a list of files becomes one batchable stack;
+    without it images keep their own size.
     """
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"Image file not found: {path!r}")
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        return list(pool.map(lambda p: _read_image(p, image_size), paths))
+        return list(pool.map(lambda p: _read_image(p, image_size, crop_to_aspect_ratio), paths))
 
 
 def try_read_images(
-    paths: Sequence[str], image_size: int | None = None, workers: int | None = None
+    paths: Sequence[str], image_size: int | None = None, workers: int | None = None, crop_to_aspect_ratio: bool = True,
 ) -> tuple[list[np.ndarray | None], list[str | None]]:
     """Like `read_images`, but a bad file does not stop the rest: returns `(images, errors)`, where a
     bad file's image is None and its error the reason, and a good file's error is None."""
 
     def attempt(path: str):
         try:
-            return _read_image(path, image_size), None
+            return _read_image(path, image_size, crop_to_aspect_ratio), None
         except ValueError as err:
             return None, str(err)
 

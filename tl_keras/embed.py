@@ -24,14 +24,14 @@ from tl_keras.registry import resolve_backbone
 
 
 def _export_extractor(source: str):
-    """The `features` function of a tl_keras export, or None if `source` is not one."""
+    """The `features` function of a tl_keras export and its metadata, or `(None, {})` if `source` is not one."""
     try:
         path = latest_version_dir(source)
     except ValueError:
-        return None, None
+        return None, {}
     metadata = read_metadata(path)
     if not metadata.get("format", "").startswith("tl_keras/"):
-        return None, None  # a SavedModel, but not a tl_keras export: a backbone (e.g. a TF Hub folder)
+        return None, {}  # a SavedModel, but not a tl_keras export: a backbone (e.g. a TF Hub folder)
     loaded = load_export(path)
     if not hasattr(loaded, "features"):
         raise ValueError(
@@ -45,7 +45,7 @@ def _export_extractor(source: str):
 
     run.dim = int(function.get_concrete_function().structured_outputs.shape[-1])
     run.loaded = loaded  # keeps the restored variables alive
-    return run, metadata.get("image_size")
+    return run, metadata
 
 
 def embed(
@@ -66,21 +66,24 @@ def embed(
         data_dir: an image folder (class subfolders, or train/ val/ [test/] of them).
         output: write a `.npz` there: `features` float32 `[n, dim]`, `paths`, `labels` (index into
             `class_names`), `class_names`, `splits`. Defaults to None (not written).
-        image_size: input size. Defaults to the export's, else the backbone's.
+        image_size: input size. Defaults to the export's, else the backbone's. Images are framed as
+            the export's were in training (`crop_to_aspect_ratio`), else as their centred square.
         weights: weights for `keras:` backbones.
         batch_size: images per backbone call. Defaults to 64.
 
     Returns:
         The arrays above as a dict, plus `skipped_files` (`path`, `reason`) and `source`.
     """
-    run, export_size = _export_extractor(source)
+    run, metadata = _export_extractor(source)
+    crop = True
     if run is None:
         spec = resolve_backbone(source, weights=weights, image_size=image_size)
         run = feature_extractor(build_classifier(spec, 2))
         size = spec.image_size
     else:
-        size = image_size or export_size or 224
-    folder = load_data(data_dir, image_size=size)
+        size = image_size or metadata.get("image_size") or 224
+        crop = bool(metadata.get("crop_to_aspect_ratio", False))
+    folder = load_data(data_dir, image_size=size, crop_to_aspect_ratio=crop)
     names = list(folder.splits)
     features = np.concatenate([extract_features(run, folder.dataset(name, batch_size=batch_size)) for name in names])
     by_folder = folder.validation_source == "folder"  # a flat folder's split is tl_keras's, not the user's

@@ -101,6 +101,7 @@ class _ServingModule(tf.Module):
         self.metadata_asset = tf.saved_model.Asset(metadata_path)
         self._class_names = tf.constant(list(class_names))
         self._image_size = int(getattr(model, "image_size", None) or DEFAULT_BYTES_IMAGE_SIZE)
+        self._crop_to_aspect_ratio = framing(model)
         self._tta = bool(tta)
         self._thresholds = None if thresholds is None else tf.constant(list(thresholds), tf.float32)
 
@@ -151,7 +152,7 @@ class _ServingModule(tf.Module):
             ], summarize=8)
             with tf.control_dependencies([check]):  # checked before the decoder sees it
                 contents = tf.identity(contents)
-            return tf.cast(decode_image(contents, size), tf.float32)  # resized as training data was
+            return tf.cast(decode_image(contents, size, self._crop_to_aspect_ratio), tf.float32)  # framed as training data was
 
         images = tf.map_fn(decode, tf.range(tf.shape(image_bytes)[0]),
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
@@ -306,6 +307,7 @@ def export_metadata(model: keras.Model, class_names: Sequence[str], config=None,
         "format": "tl_keras/1",
         "class_names": list(class_names),
         "image_size": getattr(model, "image_size", None),
+        "crop_to_aspect_ratio": framing(model),
         "backbone": getattr(backbone, "handle", None) or getattr(backbone, "application", None),
         "signatures": {"serving_default": "images float32 0-255", "serving_uint8": "images uint8",
                        "serving_bytes": f"image_bytes string: encoded {BYTES_FORMATS}"},
@@ -313,6 +315,24 @@ def export_metadata(model: keras.Model, class_names: Sequence[str], config=None,
         **multi,
         "config": config,
     }
+
+
+def framing(model: keras.Model) -> bool:
+    """Whether `model` frames images as their centred square before resizing (an `ImageClassifier`'s
+    `crop_to_aspect_ratio`); other Keras models are fed whole images, squeezed."""
+    return bool(getattr(model, "crop_to_aspect_ratio", False))
+
+
+def recorded_framing(version_dir: str) -> bool:
+    """The export's `crop_to_aspect_ratio` (False for exports made before it was recorded: they were
+    trained on squeezed images)."""
+    return bool(read_metadata(version_dir).get("crop_to_aspect_ratio", False))
+
+
+def input_text(size: int, crop_to_aspect_ratio: bool) -> str:
+    """How a client prepares an image for an export's fixed-size input (TFLite, ONNX)."""
+    framing = "its centred square (the full short side) " if crop_to_aspect_ratio else "the whole image "
+    return f"RGB 0-255, {framing}resized to {size}x{size} (bilinear, antialiased)"
 
 
 def read_metadata(version_dir: str) -> dict:

@@ -70,12 +70,15 @@ def head_model(model: keras.Model) -> FeatureHead:
     return head
 
 
-def backbone_fingerprint(model: keras.Model) -> str:
-    """A SHA-256 over what decides the features: backbone class, input size, pixel range, weights."""
+def backbone_fingerprint(model: keras.Model, crop_to_aspect_ratio: bool = False) -> str:
+    """A SHA-256 over what decides the features: backbone class, input size, pixel range, weights, and
+    the images' framing (`crop_to_aspect_ratio` of the folder they were read from)."""
     h = hashlib.sha256()
     backbone = model.backbone
     h.update(f"{type(backbone).__module__}.{type(backbone).__name__}|{model.image_size}|{model.pixel_mode}".encode())
     h.update(f"|cut={getattr(backbone, 'cut', None)}".encode())
+    if crop_to_aspect_ratio:  # only then: stores written for squeezed images keep their keys
+        h.update(b"|crop_to_aspect_ratio")
     for variable in sorted(backbone.weights, key=lambda v: v.path):
         h.update(variable.path.encode())
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
@@ -264,7 +267,7 @@ def compute_features(
         store = FeatureStore(store)
     started = time.perf_counter()
     run = feature_extractor(model)
-    fingerprint = backbone_fingerprint(model) if store is not None else None
+    fingerprint = backbone_fingerprint(model, folder.crop_to_aspect_ratio) if store is not None else None
     computed = loaded = 0
     if copies == 0:
         train, c, l = _features_for(run, folder, "train", batch_size, store, fingerprint)

@@ -138,6 +138,7 @@ def load_label_file(
     data: str | Sequence | Any,
     *,
     image_size: int = 224,
+    crop_to_aspect_ratio: bool = True,
     validation_split: float = 0.2,
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -169,5 +170,5 @@ def load_label_file(
         candidates = {k: _at_most_per_class(v, max_per_class, seed) for k, v in candidates.items()}
     num_found = sum(len(v) for v in candidates.values()) + len(skipped)
     return assemble(_describe(data), class_names, candidates, skipped, num_found, image_size=image_size,
-                    validation_split=validation_split, seed=seed, memory_limit=memory_limit,
+                    crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=validation_split, seed=seed, memory_limit=memory_limit,
                     where=lambda name: where, fix="add rows with readable images or drop the class")

@@ -4,8 +4,9 @@ The ONNX model is the export's `probabilities_at_size` function: float32 RGB 0-2
 the model's input size, `images [batch, size, size, 3]` -> `probabilities [batch, num_classes]`. The
 SavedModel's antialiased resize (`ScaleAndTranslate`) stays outside, as for TFLite: onnxruntime has
 no kernel for it, so a graph that kept it would not load. The class names and input size are stored in
-the model's `metadata_props` (`labels`: a JSON list in output order; `image_size`; `source`), and the
-opset is recorded there and in the report.
+the model's `metadata_props` (`labels`: a JSON list in output order; `image_size`;
+`crop_to_aspect_ratio`: `true` when images are cut to their centred square before the resize;
+`input`, the same in words; `source`), and the opset is recorded there and in the report.
 
 Needs the `onnx` extra (`tf2onnx`, `onnxruntime`).
 
@@ -28,7 +29,7 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.data import split_arrays
-from tl_keras.export import load_at_size, read_labels
+from tl_keras.export import input_text, load_at_size, read_labels, recorded_framing
 from tl_keras.files import atomic_write
 
 DEFAULT_OPSET = 17
@@ -83,12 +84,13 @@ def export_onnx(
         raise ValueError(f"`output` must be a file ending in .onnx. Received: {output!r}")
     tf2onnx = _require()
     path, loaded, _, size = load_at_size(model_dir)
-    labels = read_labels(path)
+    labels, crop = read_labels(path), recorded_framing(path)
     spec = [tf.TensorSpec([None, size, size, 3], tf.float32, name="images")]
     function = tf.function(lambda images: {"probabilities": loaded.probabilities_at_size(images)}, input_signature=spec)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
     for key, value in {"labels": json.dumps(labels), "image_size": str(size), "source": os.path.abspath(path),
-                       "opset": str(opset), "input": f"images float32 [batch, {size}, {size}, 3], RGB 0-255"}.items():
+                       "opset": str(opset), "crop_to_aspect_ratio": json.dumps(crop),
+                       "input": f"images float32 [batch, {size}, {size}, 3], {input_text(size, crop)}"}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     atomic_write(output, lambda f: f.write(proto.SerializeToString()))
@@ -96,7 +98,7 @@ def export_onnx(
               "input": proto.graph.input[0].name, "output": proto.graph.output[0].name, "top1_agreement": None,
               "max_abs_diff": None, "accuracy": None, "saved_model_accuracy": None, "num_check_images": 0}
     if check_data:
-        images, targets = split_arrays(check_data, labels, size, check_split, max_check_images)
+        images, targets = split_arrays(check_data, labels, size, check_split, max_check_images, crop_to_aspect_ratio=crop)
         reference = run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels))
         ours = onnx_predict(output, images)
         report.update(top1_agreement=float((ours.argmax(1) == reference.argmax(1)).mean()),

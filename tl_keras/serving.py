@@ -40,6 +40,8 @@ class ExportedModel:
         self.class_names = read_labels(self.path)
         metadata = read_metadata(self.path)
         self.image_size = metadata.get("image_size")
+        # Files are framed as the training images were; older exports trained on squeezed images.
+        self.crop_to_aspect_ratio = bool(metadata.get("crop_to_aspect_ratio", False))
         self.tta_inside = metadata.get("tta") is not None
         self.tta = bool(tta) or self.tta_inside
         # A multi-label export: one probability threshold per class, chosen on val at training.
@@ -84,9 +86,10 @@ class ExportedModel:
         for start in range(0, len(paths), chunk_size):
             chunk = list(paths[start:start + chunk_size])
             if skip_errors:
-                images, errors = try_read_images(chunk, self.image_size)
+                images, errors = try_read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio)
             else:
-                images, errors = read_images(chunk, self.image_size), [None] * len(chunk)
+                images = read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio)
+                errors = [None] * len(chunk)
             good = [i for i, image in enumerate(images) if image is not None]
             probabilities = self.predict([images[i] for i in good]) if good else []
             by_index = dict(zip(good, probabilities))
@@ -119,11 +122,12 @@ class ExportedModel:
         at its thresholds): `accuracy`, `top_k_accuracy`, `per_class`
         precision/recall/F1/support, `confusion_matrix`, `most_confident_errors` (by path), ...
 
-        Images are decoded at `image_size` (default: the export's recorded input size, else 224), as in
-        training; the model resizes whatever it gets anyway.
+        Images are decoded at `image_size` (default: the export's recorded input size, else 224) and
+        framed as in training (`crop_to_aspect_ratio`); the model resizes whatever it gets anyway.
         """
         image_size = image_size or self.image_size or 224
-        folder = load_data(data_dir, image_size=image_size, validation_split=0.5)
+        folder = load_data(data_dir, image_size=image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+                           validation_split=0.5)
         if list(folder.class_names) != list(self.class_names):
             raise ValueError(
                 f"The classes of {data_dir!r} ({', '.join(folder.class_names)}) differ from the model's "

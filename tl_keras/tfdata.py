@@ -66,13 +66,14 @@ def _check_spec(name: str, ds: tf.data.Dataset) -> None:
         raise ValueError(f"`{name}` labels must be integer class indices into class_names. Received: {label}")
 
 
-def _read(name: str, ds: tf.data.Dataset, image_size: int, num_classes: int, memory_limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every element, resized to `image_size` as files are (antialiased bilinear, rounded to uint8)."""
+def _read(name: str, ds: tf.data.Dataset, image_size: int, num_classes: int, memory_limit: int,
+          crop_to_aspect_ratio: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every element, framed and resized to `image_size` as files are (`tl_keras.data.resize_uint8`)."""
     if ds.element_spec[0].shape.rank == 4:
         ds = ds.unbatch()
 
     def resize(image, label):
-        return resize_uint8(image, image_size), tf.cast(label, tf.int32)
+        return resize_uint8(image, image_size, crop_to_aspect_ratio), tf.cast(label, tf.int32)
 
     limit = max(1, memory_limit // (image_size * image_size * 3))
     images, labels = [], []
@@ -97,6 +98,7 @@ def load_datasets(
     source: DatasetSource,
     *,
     image_size: int = 224,
+    crop_to_aspect_ratio: bool = True,
     validation_split: float = 0.2,
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -108,14 +110,14 @@ def load_datasets(
     candidates, pixels = {}, {}
     for split, ds in splits.items():
         images, labels = _read("dataset" if split == "train" else "val_dataset", ds, image_size,
-                               len(source.class_names), memory_limit)
+                               len(source.class_names), memory_limit, crop_to_aspect_ratio)
         samples = [Sample(f"{split}[{i}]", int(label)) for i, label in enumerate(labels)]
         if max_per_class is not None:
             samples = _at_most_per_class(samples, max_per_class, seed)
         candidates[split] = samples
         pixels.update({s.path: images[int(s.path[len(split) + 1:-1])] for s in samples})
     return assemble_in_memory(source.root, list(source.class_names), candidates, pixels, image_size=image_size,
-                              validation_split=validation_split, seed=seed)
+                              validation_split=validation_split, seed=seed, crop_to_aspect_ratio=crop_to_aspect_ratio)
 
 
 def count_labels(source: DatasetSource) -> dict[str, int]:

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.data import split_arrays
-from tl_keras.export import LABELS_FILE, METADATA_FILE, load_at_size, read_labels, read_metadata
+from tl_keras.export import LABELS_FILE, METADATA_FILE, input_text, load_at_size, read_labels, read_metadata, recorded_framing
 from tl_keras.files import atomic_write
 
 VARIANTS = ("float32", "dynamic_int8", "float16", "int8_full")
@@ -158,13 +158,13 @@ def export_tflite(
         raise ValueError("The int8_full variant (--quantize int8-full) calibrates on training images: pass "
                          "`representative_data` (--representative-data DATA_DIR) or `check_data` (--check-data).")
     path, loaded, function, size = load_at_size(model_dir)
-    labels = read_labels(path)
+    labels, crop = read_labels(path), recorded_framing(path)
     representative = None
     if "int8_full" in variants:
-        representative, _ = split_arrays(source, labels, size, "train", representative_images)
+        representative, _ = split_arrays(source, labels, size, "train", representative_images, crop_to_aspect_ratio=crop)
     check = None
     if check_data:
-        images, targets = split_arrays(check_data, labels, size, check_split, max_check_images)
+        images, targets = split_arrays(check_data, labels, size, check_split, max_check_images, crop_to_aspect_ratio=crop)
         thresholds = read_metadata(path).get("thresholds")  # multi-label: a class is predicted at its threshold
         thresholds = None if thresholds is None else np.array([thresholds[name] for name in labels])
         check = images, targets, run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels)), thresholds
@@ -196,7 +196,7 @@ def _variants(variants: Sequence[str] | None, quantize: Sequence[str] | None) ->
 
 def _write_sidecars(path: str, out_dir: str, size: int) -> None:
     shutil.copy(os.path.join(path, "assets", LABELS_FILE), os.path.join(out_dir, LABELS_FILE))
-    meta = {**read_metadata(path), "tflite_input": f"float32 [1, {size}, {size}, 3], RGB 0-255, resized to {size}x{size} "
+    meta = {**read_metadata(path), "tflite_input": f"float32 [1, {size}, {size}, 3], {input_text(size, recorded_framing(path))} "
             "(model_int8_full.tflite: uint8 pixels in, uint8 probabilities out, scale 1/256)",
             "source_saved_model": os.path.abspath(path)}
     atomic_write(os.path.join(out_dir, METADATA_FILE), lambda f: f.write(json.dumps(meta, indent=2).encode()))
