@@ -115,7 +115,8 @@ def train(
         data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; a label
             source (a `.csv` file, a pandas DataFrame or a list of rows with `path,label[,split]`, see
             `tl_keras.label_files`); or an `ImageFolder` already loaded at the backbone's image size
-            (e.g. one of `folder.folds(k)`).
+            (e.g. one of `folder.folds(k)`): it brings its size and framing (`crop_to_aspect_ratio`),
+            and a `config` or keyword that says otherwise is an error.
             Or None, with `dataset`.
         backbone: registry name (`"mobilenet_v2"`, `"resnet50"`, `"keras:mobilenet_v2"`, ...), TF Hub /
             Kaggle handle, URL, or local SavedModel folder. Defaults to the config's (`"mobilenet_v2"`).
