@@ -70,8 +70,9 @@ def test_images_are_framed_as_their_centred_square_unless_told_to_squeeze():
         height, width = whole.shape[:2]
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        framed = decode_file(raw, 64)
+        framed = decode_file(raw, 64)  # through TensorFlow's decoder and ops
         np.testing.assert_array_equal(framed, resized(whole[top:top + side, left:left + side]))
+        np.testing.assert_array_equal(resize_uint8(whole, 64), framed)  # a decoded array: cut in NumPy
         np.testing.assert_array_equal(decode_file(raw, 64, crop_to_aspect_ratio=False), resized(whole))
         layer = keras.layers.Resizing(64, 64, antialias=True, crop_to_aspect_ratio=True)
         assert np.abs(keras.ops.convert_to_numpy(layer(whole.astype("float32"))) - framed).max() <= 0.5 + 1e-3
