@@ -18,7 +18,7 @@ import numpy as np
 
 from tl_keras.classifier import build_classifier
 from tl_keras.data import load_data
-from tl_keras.export import latest_version_dir, load_export, read_metadata
+from tl_keras.export import latest_version_dir, load_export, read_metadata, recorded_framing
 from tl_keras.features import extract_features, feature_extractor
 from tl_keras.registry import resolve_backbone
 
@@ -82,7 +82,7 @@ def embed(
         size = spec.image_size
     else:
         size = image_size or metadata.get("image_size") or 224
-        crop = bool(metadata.get("crop_to_aspect_ratio", False))
+        crop = recorded_framing(metadata)
     folder = load_data(data_dir, image_size=size, crop_to_aspect_ratio=crop)
     names = list(folder.splits)
     features = np.concatenate([extract_features(run, folder.dataset(name, batch_size=batch_size)) for name in names])

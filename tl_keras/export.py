@@ -323,10 +323,10 @@ def framing(model: keras.Model) -> bool:
     return bool(getattr(model, "crop_to_aspect_ratio", False))
 
 
-def recorded_framing(version_dir: str) -> bool:
-    """The export's `crop_to_aspect_ratio` (False for exports made before it was recorded: they were
-    trained on squeezed images)."""
-    return bool(read_metadata(version_dir).get("crop_to_aspect_ratio", False))
+def recorded_framing(metadata: dict) -> bool:
+    """An export's `crop_to_aspect_ratio` from its `read_metadata` (False for exports made before it
+    was recorded: they were trained on squeezed images)."""
+    return bool(metadata.get("crop_to_aspect_ratio", False))
 
 
 def input_text(size: int, crop_to_aspect_ratio: bool) -> str:

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tl_keras.batches import run_batches, slices
 from tl_keras.data import split_arrays
-from tl_keras.export import input_text, load_at_size, read_labels, recorded_framing
+from tl_keras.export import input_text, load_at_size, read_labels, read_metadata, recorded_framing
 from tl_keras.files import atomic_write
 
 DEFAULT_OPSET = 17
@@ -84,7 +84,7 @@ def export_onnx(
         raise ValueError(f"`output` must be a file ending in .onnx. Received: {output!r}")
     tf2onnx = _require()
     path, loaded, _, size = load_at_size(model_dir)
-    labels, crop = read_labels(path), recorded_framing(path)
+    labels, crop = read_labels(path), recorded_framing(read_metadata(path))
     spec = [tf.TensorSpec([None, size, size, 3], tf.float32, name="images")]
     function = tf.function(lambda images: {"probabilities": loaded.probabilities_at_size(images)}, input_signature=spec)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)

@@ -19,7 +19,7 @@ from tl_keras.batches import run_batches, slices
 from tl_keras.checks import require_int
 from tl_keras.data import load_data, read_images, try_read_images
 from tl_keras.evaluation import classification_report, multi_label_report
-from tl_keras.export import latest_version_dir, load_export, read_labels, read_metadata
+from tl_keras.export import latest_version_dir, load_export, read_labels, read_metadata, recorded_framing
 from tl_keras.tta import flip_averaged
 
 
@@ -40,8 +40,7 @@ class ExportedModel:
         self.class_names = read_labels(self.path)
         metadata = read_metadata(self.path)
         self.image_size = metadata.get("image_size")
-        # Files are framed as the training images were; older exports trained on squeezed images.
-        self.crop_to_aspect_ratio = bool(metadata.get("crop_to_aspect_ratio", False))
+        self.crop_to_aspect_ratio = recorded_framing(metadata)  # files are framed as the training images were
         self.tta_inside = metadata.get("tta") is not None
         self.tta = bool(tta) or self.tta_inside
         # A multi-label export: one probability threshold per class, chosen on val at training.

@@ -158,20 +158,21 @@ def export_tflite(
         raise ValueError("The int8_full variant (--quantize int8-full) calibrates on training images: pass "
                          "`representative_data` (--representative-data DATA_DIR) or `check_data` (--check-data).")
     path, loaded, function, size = load_at_size(model_dir)
-    labels, crop = read_labels(path), recorded_framing(path)
+    labels, metadata = read_labels(path), read_metadata(path)
+    crop = recorded_framing(metadata)
     representative = None
     if "int8_full" in variants:
         representative, _ = split_arrays(source, labels, size, "train", representative_images, crop_to_aspect_ratio=crop)
     check = None
     if check_data:
         images, targets = split_arrays(check_data, labels, size, check_split, max_check_images, crop_to_aspect_ratio=crop)
-        thresholds = read_metadata(path).get("thresholds")  # multi-label: a class is predicted at its threshold
+        thresholds = metadata.get("thresholds")  # multi-label: a class is predicted at its threshold
         thresholds = None if thresholds is None else np.array([thresholds[name] for name in labels])
         check = images, targets, run_batches(loaded.probabilities_at_size, slices(images, 64), len(labels)), thresholds
     out_dir = os.path.dirname(os.path.abspath(output)) if single else output
     os.makedirs(out_dir, exist_ok=True)
     if not single:
-        _write_sidecars(path, out_dir, size)
+        _write_sidecars(path, out_dir, size, metadata)
     report = {"output": output, "output_dir": out_dir, "labels": labels, "image_size": size,
               "interpreter": interpreter_name() if check else None,
               "saved_model_accuracy": None if check is None else _accuracy(check[2], check[1], check[3]),
@@ -194,9 +195,9 @@ def _variants(variants: Sequence[str] | None, quantize: Sequence[str] | None) ->
     return list(dict.fromkeys(variants))
 
 
-def _write_sidecars(path: str, out_dir: str, size: int) -> None:
+def _write_sidecars(path: str, out_dir: str, size: int, metadata: dict) -> None:
     shutil.copy(os.path.join(path, "assets", LABELS_FILE), os.path.join(out_dir, LABELS_FILE))
-    meta = {**read_metadata(path), "tflite_input": f"float32 [1, {size}, {size}, 3], {input_text(size, recorded_framing(path))} "
+    meta = {**metadata, "tflite_input": f"float32 [1, {size}, {size}, 3], {input_text(size, recorded_framing(metadata))} "
             "(model_int8_full.tflite: uint8 pixels in, uint8 probabilities out, scale 1/256)",
             "source_saved_model": os.path.abspath(path)}
     atomic_write(os.path.join(out_dir, METADATA_FILE), lambda f: f.write(json.dumps(meta, indent=2).encode()))
