@@ -34,6 +34,25 @@ def test_evaluate_on_the_val_folder(hymenoptera_result):
     assert sum(row["support"] for row in report["per_class"].values()) == 153
 
 
+def test_an_export_that_records_no_framing_reads_its_files_squeezed(hymenoptera_result, tmp_path):
+    """Exports made before `crop_to_aspect_ratio` was recorded were trained on squeezed photos."""
+    import json
+    import shutil
+
+    from tl_keras.export import METADATA_FILE
+
+    older = str(tmp_path / "older" / "1")
+    shutil.copytree(hymenoptera_result.export_dir, older)
+    path = os.path.join(older, "assets", METADATA_FILE)
+    with open(path) as f:
+        meta = json.load(f)
+    del meta["crop_to_aspect_ratio"]
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    assert ExportedModel(hymenoptera_result.export_dir).crop_to_aspect_ratio
+    assert not ExportedModel(older).crop_to_aspect_ratio
+
+
 def test_evaluate_on_a_flat_folder_uses_every_image(hymenoptera_result, tmp_path):
     import shutil
 

@@ -201,17 +201,27 @@ def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
     strategy = overrides.get("distribute")
     if isinstance(strategy, tf.distribute.Strategy):
         overrides["distribute"] = distribution_name(strategy)
-    if isinstance(data_dir, ImageFolder) and overrides.get("image_size", (config or TrainConfig()).image_size) is None:
-        overrides["image_size"] = data_dir.image_size  # a loaded folder brings its size
-    if isinstance(data_dir, ImageFolder) and config is None:
-        overrides.setdefault("crop_to_aspect_ratio", data_dir.crop_to_aspect_ratio)  # and its framing
-    config = (config or TrainConfig()).replace(**overrides)
-    if isinstance(data_dir, ImageFolder) and config.image_size != data_dir.image_size:
-        raise ValueError(f"The ImageFolder was loaded at {data_dir.image_size} px but image_size={config.image_size}: load it at the size you train at.")
-    if isinstance(data_dir, ImageFolder) and config.crop_to_aspect_ratio != data_dir.crop_to_aspect_ratio:
-        raise ValueError(f"The ImageFolder was loaded with crop_to_aspect_ratio={data_dir.crop_to_aspect_ratio} but the config "
-                         f"says {config.crop_to_aspect_ratio}: load it framed as you train.")
+    if isinstance(data_dir, ImageFolder):
+        config = _settle_folder(data_dir, config, overrides)
+    else:
+        config = (config or TrainConfig()).replace(**overrides)
     return config, strategy if isinstance(strategy, tf.distribute.Strategy) else config.distribute
+
+
+def _settle_folder(folder: ImageFolder, config: TrainConfig | None, overrides: dict) -> TrainConfig:
+    """A loaded folder brings its size (unless one is set) and, without a config, its framing; a
+    config that says otherwise than the folder is an error."""
+    if overrides.get("image_size", (config or TrainConfig()).image_size) is None:
+        overrides["image_size"] = folder.image_size
+    if config is None:
+        overrides.setdefault("crop_to_aspect_ratio", folder.crop_to_aspect_ratio)
+    config = (config or TrainConfig()).replace(**overrides)
+    if config.image_size != folder.image_size:
+        raise ValueError(f"The ImageFolder was loaded at {folder.image_size} px but image_size={config.image_size}: load it at the size you train at.")
+    if config.crop_to_aspect_ratio != folder.crop_to_aspect_ratio:
+        raise ValueError(f"The ImageFolder was loaded with crop_to_aspect_ratio={folder.crop_to_aspect_ratio} but the config "
+                         f"says {config.crop_to_aspect_ratio}: load it framed as you train.")
+    return config
 
 
 def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.distribute.Strategy) -> _Run:
