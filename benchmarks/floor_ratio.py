@@ -9,7 +9,11 @@ how many of those passes a run costs. Arms, each in a fresh process, side by sid
 - `streaming` (with `--streaming`): the same with `cache_boundary=False`, phase 2 running every
   image through the whole backbone every epoch (the code before boundary caching).
 
-Run:  python benchmarks/floor_ratio.py [--datasets hymenoptera flowers] [--seed 42] [--streaming]
+The issue's target is a mean over seeds: `--seeds 0 1 2` runs the pair (inference pass, then the
+training arms) once per seed, each pair back to back, and adds a row per dataset with the mean and
+spread of the per-seed ratios and the ratio of the mean seconds.
+
+Run:  python benchmarks/floor_ratio.py [--datasets hymenoptera flowers] [--seed 42 | --seeds 0 1 2] [--streaming]
 Prints a table: seconds, ratio to the inference pass, val accuracy (head phase, final).
 """
 
@@ -19,6 +23,8 @@ import argparse
 import json
 import os
 import sys
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
@@ -53,6 +59,7 @@ def train_arm(data: str, seed: int, streaming: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, help="one run per seed, and their mean (default: --seed)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--streaming", action="store_true", help="also time phase 2 without the boundary cache")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm, print its JSON
@@ -63,20 +70,31 @@ def main() -> None:
         print(json.dumps(arm))
         return
     require(HUB_100)
+    args.seeds = args.seeds or [args.seed]
     rows = []
     for name in args.datasets:
         data = require(DATASETS[name])
         warm_file_cache(data)
         arms = ["inference", "defaults"] + (["streaming"] if args.streaming else [])
-        results = {arm: run_arm(__file__, "--arm", arm, "--data", data, "--seed", str(args.seed)) for arm in arms}
-        floor = results["inference"]["seconds"]
-        for arm, r in results.items():
-            rows.append({"dataset": name, "arm": arm, "images": results["inference"]["images"],
-                         "seconds": f"{r['seconds']:.1f}", "ratio": f"{r['seconds'] / floor:.1f}x",
-                         "epochs": r.get("epochs", ""), "head acc": f"{r['head']:.3f}" if "head" in r else "",
-                         "final acc": f"{r['final']:.3f}" if "final" in r else ""})
-    print(table(rows, ["dataset", "arm", "images", "seconds", "ratio", "epochs", "head acc", "final acc"]))
-    print(f"seed {args.seed}, Hub MobileNetV2 1.0 at 224 px, {os.cpu_count()} CPU cores; the ratio divides each arm's "
+        seconds: dict[str, list[float]] = {arm: [] for arm in arms}
+        for seed in args.seeds:
+            results = {arm: run_arm(__file__, "--arm", arm, "--data", data, "--seed", str(seed)) for arm in arms}
+            floor = results["inference"]["seconds"]
+            for arm, r in results.items():
+                seconds[arm].append(r["seconds"])
+                rows.append({"dataset": name, "seed": seed, "arm": arm, "images": results["inference"]["images"],
+                             "seconds": f"{r['seconds']:.1f}", "ratio": f"{r['seconds'] / floor:.1f}x",
+                             "epochs": r.get("epochs", ""), "head acc": f"{r['head']:.3f}" if "head" in r else "",
+                             "final acc": f"{r['final']:.3f}" if "final" in r else ""})
+        if len(args.seeds) > 1:
+            for arm in arms[1:]:
+                ratios = np.array(seconds[arm]) / np.array(seconds["inference"])
+                rows.append({"dataset": name, "seed": "mean", "arm": arm,
+                             "seconds": f"{np.mean(seconds[arm]):.1f} / {np.mean(seconds['inference']):.1f}",
+                             "ratio": f"{ratios.mean():.1f}x +- {ratios.std():.1f} "
+                                      f"({np.mean(seconds[arm]) / np.mean(seconds['inference']):.1f}x of means)"})
+    print(table(rows, ["dataset", "seed", "arm", "images", "seconds", "ratio", "epochs", "head acc", "final acc"]))
+    print(f"seeds {' '.join(map(str, args.seeds))}, Hub MobileNetV2 1.0 at 224 px, {os.cpu_count()} CPU cores; the ratio divides each arm's "
           "wall time by the inference pass's (decode, model load and one predict over train + val).")
 
 
