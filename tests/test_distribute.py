@@ -73,15 +73,16 @@ MULTI_WORKER = """
 import json, sys, numpy as np
 import tl_keras
 result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=32, batch_size=16, head_epochs=1,
-                        fine_tune_epochs=3, unfreeze_blocks=1, output=sys.argv[3], evaluate=False, verbose=0)
+                        fine_tune_epochs=3, unfreeze_blocks=(1, 2), output=sys.argv[3], evaluate=False, verbose=0)
 weights = np.concatenate([w.numpy().ravel() for w in result.model.trainable_weights])
 print(json.dumps({"replicas": result.metrics["num_replicas"], "batch": result.metrics["global_batch_size"],
                   "acc": result.metrics["val_accuracy"], "head_epochs": result.metrics["head_epochs"],
                   "history": result.metrics["history"], "export": result.export_dir,
+                  "search": result.metrics["depth_search"], "unfrozen": result.metrics["unfrozen_blocks"],
                   "weights": [float(weights.sum()), float(np.abs(weights).sum())]}))
 """
 CLUSTER_FLAGS = ["--image-size", "32", "--batch-size", "16", "--head-epochs", "1", "--fine-tune-epochs", "3",
-                 "--unfreeze-blocks", "1", "--no-evaluate"]
+                 "--unfreeze-blocks", "1,2", "--no-evaluate"]
 
 
 def _cluster(n, args, code=MULTI_WORKER, logs=None):
@@ -121,9 +122,10 @@ def _reports(procs):
 
 @pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is_killed(tmp_path, workers, tiny_hub):
-    """MultiWorkerMirroredStrategy from TF_CONFIG with local worker processes: the workers stay in sync,
-    only the chief exports, the result matches one process; a worker SIGKILLed mid phase 2 and the
-    cluster restarted with the same command end with the uninterrupted cluster's history.
+    """MultiWorkerMirroredStrategy from TF_CONFIG with local worker processes: the workers stay in sync
+    through a phase-2 depth search (1 and 2 blocks, each on its boundary cache), only the chief exports,
+    the result matches one process; a worker SIGKILLed in the second depth and the cluster restarted
+    with the same command end with the uninterrupted cluster's history and depth.
 
     The mechanics on a small stand-in module (test_mirrored_strategy_... shows distributed training
     learning on the real backbone)."""
@@ -139,20 +141,24 @@ def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is
     assert all(r["replicas"] == workers and r["batch"] == 16 * workers for r in reports)  # global = per worker x workers
     assert all(r["weights"] == chief["weights"] for r in others)  # workers stay in sync, bit for bit
     assert all(r["history"] == chief["history"] and r["head_epochs"] == 1 for r in others), {k: (chief["history"][k], others[0]["history"].get(k)) for k in chief["history"] if chief["history"][k] != others[0]["history"].get(k)}  # phases switch in step
+    # Every worker tried both depths on its boundary cache and kept the same one (the same weights, above).
+    assert [t["unfreeze_blocks"] for t in chief["search"]] == [1, 2] and all(t["boundary_cache"] for t in chief["search"])
+    scores = lambda records: [{k: v for k, v in r.items() if k not in ("seconds", "boundary_cache")} for r in records]  # noqa: E731
+    assert all(scores(r["search"]) == scores(chief["search"]) and r["unfrozen"] == chief["unfrozen"] for r in others)
     assert chief["export"] == os.path.join(reference, "1") and all(r["export"] is None for r in others)
     assert sorted(os.listdir(reference)) == ["1"]  # only the chief's version; no staging or checkpoint folder left
     # The same training in this process, one replica and the same global batch: the same result within noise.
     single = tl_keras.train(data, backbone=tiny_hub, image_size=32, batch_size=16 * workers,
-                            head_epochs=1, fine_tune_epochs=3, unfreeze_blocks=1, export=False, evaluate=False,
+                            head_epochs=1, fine_tune_epochs=3, unfreeze_blocks=(1, 2), export=False, evaluate=False,
                             checkpoint_dir=None, verbose=0)
     assert single.metrics["num_replicas"] == 1 and abs(chief["acc"] - single.metrics["val_accuracy"]) <= 0.06
 
-    # The same run from the command line; the last worker's machine dies mid phase 2.
+    # The same run from the command line; the last worker's machine dies in phase 2's second depth.
     logs, run = str(tmp_path / "logs"), tmp_path / "run"
     command = ["train", data, "--backbone", tiny_hub, *CLUSTER_FLAGS, "--output", str(run),
                "--metrics-json", str(run) + ".json"]
     procs = _cluster(workers, command, code=None, logs=logs)
-    latest = run / ".checkpoint" / "phase2" / "LATEST"
+    latest = run / ".checkpoint" / "phase2_top2" / "LATEST"
     deadline = time.time() + 600
     while time.time() < deadline and not (latest.exists() and latest.read_text() >= "epoch-00002"):
         assert all(p.poll() is None for p in procs), _tail(logs, 0)
@@ -168,6 +174,10 @@ def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is
     resumed = json.loads(open(str(run) + ".json").read())
     assert resumed["resumed"] and resumed["export_dir"] == str(run / "1") and resumed["num_replicas"] == workers
     assert resumed["history"] == chief["history"]  # same epochs, same metrics as the uninterrupted cluster
+    # Each depth scored the same; seconds and boundary_cache describe this process's work (the first
+    # depth had finished before the kill, so the restart took it from the checkpoint).
+    assert scores(resumed["depth_search"]) == scores(chief["search"])
+    assert [r["boundary_cache"] for r in resumed["depth_search"]] == [False, True]
     assert not (run / ".checkpoint").exists()
 
 
