@@ -91,7 +91,7 @@ def main() -> None:
                 ratios = np.array(seconds[arm]) / np.array(seconds["inference"])
                 rows.append({"dataset": name, "seed": "mean", "arm": arm,
                              "seconds": f"{np.mean(seconds[arm]):.1f} / {np.mean(seconds['inference']):.1f}",
-                             "ratio": f"{ratios.mean():.1f}x +- {ratios.std():.1f} "
+                             "ratio": f"{ratios.mean():.1f}x +- {ratios.std(ddof=1):.1f} "
                                       f"({np.mean(seconds[arm]) / np.mean(seconds['inference']):.1f}x of means)"})
     print(table(rows, ["dataset", "seed", "arm", "images", "seconds", "ratio", "epochs", "head acc", "final acc"]))
     print(f"seeds {' '.join(map(str, args.seeds))}, Hub MobileNetV2 1.0 at 224 px, {os.cpu_count()} CPU cores; the ratio divides each arm's "
