@@ -226,7 +226,9 @@ def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_bo
     x = tf.constant(_images(4))
     boundary = bottom(x)
     assert tuple(boundary.shape) == (4, 2, 2, 56)  # block_13's output at 64 px: stride 32, 0.35 x 160 channels
-    np.testing.assert_allclose(top(boundary).numpy(), backbone(x).numpy(), rtol=1e-5, atol=1e-5)  # float32 round-off of two op orders
+    # float32 round-off of two op orders: at most 2e-5 seen on feature values up to ~6 (the kernels oneDNN
+    # picks differ by CPU), the same bound as the cut comparison above
+    np.testing.assert_allclose(top(boundary).numpy(), backbone(x).numpy(), atol=1e-4)
     grads = []
     for run in (lambda: top(boundary), lambda: backbone(x)):
         with tf.GradientTape() as tape:
