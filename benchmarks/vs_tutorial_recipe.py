@@ -12,9 +12,12 @@ process, one after the other, with the files already in the OS cache, for each s
   nested layers, overriding the tutorial's `base(x, training=False)` (its comment assumes Keras 2).
 - tl_keras 10+10: `tl_keras.train` on the Hub copy of the same network at the recipe's 160 px and
   10+10 epochs (early stopping and best-epoch restore at their defaults).
+- tl_keras 10+10 at the recipe's depth: as above, phase 2 training the layers the recipe unfreezes
+  (its layer 100 on is block_11 to block_16 and Conv_1: `unfreeze_blocks=6`; the recipe keeps
+  block_11's expansion conv frozen, tl_keras trains the whole block).
 - tl_keras defaults: `tl_keras.train` with every setting at its default (224 px, the backbone's own).
 
-Run:  python benchmarks/vs_tutorial_recipe.py [--datasets hymenoptera flowers] [--seeds 0 1 2]
+Run:  python benchmarks/vs_tutorial_recipe.py [--datasets hymenoptera flowers] [--seeds 0 1 2] [--arms ...]
 Prints a table of mean +- std over the seeds, then the time ratios (tl_keras / recipe) last.
 """
 
@@ -32,7 +35,9 @@ IMAGE_SIZE = 160
 # The recipe neither checkpoints nor writes a report, so neither does tl_keras here: the arms compare
 # training alike. Both are on by default in `tl_keras.train` (about 1-2 s here).
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
-ARMS = {"tl_keras 10+10": dict(image_size=IMAGE_SIZE, head_epochs=10, fine_tune_epochs=10), "tl_keras defaults": {}}
+RECIPE_EPOCHS = dict(image_size=IMAGE_SIZE, head_epochs=10, fine_tune_epochs=10)
+ARMS = {"tl_keras 10+10": RECIPE_EPOCHS, "tl_keras 10+10, recipe's depth": dict(RECIPE_EPOCHS, unfreeze_blocks=6),
+        "tl_keras defaults": {}}
 
 
 def recipe(data_dir: str, seed: int) -> dict:
@@ -94,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="the tl_keras arms to run beside the recipe (default: all)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -108,7 +115,7 @@ def main() -> None:
         data_dir = require(DATASETS[name])
         warm_file_cache(data_dir)
         runs = {arm: [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
-                for arm in ("recipe", *ARMS)}
+                for arm in ("recipe", *args.arms)}
         recipe_seconds = sum(r["seconds"] for r in runs["recipe"])
         for arm, results in runs.items():
             seconds = sum(r["seconds"] for r in results)
@@ -123,7 +130,7 @@ def main() -> None:
                 ratios.append(f"{name} {arm} {seconds / recipe_seconds:.2f}x")
         print(f"{name}: done", file=sys.stderr, flush=True)
     print(f"seeds {args.seeds}; Hub MobileNetV2 1.0 for tl_keras, keras.applications MobileNetV2 1.0 (same weights) for the recipe; "
-          f"tl_keras arms: {ARMS}, checkpoints and the final report off in every arm")
+          f"tl_keras arms: { {arm: ARMS[arm] for arm in args.arms} }, checkpoints and the final report off in every arm")
     print(table(rows, ["dataset", "arm", "head val acc", "final val acc", "vs recipe", "seconds (mean)", "time / recipe"]))
     print("time ratio tl_keras / recipe: " + ", ".join(ratios))
 
