@@ -186,7 +186,10 @@ def _features(backbone, pixel_mode: str, images: np.ndarray, batch_size: int = 6
     from tl_keras.backbones import PixelRange
 
     scale = PixelRange(pixel_mode)
-    run = tf.function(lambda x: backbone(scale(x), training=False), reduce_retracing=True)
+    # One trace per probed depth, the last short batch included (a fixed batch size would trace twice,
+    # and TensorFlow warns of retracing when a loop over depths traces five times).
+    spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
+    run = tf.function(lambda x: backbone(scale(x), training=False), input_signature=[spec])
     return run_batches(lambda batch: run(tf.constant(batch)), slices(images, batch_size), 0)
 
 
