@@ -35,8 +35,8 @@ IMAGE_SIZE = 160
 # The recipe neither checkpoints nor writes a report, so neither does tl_keras here: the arms compare
 # training alike. Both are on by default in `tl_keras.train` (about 1-2 s here).
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
-RECIPE_EPOCHS = dict(image_size=IMAGE_SIZE, head_epochs=10, fine_tune_epochs=10)
-ARMS = {"tl_keras 10+10": RECIPE_EPOCHS, "tl_keras 10+10, recipe's depth": dict(RECIPE_EPOCHS, unfreeze_blocks=6),
+RECIPE_SIZE_AND_EPOCHS = dict(image_size=IMAGE_SIZE, head_epochs=10, fine_tune_epochs=10)
+ARMS = {"tl_keras 10+10": RECIPE_SIZE_AND_EPOCHS, "tl_keras 10+10, recipe's depth": dict(RECIPE_SIZE_AND_EPOCHS, unfreeze_blocks=6),
         "tl_keras defaults": {}}
 
 
