@@ -184,6 +184,24 @@ def test_training_pipeline_shuffles_and_augments_deterministically(tmp_path):
         make_dataset(folder.train, 16, batch_size=0)
 
 
+def test_every_pipeline_runs_without_tf_data_autotuning(tmp_path):
+    """Keras makes an iterator per epoch; with autotuning on, tearing one down stalled epochs for
+    seconds (benchmarks/epoch_stalls.py). Every dataset tl_keras builds turns it off."""
+    from tl_keras.features import FeatureSet
+
+    root = _folder(tmp_path / "data", per_class=4)
+    datasets = []
+    for kwargs in ({}, {"memory_limit": 0}):  # in memory, and streamed from the files
+        folder = load_image_folder(str(root), image_size=16, validation_split=0.5, **kwargs)
+        datasets += [folder.dataset("val", batch_size=4), folder.dataset("train", batch_size=4, training=True)]
+    features = FeatureSet(train=np.zeros((2, 4, 3), np.float32), train_labels=np.array([0, 1, 0, 1]),
+                          val=np.zeros((2, 3), np.float32), val_labels=np.array([0, 1]), batch_size=2)
+    datasets += list(features.datasets())
+    for ds in datasets:
+        assert ds.options().autotune.enabled is False and ds.options().deterministic is True
+        assert sum(len(y) for _, y in ds) in (2, 4)  # and still yields every element
+
+
 def _passes(ds, n):
     return [np.concatenate([np.concatenate([x.numpy().reshape(len(y), -1), y.numpy()[:, None]], 1) for x, y in ds])
             for _ in range(n)]

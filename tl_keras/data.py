@@ -782,12 +782,21 @@ def epoch_indices(n: int, seed: int, shuffle: bool, epoch: tf.Variable) -> tf.da
     return tf.data.Dataset.from_tensors(0).flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(n))
 
 
+PREFETCH_BATCHES = 2
+
+
 def finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batch, shard by data under tf.distribute, keep element order deterministic, prefetch."""
+    """Batch, shard by data under tf.distribute, keep element order deterministic, prefetch.
+
+    tf.data's autotuning is off: Keras makes a new iterator every epoch, and tearing one down waits
+    for its autotuning thread, which stalled the first step of about half the epochs for seconds
+    (measured in `benchmarks/epoch_stalls.py`). Parallel maps asked for `AUTOTUNE` then run on
+    min(16, cores) threads, and `PREFETCH_BATCHES` batches are prepared ahead."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
-    return ds.batch(batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+    options.autotune.enabled = False
+    return ds.batch(batch_size).with_options(options).prefetch(PREFETCH_BATCHES)
 
 
 def make_dataset(
