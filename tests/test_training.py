@@ -249,3 +249,29 @@ def test_depth_search_tries_each_depth_from_the_head_and_keeps_the_best(tiny):
         assert full["loss"] == pytest.approx(head_loss, abs=1e-4) and history.fine_tune_kept is False and not chosen
     with pytest.raises(ValueError, match="searches phase 2's depth by val_loss"):
         fine_tune(build(), train_ds, unfreeze_blocks="search", head_epochs=1, fine_tune_epochs=1, verbose=0)
+
+
+def test_the_eagerly_built_optimizer_trains_exactly_as_a_lazily_built_one(tiny):
+    """`build_optimizer` makes the slot variables before `fit` (not while the first step traces):
+    the same training, weight for weight, and the slots are there before the first step."""
+    from tl_keras.data import epoch_variable
+    from tl_keras.training import build_optimizer, compile_for_phase
+
+    _, train_ds, val_ds, build = tiny
+    trained = []
+    for eager in (False, True):
+        keras.utils.set_random_seed(3)
+        epoch_variable(train_ds).assign(0)  # both runs see the same epochs of shuffled, augmented data
+        model = build()
+        model.backbone.set_trainable_blocks(1)
+        compile_for_phase(model, 1e-3)
+        if eager:
+            build_optimizer(model)
+            assert model.optimizer.built and len(model.optimizer.variables) > 2 * len(model.trainable_variables)
+        else:
+            assert not model.optimizer.built
+        model.fit(train_ds.take(3), validation_data=val_ds.take(1), epochs=2, verbose=0, shuffle=False)
+        trained.append([keras.ops.convert_to_numpy(v) for v in model.trainable_variables])
+    assert len(trained[0]) > 2
+    for lazy, eager in zip(*trained):
+        np.testing.assert_array_equal(lazy, eager)

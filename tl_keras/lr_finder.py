@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tl_keras.checks import require_int
 from tl_keras.features import FeatureSet, head_model
-from tl_keras.training import compile_for_phase, layerwise_multipliers
+from tl_keras.training import build_optimizer, compile_for_phase, layerwise_multipliers
 
 
 @dataclasses.dataclass
@@ -107,6 +107,7 @@ def range_test(
         raise ValueError(f"Need 0 < min_lr < max_lr. Received: min_lr={min_lr!r}, max_lr={max_lr!r}")
     require_int("steps", steps, 5)
     compile_for_phase(model, min_lr, lr_multipliers=lr_multipliers)
+    build_optimizer(model)
     ratio = max_lr / min_lr
     rates, losses, smoothed = [], [], []
     average, best = 0.0, math.inf

@@ -210,6 +210,16 @@ def compile_for_phase(
         )
 
 
+def build_optimizer(model: keras.Model) -> None:
+    """Creates the optimizer's slot variables for `model`'s trainable variables now, eagerly, in the
+    model's strategy. Left to Keras they are made while the first training step traces, at ~20 ms a
+    variable (about 3 s for phase 2's 8 blocks on 2 cores), against 0.13 s here; the values are the
+    same zeros."""
+    if model.optimizer is not None and not model.optimizer.built:
+        with model.distribute_strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+
+
 def subset_accuracy(y_true, y_pred):
     """Multi-label: 1 where every class's flag is right at a threshold of 0.5, else 0."""
     right = tf.equal(tf.cast(y_pred >= 0.5, tf.float32), tf.cast(y_true >= 0.5, tf.float32))
@@ -573,6 +583,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     if fit_val is not None and (config.restore_best or config.early_stopping_patience):
         best = BestEpoch(config.early_stopping_patience or None, baseline if config.restore_best else None)
         phase_callbacks.append(best)
+    build_optimizer(trainee)
     resume_at = initial_epoch
     if backup is not None:
         resume_at = backup.restore(trainee, best)  # after a kill: the last finished epoch's state
@@ -626,6 +637,7 @@ def train_from_scratch(
     if mix:
         train_data = mix_batches(train_data, int(model.output.shape[-1]), seed)
     compile_for_phase(model, learning_rate, label_smoothing, jit_compile, soft_labels=mix)
+    build_optimizer(model)
     phase_callbacks = list(callbacks)
     if epoch_variable(train_data) is not None:
         phase_callbacks.insert(0, EpochSeed(epoch_variable(train_data)))
