@@ -788,10 +788,10 @@ PREFETCH_BATCHES = 2
 def finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Batch, shard by data under tf.distribute, keep element order deterministic, prefetch.
 
-    tf.data's autotuning is off: Keras makes a new iterator every epoch, and tearing one down waits
-    for its autotuning thread, which stalled the first step of about half the epochs for seconds
-    (measured in `benchmarks/epoch_stalls.py`). Parallel maps asked for `AUTOTUNE` then run on
-    min(16, cores) threads, and `PREFETCH_BATCHES` batches are prepared ahead."""
+    tf.data's autotuning is off: Keras makes a new iterator every epoch, and with autotuning on,
+    tearing the last one down held up the first step of most phase-2 epochs (1.3 s each in
+    `benchmarks/epoch_stalls.py`, up to 4-5 s in whole runs). Parallel maps asked for `AUTOTUNE`
+    then run on min(16, cores) threads, and `PREFETCH_BATCHES` batches are prepared ahead."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True

@@ -213,7 +213,7 @@ def compile_for_phase(
 def build_optimizer(model: keras.Model) -> None:
     """Creates the optimizer's slot variables for `model`'s trainable variables now, eagerly, in the
     model's strategy. Left to Keras they are made while the first training step traces, at ~20 ms a
-    variable (about 3 s for phase 2's 8 blocks on 2 cores), against 0.13 s here; the values are the
+    variable (3-4 s for phase 2's 8 blocks on 2 cores), against 0.13 s here; the values are the
     same zeros."""
     if model.optimizer is not None and not model.optimizer.built:
         with model.distribute_strategy.scope():
