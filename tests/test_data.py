@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from conftest import HYMENOPTERA, asset
 from tl_keras.data import load_image_folder, make_dataset, resize_uint8
+from tl_keras.features import FeatureSet
 
 
 def _png(path, array):
@@ -187,8 +188,6 @@ def test_training_pipeline_shuffles_and_augments_deterministically(tmp_path):
 def test_every_pipeline_runs_without_tf_data_autotuning(tmp_path):
     """Keras makes an iterator per epoch; with autotuning on, tearing one down stalled epochs for
     seconds (benchmarks/epoch_stalls.py). Every dataset tl_keras builds turns it off."""
-    from tl_keras.features import FeatureSet
-
     root = _folder(tmp_path / "data", per_class=4)
     datasets = []
     for kwargs in ({}, {"memory_limit": 0}):  # in memory, and streamed from the files

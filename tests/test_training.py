@@ -8,8 +8,8 @@ import pytest
 
 from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
 from tl_keras.classifier import build_classifier
-from tl_keras.data import load_image_folder
-from tl_keras.training import SmoothedSparseCategoricalCrossentropy, fine_tune
+from tl_keras.data import epoch_variable, load_image_folder
+from tl_keras.training import SmoothedSparseCategoricalCrossentropy, build_optimizer, compile_for_phase, fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -254,9 +254,6 @@ def test_depth_search_tries_each_depth_from_the_head_and_keeps_the_best(tiny):
 def test_the_eagerly_built_optimizer_trains_exactly_as_a_lazily_built_one(tiny):
     """`build_optimizer` makes the slot variables before `fit` (not while the first step traces):
     the same training, weight for weight, and the slots are there before the first step."""
-    from tl_keras.data import epoch_variable
-    from tl_keras.training import build_optimizer, compile_for_phase
-
     _, train_ds, val_ds, build = tiny
     trained = []
     for eager in (False, True):
