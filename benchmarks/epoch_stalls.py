@@ -34,7 +34,7 @@ def arm(data: str, autotune: bool, epochs: int) -> dict:
     import tensorflow as tf
 
     from tl_keras.classifier import build_classifier
-    from tl_keras.data import load_image_folder
+    from tl_keras.data import epoch_variable, load_image_folder
     from tl_keras.features import boundary_model, compute_boundary
     from tl_keras.training import EpochSeed, compile_for_phase
 
@@ -47,7 +47,7 @@ def arm(data: str, autotune: bool, epochs: int) -> dict:
     trainee = boundary_model(model, boundary.top, boundary.train.shape[2:])
     compile_for_phase(trainee, 1e-4)
     train, val = boundary.datasets()
-    epoch = getattr(train, "_tl_keras_epoch")
+    epoch = epoch_variable(train)
     if autotune:  # TensorFlow's default, on top of tl_keras' pipeline
         options = tf.data.Options()
         options.autotune.enabled = True

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
+from tl_keras.checkpoint import build_optimizer
 from tl_keras.classifier import build_classifier
 from tl_keras.data import epoch_variable, load_image_folder
-from tl_keras.training import SmoothedSparseCategoricalCrossentropy, build_optimizer, compile_for_phase, fine_tune
+from tl_keras.training import SmoothedSparseCategoricalCrossentropy, compile_for_phase, fine_tune
 
 
 @pytest.fixture(scope="module")

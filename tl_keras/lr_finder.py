@@ -27,9 +27,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.checkpoint import build_optimizer
 from tl_keras.checks import require_int
 from tl_keras.features import FeatureSet, head_model
-from tl_keras.training import build_optimizer, compile_for_phase, layerwise_multipliers
+from tl_keras.training import compile_for_phase, layerwise_multipliers
 
 
 @dataclasses.dataclass

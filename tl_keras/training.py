@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.augment import mix_batches
-from tl_keras.checkpoint import RunCheckpoint
+from tl_keras.checkpoint import RunCheckpoint, build_optimizer
 from tl_keras.checks import require_int
 from tl_keras.config import TrainConfig
 from tl_keras.data import ImageFolder, epoch_variable
@@ -208,16 +208,6 @@ def compile_for_phase(
             metrics=[accuracy],
             jit_compile=jit_compile,
         )
-
-
-def build_optimizer(model: keras.Model) -> None:
-    """Creates the optimizer's slot variables for `model`'s trainable variables now, eagerly, in the
-    model's strategy. Left to Keras they are made while the first training step traces, at ~20 ms a
-    variable (3-4 s for phase 2's 8 blocks on 2 cores), against 0.13 s here; the values are the
-    same zeros."""
-    if model.optimizer is not None and not model.optimizer.built:
-        with model.distribute_strategy.scope():
-            model.optimizer.build(model.trainable_variables)
 
 
 def subset_accuracy(y_true, y_pred):
