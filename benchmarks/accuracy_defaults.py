@@ -3,7 +3,7 @@
 Each arm is `tl_keras.train` with every setting at its default (Hub MobileNetV2 1.0, 224 px) except
 the arm's overrides, each (dataset, seed, arm) in a fresh process. After training, the model's val
 accuracy is measured twice on the same weights: plain, and with flip test-time augmentation (the
-image and its mirror image averaged, `tl_keras.tta.flip_averaged`), so TTA is judged on every arm
+image and its mirror image averaged, `tl_keras.evaluation.tta.flip_averaged`), so TTA is judged on every arm
 without training twice. Defaults are chosen from the mean over both sets and all seeds, not from one
 val split; a change is worth making when it helps on both sets.
 
@@ -51,7 +51,7 @@ def train_arm(data: str, seed: int, overrides: dict) -> dict:
     import tensorflow as tf
 
     import tl_keras
-    from tl_keras.tta import flip_averaged
+    from tl_keras.evaluation.tta import flip_averaged
 
     overrides = dict(overrides)
     if "centre_crop" in overrides:
@@ -78,7 +78,7 @@ def _crop_before_resize(fraction: float) -> None:
     before its one resize: for this process only, training and val images alike."""
     import tensorflow as tf
 
-    import tl_keras.data
+    import tl_keras.data.folder
 
     resize = tl_keras.data.resize_uint8
 

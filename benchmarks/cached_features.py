@@ -43,10 +43,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    from tl_keras.classifier import build_classifier
-    from tl_keras.data import load_image_folder
-    from tl_keras.features import compute_features
-    from tl_keras.training import fine_tune
+    from tl_keras.models.classifier import build_classifier
+    from tl_keras.data.folder import load_image_folder
+    from tl_keras.training.caches import compute_features
+    from tl_keras.training.phases import fine_tune
 
     folder = load_image_folder(require(DATASETS[args.dataset]), image_size=args.image_size)
     train_ds = folder.dataset("train", batch_size=args.batch_size, training=True, augment=False)

@@ -33,10 +33,12 @@ def arm(data: str, autotune: bool, epochs: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from tl_keras.classifier import build_classifier
-    from tl_keras.data import epoch_variable, load_image_folder
-    from tl_keras.features import boundary_model, compute_boundary
-    from tl_keras.training import EpochSeed, compile_for_phase
+    from tl_keras.models.classifier import build_classifier
+    from tl_keras.data.epochs import epoch_variable
+    from tl_keras.data.folder import load_image_folder
+    from tl_keras.training.caches import boundary_model, compute_boundary
+    from tl_keras.training.callbacks import EpochSeed
+    from tl_keras.training.compile import compile_for_phase
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as `train` runs

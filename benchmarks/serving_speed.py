@@ -34,8 +34,8 @@ def main() -> None:
     import numpy as np
 
     import tl_keras
-    from tl_keras.data import read_images
-    from tl_keras.serving import ExportedModel
+    from tl_keras.images.read import read_images
+    from tl_keras.serving.client import ExportedModel
 
     with tempfile.TemporaryDirectory() as tmp:
         result = tl_keras.train(require(DATASETS[args.dataset]), backbone=require(HUB_100), image_size=args.image_size,

@@ -50,7 +50,7 @@ def main() -> None:
     script = os.path.join(tempfile.mkdtemp(prefix="tl_keras_strategies_"), "arm.py")
     with open(script, "w") as f:
         f.write(ARM)
-    from tl_keras.advisor import advise
+    from tl_keras.tuning.advisor import advise
 
     results = {}
     for name in args.datasets:

@@ -12,8 +12,8 @@ import os
 import tempfile
 
 import tl_keras
-from tl_keras.evaluation import format_report
-from tl_keras.plots import plot_confusion_matrix, plot_misclassified, plot_training_curves
+from tl_keras.evaluation.report import format_report
+from tl_keras.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_training_curves
 
 
 def main() -> None:

@@ -29,6 +29,15 @@ HYMENOPTERA_POOLED_MAJORITY = 204 / 398
 MARGIN = 0.1
 
 
+def coin_tail(n: int, accuracy: float) -> float:
+    """The probability that guessing each of `n` balanced binary labels by a fair coin scores at least
+    `accuracy`: an accuracy assert on `n` images with a bound whose tail is tiny cannot pass by chance."""
+    from math import ceil, comb
+
+    k = ceil(accuracy * n - 1e-9)
+    return sum(comb(n, i) for i in range(k, n + 1)) / 2**n
+
+
 # The longest units of work, longest first (seconds in a 2-process run on 2 cores): pytest-xdist hands
 # units out in collection order, so a long test collected last would run alone at the end while the
 # other core idles. The two groups train a shared fixture, then run every test that uses it.
@@ -122,7 +131,7 @@ def tiny_hub(tmp_path_factory):
     import keras
 
     from tl_keras.demo import digits_backbone
-    from tl_keras.hub import save_hub_module
+    from tl_keras.models.backbones.hub import save_hub_module
 
     keras.utils.set_random_seed(0)
     return save_hub_module(digits_backbone("tiny_backbone"), str(tmp_path_factory.mktemp("tiny_hub") / "module"))

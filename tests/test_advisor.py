@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-
 from conftest import HYMENOPTERA, KERAS_035, asset
-from tl_keras.advisor import (
+
+from tl_keras.tuning.advisor import (
     LARGE_PER_CLASS,
     MIN_TOP_KAPPA,
     SMALL_PER_CLASS,
@@ -52,10 +52,10 @@ def test_probe_depths_are_a_third_and_two_thirds_up():
 
 
 def test_a_module_that_cannot_be_cut_is_probed_at_the_top_only(tiny_hub, monkeypatch):
-    import tl_keras.hub
+    import tl_keras.models.backbones.hub
 
     # A module with neither Keras layer functions nor block names in its ops: nothing to cut at.
-    monkeypatch.setattr(tl_keras.hub, "_cut_points", lambda flat, patterns=(): {})
+    monkeypatch.setattr(tl_keras.models.backbones.hub, "cut_points", lambda flat, patterns=(): {})
     advice = advise(asset(HYMENOPTERA), backbone=tiny_hub, image_size=32, per_class=10)
     assert list(advice.probes) == ["top"] and advice.strategy == "head-only"
     assert "Only the top features were probed" in advice.reason and "neither per-layer functions nor op names" in advice.reason

@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import HUB_035, asset, coin_tail, hymenoptera_subset
 
-from conftest import HUB_035, MARGIN, asset, hymenoptera_subset
-from tl_keras.augment import mix_batches
 from tl_keras.config import TrainConfig
-from tl_keras.data import EPOCH_ATTRIBUTE, epoch_variable
+from tl_keras.data.augment import mix_batches
+from tl_keras.data.epochs import EPOCH_ATTRIBUTE, epoch_variable
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """64 real photos at 48 px: RandAugment runs one image at a time, and every pass pays for it."""
-    from tl_keras.label_files import load_label_file
+    from tl_keras.data.label_files import load_label_file
 
     return load_label_file(hymenoptera_subset(tmp_path_factory.mktemp("augment") / "labels.csv", train=32, val=8),
                            image_size=48)
@@ -33,7 +33,7 @@ def test_the_policy_setting_reads_names_and_the_older_booleans():
     # strong seeds Keras' layers through `layer.generator.state`; a layer without one is a clear error.
     import keras
 
-    from tl_keras.augment import _seedable
+    from tl_keras.data.augment import _seedable
 
     with pytest.raises(RuntimeError, match="does not expose as `generator.state`. Use augment='light'"):
         _seedable(keras.layers.Identity())
@@ -86,7 +86,10 @@ def test_mix_batches_blends_inputs_and_labels_reproducibly(folder):
 
 
 def test_the_loss_and_accuracy_take_soft_labels():
-    from tl_keras.training import SmoothedSparseCategoricalCrossentropy, label_accuracy
+    from tl_keras.training.compile import (
+        SmoothedSparseCategoricalCrossentropy,
+        label_accuracy,
+    )
 
     probs = tf.constant([[0.7, 0.3], [0.2, 0.8]])
     soft = tf.constant([[0.6, 0.4], [0.0, 1.0]])
@@ -103,9 +106,11 @@ def test_a_strong_run_learns_from_real_photos(tmp_path):
     activations, trained on soft labels). The multi-label end-to-end test runs strong too."""
     import tl_keras
 
-    data = hymenoptera_subset(tmp_path / "labels.csv", train=40, val=30)
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=40, val=70)
     result = tl_keras.train(data, backbone=asset(HUB_035), image_size=64, head_epochs=3, fine_tune_epochs=2,
                             unfreeze_blocks=2, restore_best=False, augment="strong", export=False, evaluate=False, checkpoint_dir=None, verbose=0)
     metrics = result.metrics
     assert metrics["config"]["augment"] == "strong" and metrics["boundary_cache"]["views"] == 2
-    assert metrics["fine_tune_epochs"] == 2 and metrics["val_accuracy"] >= 0.5 + MARGIN  # val: 30 ants, 30 bees
+    # val: 70 ants, 70 bees; a coin scores >= 0.65 with probability under 1e-3
+    assert coin_tail(140, 0.65) < 1e-3
+    assert metrics["fine_tune_epochs"] == 2 and metrics["val_accuracy"] >= 0.65

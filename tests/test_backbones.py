@@ -3,10 +3,14 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import KERAS_035, asset
-from tl_keras.backbones import KerasBackbone, PixelRange, build_backbone
-from tl_keras.registry import BackboneDownloadError, resolve_backbone
+
+from tl_keras.models.backbones.applications import (
+    KerasBackbone,
+    PixelRange,
+    build_backbone,
+)
+from tl_keras.models.registry import BackboneDownloadError, resolve_backbone
 
 
 def test_mobilenet_v2_from_a_weights_file_matches_keras_applications():
@@ -52,8 +56,8 @@ def test_resnet50_code_path_with_random_weights():
 
 
 def test_resnet50_classifier_trains_its_top_block():
-    from tl_keras.classifier import build_classifier
-    from tl_keras.training import fine_tune
+    from tl_keras.models.classifier import build_classifier
+    from tl_keras.training.phases import fine_tune
 
     model = build_classifier("keras:resnet50", 2, weights="none", image_size=32)
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
@@ -164,9 +168,10 @@ def test_keras_hub_preset_folder_brings_its_preprocessing_size_and_blocks(resnet
 def test_keras_hub_backbone_trains_both_phases_exports_and_reloads(resnet_preset, tmp_path):
     """The whole path on real photos: both caches, the boundary split inside the residual stacks,
     the export (its predictions are the model's), and the CLI flag. Random weights: no accuracy bar."""
-    import tl_keras
     from conftest import hymenoptera_subset
-    from tl_keras.cli import main
+
+    import tl_keras
+    from tl_keras.cli.commands import main
     from tl_keras.config import TrainConfig
 
     data = hymenoptera_subset(tmp_path / "labels.csv", train=16, val=16)

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tl_keras.data import MAX_PIXELS, load_image_folder
+from tl_keras.data.folder import load_image_folder
+from tl_keras.images.quality import MAX_PIXELS
 
 
 def _photo(seed, size=(40, 48)):
@@ -202,7 +203,7 @@ def test_structural_problems_are_errors_naming_the_folder_and_the_fix(tmp_path, 
 
 def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predict(corpus_folder, tmp_path, tiny_hub,
                                                                                     capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     root, corpus = corpus_folder
     metrics_path, out = tmp_path / "m.json", tmp_path / "export"
@@ -226,9 +227,9 @@ def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predi
 
 
 def test_without_pillow_tiff_is_skipped_with_how_to_enable_it(corpus_folder, monkeypatch):
-    import tl_keras.data as data
+    from tl_keras.images import codec
 
-    monkeypatch.setattr(data, "_pillow_missing", lambda: True)
+    monkeypatch.setattr(codec, "pillow_missing", lambda: True)
     root, _ = corpus_folder
     skipped = {os.path.basename(p): reason for p, reason in load_image_folder(str(root), image_size=32).skipped}
     for name in ("scan.tif", "tiff_no_extension"):

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import hymenoptera_subset
-from tl_keras.checkpoint import RunCheckpoint
+
+from tl_keras.training.checkpoint import RunCheckpoint
 
 
 def _command(backbone, data):
@@ -35,7 +35,7 @@ def _finish(output, backbone, data):
 _KILLED = """
 import os, signal, sys
 import keras
-from tl_keras.cli import main
+from tl_keras.cli.commands import main
 
 EPOCH = int(sys.argv[1])
 
@@ -103,8 +103,8 @@ def test_the_best_epoch_so_far_survives_a_restart(tmp_path):
     the best epoch came before the kill."""
     import keras
 
-    from tl_keras.checkpoint import PhaseBackup
-    from tl_keras.training import BestEpoch
+    from tl_keras.training.callbacks import BestEpoch
+    from tl_keras.training.checkpoint import PhaseBackup
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
@@ -146,9 +146,9 @@ def test_a_depth_search_stopped_in_its_second_depth_resumes_to_the_uninterrupted
     after everything finished recomputes nothing."""
     import keras
 
-    import tl_keras.training as training
-    from tl_keras.classifier import build_classifier
-    from tl_keras.data import load_data
+    import tl_keras.training.phases as training
+    from tl_keras.data.sources import load_data
+    from tl_keras.models.classifier import build_classifier
 
     folder = load_data(hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40), image_size=32)
     train_ds, val_ds = folder.dataset("train", batch_size=16, training=True), folder.dataset("val", batch_size=64)

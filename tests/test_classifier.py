@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import HUB_035, KERAS_035, asset
-from tl_keras.classifier import ImageClassifier, build_classifier
+
+from tl_keras.models.classifier import ImageClassifier, build_classifier
 
 
 def test_named_layers_any_size_uint8_input_and_float32_softmax():
@@ -67,7 +67,7 @@ def test_keras_load_model_needs_only_import_tl_keras(tmp_path):
 
 
 def test_load_classifier_runs_no_code_from_the_file(tmp_path):
-    from tl_keras.classifier import load_classifier
+    from tl_keras.models.classifier import load_classifier
 
     model = build_classifier(asset(HUB_035), 2, image_size=32, class_names=["x", "y"])
     model.save(str(tmp_path / "ok.keras"))
@@ -106,3 +106,36 @@ def test_a_classifier_on_a_cut_backbone_has_the_blocks_below_the_cut():
     model = build_classifier(asset(HUB_035), 2, image_size=64, cut="block_8")
     assert model.backbone.block_names[-1] == "block_8" and len(model.backbone.block_names) == 9
     assert model.predict(np.zeros((1, 64, 64, 3), "uint8"), verbose=0).shape == (1, 2)
+
+
+@pytest.mark.parametrize("backbone", ["hub", "keras"])
+def test_a_keras_file_saved_with_the_flat_layouts_module_paths_still_loads(tmp_path, backbone):
+    """A `.keras` file records each layer's Python module; before 0.2 those were the flat modules
+    (`tl_keras.classifier`, `tl_keras.hub`, `tl_keras.backbones`). Such a file, made by writing the old
+    paths into a file saved now (what else differs between the two is nothing), loads with its weights."""
+    import zipfile
+
+    from tl_keras.models.classifier import load_classifier
+
+    source = asset(HUB_035) if backbone == "hub" else "keras:mobilenet_v2"
+    model = build_classifier(source, 2, image_size=32, class_names=["x", "y"],
+                             **({} if backbone == "hub" else {"weights": asset(KERAS_035)}))
+    new = tmp_path / "new.keras"
+    model.save(str(new))
+    old_paths = {"tl_keras.models.classifier": "tl_keras.classifier", "tl_keras.models.backbones.hub": "tl_keras.hub",
+                 "tl_keras.models.backbones.applications": "tl_keras.backbones"}
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                text = data.decode()
+                assert any(f'"{p}"' in text for p in old_paths)  # the file names its modules ...
+                for new_path, old_path in old_paths.items():
+                    text = text.replace(f'"{new_path}"', f'"{old_path}"')
+                assert not any(f'"{p}"' in text for p in old_paths)  # ... by their old names now
+                data = text.encode()
+            dst.writestr(item, data)
+    reloaded = load_classifier(str(old))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -6,8 +6,14 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, HYMENOPTERA_POOLED_MAJORITY, MARGIN, asset
+from conftest import (
+    HUB_035,
+    HYMENOPTERA,
+    HYMENOPTERA_MAJORITY,
+    HYMENOPTERA_POOLED_MAJORITY,
+    MARGIN,
+    asset,
+)
 
 CLI = [sys.executable, "-m", "tl_keras.cli"]
 
@@ -20,7 +26,7 @@ def _run(*args, check=True):
 
 
 def test_help_everywhere(capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     assert "usage: tl-keras" in _run("--help").stdout  # once as a user runs it, then every command in-process
     for command in ("train", "advise", "lr-find", "predict", "evaluate", "export-tflite", "export-onnx", "serve", "embed", "demo"):
@@ -31,7 +37,7 @@ def test_help_everywhere(capsys):
 
 def _main(capsys, *args):
     """Runs `tl-keras ARGS` in this process (no TensorFlow start-up); returns its exit code and stdout."""
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     code = main(list(args))
     return code, capsys.readouterr().out
@@ -115,7 +121,7 @@ def _export_weights(export_dir):
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     bad = _run("train", str(tmp_path / "nope"), "--backbone", asset(HUB_035), check=False)  # once as a user runs it
     assert bad.returncode == 2 and "not a folder" in bad.stderr and "Traceback" not in bad.stderr
@@ -145,7 +151,7 @@ def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenopt
     import csv
     import shutil
 
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     photos = tmp_path / "photos" / "nested"
     photos.mkdir(parents=True)
@@ -185,7 +191,7 @@ def test_predict_folders_and_globs_to_csv_and_json_reporting_every_skip(hymenopt
 
 
 def test_predict_files_reports_progress_in_chunks(hymenoptera_result):
-    from tl_keras.serving import ExportedModel
+    from tl_keras.serving.client import ExportedModel
 
     paths = hymenoptera_result.data.val.paths[:5]
     calls = []
@@ -194,7 +200,7 @@ def test_predict_files_reports_progress_in_chunks(hymenoptera_result):
 
 
 def test_advise_prints_what_it_measured_and_why(capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     args = ["advise", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64", "--per-class", "30"]
     assert main(args + ["--json"]) == 0
@@ -244,7 +250,7 @@ def test_train_folds_reports_mean_and_spread_and_exports_nothing(tmp_path, capsy
     assert cv["mean_accuracy"] == pytest.approx(sum(cv["accuracies"]) / 3) and cv["std_accuracy"] > 0
     assert all(HYMENOPTERA_POOLED_MAJORITY + MARGIN < a <= 1 for a in cv["accuracies"])
     assert "val accuracy      mean" in out and "nothing exported" in out
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     assert main(["train", asset(HYMENOPTERA), "--folds", "3", "--output", str(tmp_path / "x")]) == 2
     assert "--folds evaluates only" in capsys.readouterr().err

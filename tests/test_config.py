@@ -92,7 +92,7 @@ def test_load_reads_a_config_file_or_an_exports_metadata(tmp_path):
 
 
 def test_cli_train_flags_are_generated_from_the_fields_and_keep_the_old_names():
-    from tl_keras.cli import build_parser
+    from tl_keras.cli.parser import build_parser
 
     parser = build_parser()
     train = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
@@ -107,7 +107,7 @@ def test_cli_train_flags_are_generated_from_the_fields_and_keep_the_old_names():
 
 
 def test_flags_override_a_config_file_and_save_config_writes_the_result(tmp_path, capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     base = tmp_path / "base.json"
     TrainConfig(head_epochs=7, dropout=0.3, augment=False, hidden_units=(64,)).save(str(base))
@@ -127,7 +127,8 @@ def test_flags_override_a_config_file_and_save_config_writes_the_result(tmp_path
 
 
 def test_config_flags_are_the_inverse_of_the_parser(tmp_path):
-    from tl_keras.cli import build_parser, config_flags
+    from tl_keras.cli.flags import config_flags
+    from tl_keras.cli.parser import build_parser
 
     config = TrainConfig(backbone="keras:mobilenet_v2", image_size=96, hidden_units=(512, 256), unfreeze_blocks="all",
                          layer_decay=0.8, augment=False, jit_compile=True, cache_features=False, transfer="cut",
@@ -135,7 +136,7 @@ def test_config_flags_are_the_inverse_of_the_parser(tmp_path):
                          crop_to_aspect_ratio=False)
     argv = ["train", "data"] + " ".join(config_flags(config)).split()
     args = build_parser().parse_args(argv)
-    from tl_keras.cli import _settings
+    from tl_keras.cli.commands import _settings
 
     assert _settings(args) == config
 
@@ -156,7 +157,7 @@ def test_config_and_registry_and_cli_help_import_no_tensorflow():
 
 
 def test_unfreeze_blocks_takes_a_depth_search_and_the_ladder_is_around_the_default():
-    from tl_keras.registry import search_depths
+    from tl_keras.config import search_depths
 
     assert TrainConfig(unfreeze_blocks="8,2, 5").unfreeze_blocks == (2, 5, 8)  # the CLI's text, sorted
     assert TrainConfig(unfreeze_blocks=[3]).unfreeze_blocks == 3  # one count is that count

@@ -5,10 +5,12 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import HYMENOPTERA, asset
-from tl_keras.data import load_image_folder, make_dataset, resize_uint8
-from tl_keras.features import FeatureSet
+
+from tl_keras.data.folder import load_image_folder
+from tl_keras.data.pipeline import make_dataset
+from tl_keras.images.codec import resize_uint8
+from tl_keras.training.caches import FeatureSet
 
 
 def _png(path, array):
@@ -39,7 +41,8 @@ def test_real_folder_with_train_and_val_and_the_placeholder_gif_is_flagged():
 
 
 def test_the_colour_count_samples_the_pixels_tensorflows_nearest_resize_picks():
-    from tl_keras.data import _colour_count, decode_file
+    from tl_keras.images.codec import decode_file
+    from tl_keras.images.quality import _colour_count
 
     def by_tensorflow(image):
         packed = tf.cast(tf.image.resize(image, (64, 64), method="nearest"), tf.int32)
@@ -57,7 +60,7 @@ def test_images_are_framed_as_their_centred_square_unless_told_to_squeeze():
     either way; and the classifier's `resize` layer frames a raw photo as the loader does."""
     import keras
 
-    from tl_keras.data import decode_file
+    from tl_keras.images.codec import decode_file
 
     def resized(image):
         return tf.image.resize(image, (64, 64), antialias=True).numpy().round().clip(0, 255).astype(np.uint8)
@@ -84,10 +87,10 @@ def test_images_are_framed_as_their_centred_square_unless_told_to_squeeze():
     # One default everywhere: the config's, the loaders' and the classifier's.
     import inspect
 
-    from tl_keras.classifier import build_classifier
     from tl_keras.config import TrainConfig
-    from tl_keras.label_files import load_label_file
-    from tl_keras.tfdata import load_datasets
+    from tl_keras.data.label_files import load_label_file
+    from tl_keras.data.tfdata import load_datasets
+    from tl_keras.models.classifier import build_classifier
 
     for function in (load_image_folder, load_label_file, load_datasets, build_classifier, decode_file, resize_uint8):
         assert inspect.signature(function).parameters["crop_to_aspect_ratio"].default is TrainConfig().crop_to_aspect_ratio
@@ -139,7 +142,7 @@ def test_grayscale_rgba_and_gif_become_rgb(tmp_path):
     assert decoded["rgba.png"].shape == (8, 8, 3) and (decoded["rgba.png"] == 50).all()  # alpha dropped
     # TensorFlow cannot write GIFs; the real placeholder GIF decodes to RGB.
     real_gif = os.path.join(asset(HYMENOPTERA), "train", "ants", "imageNotFound.gif")
-    from tl_keras.data import read_images
+    from tl_keras.images.read import read_images
 
     assert read_images([real_gif])[0].shape == (300, 300, 3)
 
@@ -208,7 +211,7 @@ def _passes(ds, n):
 
 def test_each_epoch_is_a_function_of_seed_and_epoch_only(tmp_path):
     """What makes a resumed run repeat an uninterrupted one: epoch e's data ignores earlier passes."""
-    from tl_keras.data import epoch_variable
+    from tl_keras.data.epochs import epoch_variable
 
     root = _folder(tmp_path / "data", per_class=6)
     for memory_limit in (None, 0):  # in memory, and streamed from the files
@@ -242,7 +245,7 @@ def test_folds_partition_train_and_val_stratified_and_share_decoded_images():
 
 
 def test_count_images_lists_without_decoding_and_max_per_class_samples():
-    from tl_keras.data import count_images
+    from tl_keras.data.sources import count_images
 
     assert count_images(asset(HYMENOPTERA)) == {"ants": 124, "bees": 121}  # imageNotFound.gif is listed: it is a .gif
     sample = load_image_folder(asset(HYMENOPTERA), image_size=32, max_per_class=10)

@@ -4,12 +4,11 @@ import json
 import os
 
 import pytest
-
 from conftest import MARGIN
 
 
 def test_demo_transfers_through_the_public_path(tmp_path, capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     metrics_path = tmp_path / "demo.json"
     assert main(["demo", "--output", str(tmp_path / "demo"), "--metrics-json", str(metrics_path)]) == 0

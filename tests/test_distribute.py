@@ -8,8 +8,16 @@ import subprocess
 
 import pytest
 import tensorflow as tf
+from conftest import (
+    HUB_035,
+    HYMENOPTERA_MAJORITY,
+    MARGIN,
+    asset,
+    free_ports,
+    hymenoptera_subset,
+    run_python,
+)
 
-from conftest import HUB_035, HYMENOPTERA_MAJORITY, MARGIN, asset, free_ports, hymenoptera_subset, run_python
 from tl_keras.distribute import get_strategy, is_chief
 
 
@@ -183,9 +191,10 @@ def test_a_cluster_trains_in_step_like_one_process_and_resumes_after_a_worker_is
 
 def test_the_private_keras_override_is_guarded_by_the_tested_keras_range():
     import keras
-
     from conftest import ROOT
-    from tl_keras.distribute import TESTED_KERAS, MultiWorkerFitMixin, check_keras_version
+
+    from tl_keras._internals import TESTED_KERAS, check_keras_version
+    from tl_keras.distribute import MultiWorkerFitMixin
 
     (low_major, low_minor), (high_major, high_minor) = TESTED_KERAS
     check_keras_version()  # the running Keras is in the range
@@ -223,11 +232,11 @@ def test_mixed_float16_build_as_on_a_gpu_keeps_hub_modules_and_the_output_in_flo
     """What `mixed_precision=True` builds on a GPU, built and trained here on the CPU."""
     import keras
     import numpy as np
-
     from conftest import KERAS_035
-    from tl_keras.classifier import build_classifier
+
     from tl_keras.distribute import dtype_policy
-    from tl_keras.training import compile_for_phase
+    from tl_keras.models.classifier import build_classifier
+    from tl_keras.training.compile import compile_for_phase
 
     with dtype_policy("mixed_float16"):
         keras_model = build_classifier("keras:mobilenet_v2", 2, weights=asset(KERAS_035), image_size=32)
@@ -253,7 +262,7 @@ import json, sys, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from tl_keras.hub import HubBackbone
+from tl_keras.models.backbones.hub import HubBackbone
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     cut = HubBackbone(sys.argv[1], inference_mode=True, cut="block_12")

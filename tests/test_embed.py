@@ -4,13 +4,12 @@ import os
 import shutil
 
 import numpy as np
-
 from conftest import HUB_035, HYMENOPTERA, asset
 
 
 def test_embed_an_export_writes_the_fine_tuned_backbone_features(hymenoptera_result, tmp_path):
-    from tl_keras.cli import main
-    from tl_keras.features import extract_features, feature_extractor
+    from tl_keras.cli.commands import main
+    from tl_keras.training.caches import extract_features, feature_extractor
 
     out = tmp_path / "features.npz"
     assert main(["embed", hymenoptera_result.export_dir, asset(HYMENOPTERA), "--output", str(out)]) == 0
@@ -29,7 +28,7 @@ def test_embed_an_export_writes_the_fine_tuned_backbone_features(hymenoptera_res
 
 
 def test_embed_a_hub_backbone_and_report_skips(tmp_path):
-    from tl_keras.embed import embed
+    from tl_keras.serving.embed import embed
 
     for cls in ("ants", "bees"):
         (tmp_path / "data" / cls).mkdir(parents=True)

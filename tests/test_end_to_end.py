@@ -5,8 +5,15 @@ import os
 
 import numpy as np
 import pytest
-
-from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, KERAS_035, MARGIN, asset, run_python
+from conftest import (
+    HUB_035,
+    HYMENOPTERA,
+    HYMENOPTERA_MAJORITY,
+    KERAS_035,
+    MARGIN,
+    asset,
+    run_python,
+)
 
 FRESH_PROCESS = """
 import json, sys, numpy as np, tensorflow as tf
@@ -72,7 +79,7 @@ def test_the_seed_decides_the_run(tiny_hub):
 
 def test_a_cut_backbone_with_layer_decay_trains_exports_and_serves_the_same_probabilities(tmp_path):
     import tl_keras
-    from tl_keras.serving import ExportedModel
+    from tl_keras.serving.client import ExportedModel
 
     result = tl_keras.train(
         asset(HYMENOPTERA), backbone=asset(HUB_035), image_size=64, strategy="cut", cut="block_12", unfreeze_blocks=2,
@@ -93,7 +100,7 @@ def test_a_cut_backbone_with_layer_decay_trains_exports_and_serves_the_same_prob
 def test_a_loaded_folder_brings_its_framing_and_a_config_that_differs_is_refused(tiny_hub):
     import tl_keras
     from tl_keras.config import TrainConfig
-    from tl_keras.data import load_image_folder
+    from tl_keras.data.folder import load_image_folder
 
     folder = load_image_folder(asset(HYMENOPTERA), image_size=32, crop_to_aspect_ratio=False, max_per_class=6)
     result = tl_keras.train(folder, backbone=tiny_hub, head_epochs=1, fine_tune_epochs=0, export=False,
@@ -115,8 +122,8 @@ def test_strategy_names_a_plan_or_a_distribution_not_both():
 
 
 def test_each_plan_is_defined_once_and_explicit_values_win():
-    from tl_keras.advisor import PLANS, choose_strategy, plan_for
     from tl_keras.config import TrainConfig
+    from tl_keras.tuning.advisor import PLANS, choose_strategy, plan_for
 
     assert plan_for("head-only") == {"unfreeze_blocks": 0}
     assert plan_for("cut", cut="block_8") == {"unfreeze_blocks": 0, "cut": "block_8"}
@@ -143,12 +150,13 @@ def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_pat
     finds it, as a user's cache would hold the real one."""
     import hashlib
 
-    import tl_keras
     from standins import save_resnet_v2_50
-    from tl_keras.classifier import build_classifier
-    from tl_keras.export import export_saved_model
-    from tl_keras.registry import resolve_backbone
-    from tl_keras.serving import ExportedModel
+
+    import tl_keras
+    from tl_keras.export.saved_model import export_saved_model
+    from tl_keras.models.classifier import build_classifier
+    from tl_keras.models.registry import resolve_backbone
+    from tl_keras.serving.client import ExportedModel
 
     handle = resolve_backbone("resnet50").handle
     save_resnet_v2_50(str(tmp_path / "cache" / hashlib.sha1(handle.encode()).hexdigest()))
@@ -186,12 +194,12 @@ def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     import sys
 
     import tensorflow as tf
+    from conftest import FLOWERS
 
     import tl_keras
-    from conftest import FLOWERS
-    from tl_keras.cli import main
-    from tl_keras.evaluation import multi_label_report
-    from tl_keras.tflite import export_tflite
+    from tl_keras.cli.commands import main
+    from tl_keras.evaluation.report import multi_label_report
+    from tl_keras.export.tflite import export_tflite
 
     spec = importlib.util.spec_from_file_location("multi_label_flowers", os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "multi_label_flowers.py"))
@@ -207,7 +215,11 @@ def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
     report = metrics["evaluation"]["val"]
     baseline = float(val.labels.mean(0).mean())  # mAP of constant scores: each class's frequency
     assert report["mean_average_precision"] >= baseline + MARGIN + 0.1, (report["mean_average_precision"], baseline)
-    assert report["micro_f1"] > 0.5
+    # micro-F1 of the best constant answer (every class predicted for every image; predicting none scores 0):
+    # precision = the share of flags set, recall 1.
+    flags = float(val.labels.mean())
+    every_class_f1 = 2 * flags / (flags + 1)
+    assert report["micro_f1"] >= every_class_f1 + MARGIN, (report["micro_f1"], every_class_f1)
     thresholds = [metrics["thresholds"][name] for name in result.class_names]
     # The export serves the thresholds: its labels are the classes at or above them.
     serve = tf.saved_model.load(result.export_dir).signatures["serving_uint8"]

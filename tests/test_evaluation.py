@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tl_keras.evaluation import classification_report, default_top_k, format_report
+from tl_keras.evaluation.report import (
+    classification_report,
+    default_top_k,
+    format_report,
+)
 
 
 def test_report_matches_scikit_learn_on_random_predictions():
@@ -33,7 +37,7 @@ def test_report_matches_scikit_learn_on_random_predictions():
 
 
 def test_multi_label_report_and_thresholds_match_scikit_learn():
-    from tl_keras.evaluation import best_thresholds, multi_label_report
+    from tl_keras.evaluation.report import best_thresholds, multi_label_report
 
     rng = np.random.default_rng(1)
     flags = (rng.random((200, 4)) < [0.5, 0.3, 0.2, 0.4]).astype(np.float32)
@@ -84,7 +88,7 @@ def test_train_reports_per_class_metrics_on_real_flowers(flowers_result):
 
 
 def test_exported_model_evaluate_gives_the_same_report(flowers_result):
-    from tl_keras.serving import ExportedModel
+    from tl_keras.serving.client import ExportedModel
 
     report = ExportedModel(flowers_result.export_dir).evaluate(flowers_result.data.root, image_size=64)
     trained = flowers_result.metrics["evaluation"]["val"]

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tl_keras.classifier import build_classifier
-from tl_keras.export import export_saved_model, latest_version_dir, next_version, read_labels
+from tl_keras.export.saved_model import (
+    export_saved_model,
+    latest_version_dir,
+    next_version,
+    read_labels,
+)
+from tl_keras.models.classifier import build_classifier
 
 
 def test_layout_labels_and_signatures(hymenoptera_result):
@@ -62,7 +67,7 @@ def test_saved_model_cli_reads_the_signatures(hymenoptera_result):
 
 def test_metadata_records_the_input_size_and_the_training_config(hymenoptera_result):
     from tl_keras.config import TrainConfig
-    from tl_keras.export import read_metadata
+    from tl_keras.export.saved_model import read_metadata
 
     meta = read_metadata(hymenoptera_result.export_dir)
     assert meta["image_size"] == 96 and meta["class_names"] == ["ants", "bees"] and meta["crop_to_aspect_ratio"] is True
@@ -115,9 +120,8 @@ def encoded_images(tmp_path_factory):
     """A real JPEG, the real placeholder GIF, and a val photo as PNG, BMP and WebP: name -> bytes."""
     import io
 
-    from PIL import Image
-
     from conftest import HYMENOPTERA
+    from PIL import Image
 
     folder = os.path.join(HYMENOPTERA, "val", "bees")
     jpeg_path = os.path.join(folder, sorted(os.listdir(folder))[0])
@@ -152,7 +156,8 @@ def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result,
     import json
 
     from conftest import run_python
-    from tl_keras.data import decode_image
+
+    from tl_keras.images.codec import decode_image
 
     paths = []
     for name, blob in encoded_images.items():
@@ -212,8 +217,8 @@ def test_tf1_session_loader_runs_the_default_signature_and_variables_are_stored_
 
 EXPORTER = """
 import os, sys, time
-from tl_keras.classifier import build_classifier
-from tl_keras.export import export_saved_model
+from tl_keras.models.classifier import build_classifier
+from tl_keras.export.saved_model import export_saved_model
 model = build_classifier(sys.argv[1], 2, image_size=32, class_names=["a", "b"])
 barrier, count = sys.argv[3], int(sys.argv[4])
 if barrier:  # all processes export at the same instant: wait until every one is ready
@@ -250,7 +255,7 @@ def test_concurrent_exports_to_one_name_get_distinct_complete_versions(tmp_path,
 
 def test_a_taken_version_number_moves_the_export_to_the_next(hymenoptera_result, tmp_path, monkeypatch):
     """The race window: another process takes the number between our check and our rename."""
-    from tl_keras import export
+    from tl_keras.export import saved_model as export
 
     base = str(tmp_path / "model")
     first = export_saved_model(hymenoptera_result.model, base)

@@ -7,12 +7,24 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import (
+    HUB_035,
+    HYMENOPTERA,
+    HYMENOPTERA_MAJORITY,
+    KERAS_035,
+    MARGIN,
+    asset,
+)
 
-from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, KERAS_035, MARGIN, asset
-from tl_keras.classifier import build_classifier
-from tl_keras.data import load_image_folder
-from tl_keras.features import FeatureStore, backbone_fingerprint, compute_features, head_model
-from tl_keras.training import fine_tune
+from tl_keras.data.folder import load_image_folder
+from tl_keras.models.classifier import build_classifier
+from tl_keras.training.caches import (
+    FeatureStore,
+    backbone_fingerprint,
+    compute_features,
+    head_model,
+)
+from tl_keras.training.phases import fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +171,6 @@ def test_train_uses_the_cache_by_default_and_reports_it(tmp_path, tiny_hub):
 
 def test_auto_rule_caches_only_when_it_saves_backbone_passes():
     from tl_keras.api import _use_feature_cache
-
     from tl_keras.config import TrainConfig
 
     def uses(cache, head_epochs, copies, cache_dir):
@@ -201,10 +212,10 @@ def test_both_caches_work_with_a_keras_backbone(folder):
 
 JIT = """
 import sys, warnings
-from tl_keras.classifier import build_classifier
-from tl_keras.data import load_image_folder
-from tl_keras.features import compute_features, head_model
-from tl_keras.training import compile_for_phase, fine_tune
+from tl_keras.models.classifier import build_classifier
+from tl_keras.data.folder import load_image_folder
+from tl_keras.training.caches import compute_features, head_model
+from tl_keras.training.phases import compile_for_phase, fine_tune
 folder = load_image_folder(sys.argv[1], image_size=48)
 model = build_classifier(sys.argv[2], 2, image_size=48)
 features = compute_features(model, folder, batch_size=64)
@@ -249,10 +260,12 @@ def test_phase_two_on_the_boundary_cache_is_the_full_model_trained(folder):
 
 
 def test_boundary_cache_views_reasons_and_memory_limit(folder):
-    from tl_keras.features import boundary_model, compute_boundary
+    from tl_keras.models.registry import BoundaryUnavailable
+    from tl_keras.training.caches import boundary_model, compute_boundary
 
     model = build_classifier(asset(HUB_035), 2, image_size=64)
-    assert compute_boundary(model, folder) == "no block is trainable"
+    with pytest.raises(BoundaryUnavailable, match="no block is trainable"):
+        compute_boundary(model, folder)
     model.backbone.set_trainable_blocks(1)
     exact = compute_boundary(model, folder, batch_size=64)
     augmented = compute_boundary(model, folder, views=2, batch_size=64)
@@ -265,8 +278,8 @@ def test_boundary_cache_views_reasons_and_memory_limit(folder):
     trained = boundary_model(model, exact.top, exact.train.shape[2:])
     assert {id(v) for v in trained.trainable_variables} == {id(v) for _, ws in model.backbone.block_weights()[-1:] for v in ws
                                                               if v.trainable} | {id(v) for v in model.get_layer("predictions").trainable_variables}
-    reason = compute_boundary(model, folder, limit_megabytes=0.5)
-    assert isinstance(reason, str) and "MB" in reason
+    with pytest.raises(BoundaryUnavailable, match="MB"):
+        compute_boundary(model, folder, limit_megabytes=0.5)
     with pytest.raises(ValueError, match="cache_boundary=True.*no ImageFolder"):
         fine_tune(model, folder.dataset("train", batch_size=64, training=True), head_epochs=0, fine_tune_epochs=1,
                   cache_boundary=True, verbose=0)

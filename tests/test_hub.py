@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import HUB_035, asset, run_python
-from tl_keras.hub import HubBackbone, resolve_handle, save_hub_module
-from tl_keras.registry import BackboneDownloadError
+
+from tl_keras.models.backbones.hub import HubBackbone, resolve_handle, save_hub_module
+from tl_keras.models.registry import BackboneDownloadError, BoundaryUnavailable
 
 
 def _images(n=8, size=64, seed=0):
@@ -220,7 +220,8 @@ def test_reinitialize_draws_fresh_weights_like_a_new_keras_layer():
 
 def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_boundary():
     backbone = HubBackbone(asset(HUB_035), inference_mode=True)
-    assert backbone.split_at_trainable() == "no block is trainable"
+    with pytest.raises(BoundaryUnavailable, match="no block is trainable"):
+        backbone.split_at_trainable()
     backbone.set_trainable_blocks(3)
     bottom, top = backbone.split_at_trainable()
     x = tf.constant(_images(4))
@@ -243,33 +244,38 @@ def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_bo
     np.testing.assert_allclose(top(bottom(x)).numpy(), cut(x).numpy(), atol=1e-5)
     free = HubBackbone(asset(HUB_035))
     free.set_trainable_blocks(1)
-    assert "inference mode" in free.split_at_trainable()
+    with pytest.raises(BoundaryUnavailable, match="inference mode"):
+        free.split_at_trainable()
 
 
-def test_a_module_no_layer_can_reach_is_reused_with_its_pretrained_weights():
-    """Building the same backbone again in one process reuses a loaded module once nothing can reach
-    it (its layer and every variable wrapper garbage-collected), with the pretrained values put back;
-    a module still in use is never shared."""
+def test_a_released_module_is_reused_with_its_pretrained_weights(monkeypatch):
+    """A module goes back to the pool only when its layer is released, never because the garbage
+    collector ran: the next layer of the same folder takes the one released last, with the pretrained
+    values put back; a module still in use is never shared, and a released layer cannot run."""
     import gc
 
-    from tl_keras.hub import MODULE_POOL
+    from tl_keras.models.backbones import hub
 
+    MODULE_POOL = hub.ModulePool()  # this test's own: what other tests released does not count
+    monkeypatch.setattr(hub, "MODULE_POOL", MODULE_POOL)
     first = HubBackbone(asset(HUB_035))
     pretrained = [v.numpy().copy() for v in first.hub_variables]
-    second = HubBackbone(asset(HUB_035))  # the first is alive: its own module
+    second = HubBackbone(asset(HUB_035))  # the first is in use: its own module
     assert second.module is not first.module
     first.reinitialize(seed=0)  # the first layer's weights change ...
     assert all(np.array_equal(a.numpy(), b) for a, b in zip(second.hub_variables, pretrained))  # ... not the second's
     module = first.module
-    kept = first.hub_variables[0]  # a wrapper still held: the module stays in use
-    del first
-    gc.collect()
-    third = HubBackbone(asset(HUB_035))
-    assert third.module is not module
-    del kept, third
     loads = MODULE_POOL.loads
-    fourth = HubBackbone(asset(HUB_035))  # now unreachable: reused, no load, weights as loaded
-    assert MODULE_POOL.loads == loads and fourth.module is module
+    unreleased = second.module
+    del second
+    gc.collect()  # unreachable but not released: not handed out
+    third = HubBackbone(asset(HUB_035))
+    assert MODULE_POOL.loads == loads + 1 and third.module is not module and third.module is not unreleased
+    assert first.release() and not first.release()  # once
+    fourth = HubBackbone(asset(HUB_035))  # the released module: no load, weights as loaded
+    assert MODULE_POOL.loads == loads + 1 and fourth.module is module
     assert all(np.array_equal(a.numpy(), b) for a, b in zip(fourth.hub_variables, pretrained))
     x = tf.constant(_images(2))
-    np.testing.assert_allclose(fourth(x).numpy(), second(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(fourth(x).numpy(), third(x).numpy(), atol=1e-6)
+    with pytest.raises(RuntimeError, match="released its module"):
+        first(x)

@@ -6,10 +6,11 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import HYMENOPTERA, asset
-from tl_keras.data import count_images, load_image_folder
-from tl_keras.label_files import load_label_file
+
+from tl_keras.data.folder import load_image_folder
+from tl_keras.data.label_files import load_label_file
+from tl_keras.data.sources import count_images
 
 
 def _rows(root):
@@ -93,7 +94,7 @@ def test_bad_label_files_are_errors_naming_the_file_line_and_fix(tmp_path, conte
 def test_multi_label_rows_as_a_b_labels_or_0_1_columns(tmp_path):
     """`a;b` gives an image several labels and makes the file multi-label; one 0/1 column per class
     says the same (a row of zeros: none of the classes). Labels are 0/1 flags per class."""
-    from tl_keras.label_files import count_rows
+    from tl_keras.data.label_files import count_rows
 
     ants = os.path.join(asset(HYMENOPTERA), "train", "ants")
     photos = [os.path.join(ants, name) for name in sorted(os.listdir(ants)) if name.endswith(".jpg")][:6]
@@ -115,7 +116,7 @@ def test_multi_label_rows_as_a_b_labels_or_0_1_columns(tmp_path):
 
 
 def test_train_and_evaluate_from_a_label_file(label_csv, tiny_hub, tmp_path, capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     path, rows = label_csv
     metrics_path = tmp_path / "m.json"

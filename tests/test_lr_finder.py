@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
 from conftest import HUB_035, HYMENOPTERA, asset
-from tl_keras.classifier import build_classifier
-from tl_keras.data import load_image_folder
-from tl_keras.features import compute_features
-from tl_keras.lr_finder import find_learning_rates, steepest, suggest
+
+from tl_keras.data.folder import load_image_folder
+from tl_keras.models.classifier import build_classifier
+from tl_keras.training.caches import compute_features
+from tl_keras.tuning.lr_finder import find_learning_rates, steepest, suggest
 
 
 def test_suggestion_is_a_tenth_of_the_edge_past_the_minimum_and_steepest_is_before_it():
@@ -48,8 +48,8 @@ def test_both_phases_ramp_diverge_at_high_rates_and_leave_the_model_unchanged(sm
 
 
 def test_the_phase_one_suggestion_learns_faster_than_a_tiny_rate(small):
-    from tl_keras.features import head_model
-    from tl_keras.training import compile_for_phase
+    from tl_keras.training.caches import head_model
+    from tl_keras.training.compile import compile_for_phase
 
     folder, model, features = small
     found = find_learning_rates(model, folder.dataset("train", batch_size=32), features=features, phases=(1,), steps=40)
@@ -63,3 +63,30 @@ def test_the_phase_one_suggestion_learns_faster_than_a_tiny_rate(small):
         for w, v in zip(model.weights, saved):
             w.assign(v)
     assert losses["suggested"] < losses["tiny"] - 0.05, losses
+
+
+def test_lr_find_builds_the_model_train_builds(tmp_path, monkeypatch):
+    """lr_find runs the preamble train runs: on multi-label data the range test sees a sigmoid head,
+    with the config's l2 and feature normalisation, under the distribution's scope."""
+    from conftest import hymenoptera_subset
+
+    import tl_keras
+    from tl_keras.tuning import lr_finder
+
+    path = hymenoptera_subset(tmp_path / "labels.csv", train=6, val=3)
+    lines = (tmp_path / "labels.csv").read_text().splitlines()
+    lines[1] = lines[1].replace(",ants,", ",ants;bees,")  # one image with both labels: multi-label data
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    seen = {}
+
+    def spy(model, train_ds, **options):
+        seen.update(model=model, options=options)
+        return "found"
+
+    monkeypatch.setattr(lr_finder, "find_learning_rates", spy)
+    assert tl_keras.lr_find(path, backbone=asset(HUB_035), image_size=32, l2=1e-3, normalize_features=True,
+                            distribute="mirrored") == "found"
+    model = seen["model"]
+    assert model.multi_label and model.get_layer("predictions").activation.__name__ == "sigmoid"
+    assert model.l2 == 1e-3 and model.normalize_features
+    assert "Mirrored" in type(model.distribute_strategy).__name__

@@ -4,14 +4,13 @@ import json
 import os
 
 import pytest
-
 from conftest import HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
 
 
 def test_onnx_export_agrees_with_the_saved_model_on_real_val_images(hymenoptera_result, tmp_path, capsys):
     import onnx
 
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     output = tmp_path / "onnx" / "model.onnx"
     assert main(["export-onnx", hymenoptera_result.export_dir, "--output", str(output), "--check-data", asset(HYMENOPTERA),
@@ -31,7 +30,7 @@ def test_onnx_export_agrees_with_the_saved_model_on_real_val_images(hymenoptera_
 
 
 def test_onnx_errors(hymenoptera_result, tmp_path):
-    from tl_keras.onnx_export import export_onnx
+    from tl_keras.export.onnx import export_onnx
 
     with pytest.raises(ValueError, match=r"must be a file ending in \.onnx"):
         export_onnx(hymenoptera_result.export_dir, str(tmp_path / "model.pb"))

@@ -23,7 +23,7 @@ def test_train_writes_curves_confusion_and_misclassified_pictures(flowers_result
 
 
 def test_pictures_need_matplotlib_and_say_how_to_get_it(monkeypatch, flowers_result, tmp_path):
-    from tl_keras import plots
+    from tl_keras.evaluation import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"tl_keras\[plots\]"):
@@ -31,7 +31,7 @@ def test_pictures_need_matplotlib_and_say_how_to_get_it(monkeypatch, flowers_res
 
 
 def test_evaluate_cli_writes_pictures_for_the_split(flowers_result, tmp_path):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     assert main(["evaluate", flowers_result.export_dir, flowers_result.data.root, "--plots", str(tmp_path)]) == 0
     assert sorted(os.listdir(tmp_path)) == ["confusion_val.png", "misclassified_val.png"]

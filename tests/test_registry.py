@@ -1,9 +1,10 @@
 import pytest
-
 from conftest import HUB_035, asset
-from tl_keras import registry
-from tl_keras.classifier import build_classifier
-from tl_keras.registry import group_blocks, parse_unfreeze_blocks, resolve_backbone
+
+from tl_keras.config import parse_unfreeze_blocks
+from tl_keras.models import registry
+from tl_keras.models.classifier import build_classifier
+from tl_keras.models.registry import group_blocks, resolve_backbone
 
 
 def test_bare_names_are_tf_hub_feature_vectors_with_real_handles():
@@ -95,7 +96,12 @@ def test_docstring_examples_run():
 def test_a_local_mobilenet_v2_folder_gets_the_registry_default_depth(tiny_hub):
     """The registry's MobileNetV2 default (8 top blocks) holds for a local copy of the module too (the
     README's offline commands), read from its block names; other modules keep the generic default."""
-    from tl_keras.registry import MOBILENET_UNFREEZE, REGISTRY, default_unfreeze, resolve_backbone
+    from tl_keras.models.registry import (
+        MOBILENET_UNFREEZE,
+        REGISTRY,
+        default_unfreeze,
+        resolve_backbone,
+    )
 
     local = resolve_backbone(asset(HUB_035))
     mobilenet = ["stem"] + [f"block_{i}" for i in range(1, 17)]

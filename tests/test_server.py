@@ -16,7 +16,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from conftest import HYMENOPTERA, asset, free_ports
 
 
@@ -227,13 +226,13 @@ class _Recorder:
 def _signature(recorder):
     import tensorflow as tf
 
-    from tl_keras.server import Signature
+    from tl_keras.serving.rest import Signature
 
     return Signature(recorder, {"x": tf.TensorSpec([None, 2], tf.float32)}, {"y": tf.TensorSpec([None, 2], tf.float32)})
 
 
 def test_the_batcher_merges_concurrent_requests_and_isolates_a_bad_one():
-    from tl_keras.server import Batcher, RequestError
+    from tl_keras.serving.rest import Batcher, RequestError
 
     async def scenario(max_batch_size, rows):
         recorder = _Recorder()
@@ -258,7 +257,7 @@ def test_the_batcher_merges_concurrent_requests_and_isolates_a_bad_one():
 def test_request_formats_follow_tf_serving():
     import tensorflow as tf
 
-    from tl_keras.server import RequestError, format_predict, parse_predict
+    from tl_keras.serving.rest import RequestError, format_predict, parse_predict
 
     signatures = {"serving_default": _signature(_Recorder()),
                   "serving_bytes": type(_signature(_Recorder()))(None, {"image_bytes": tf.TensorSpec([None], tf.string)}, {})}
@@ -280,7 +279,7 @@ def test_request_formats_follow_tf_serving():
 
 
 def test_serve_names_a_wrong_folder(tmp_path, capsys):
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert "(not a folder)" in capsys.readouterr().err
@@ -291,7 +290,7 @@ def test_serve_names_a_wrong_folder(tmp_path, capsys):
 
 
 def test_a_broken_version_is_reported_and_tried_again_once_its_files_change(hymenoptera_result, tmp_path):
-    from tl_keras.server import ModelVersions
+    from tl_keras.serving.rest import ModelVersions
 
     version = tmp_path / "model" / "1"
     version.mkdir(parents=True)

@@ -1,9 +1,9 @@
 import os
 
 import pytest
-
 from conftest import HYMENOPTERA, asset
-from tl_keras.serving import ExportedModel
+
+from tl_keras.serving.client import ExportedModel
 
 
 def test_predict_files_top_k(hymenoptera_result):
@@ -18,7 +18,7 @@ def test_predict_files_top_k(hymenoptera_result):
         assert abs(sum(p for _, p in r["top_k"]) - 1.0) < 1e-4
     # Files are framed as the export's training images were (its recorded centred square): the same
     # as the model framing the whole decoded photos itself, up to rounding at the input size.
-    from tl_keras.data import read_images
+    from tl_keras.images.read import read_images
 
     assert model.crop_to_aspect_ratio
     whole = model.predict(read_images(paths))
@@ -39,7 +39,7 @@ def test_an_export_that_records_no_framing_reads_its_files_squeezed(hymenoptera_
     import json
     import shutil
 
-    from tl_keras.export import METADATA_FILE
+    from tl_keras.export.saved_model import METADATA_FILE
 
     older = str(tmp_path / "older" / "1")
     shutil.copytree(hymenoptera_result.export_dir, older)
@@ -88,7 +88,7 @@ def test_test_time_flip_agrees_across_keras_the_client_and_the_signatures(hymeno
     import numpy as np
     import tensorflow as tf
 
-    from tl_keras.export import export_saved_model, read_metadata
+    from tl_keras.export.saved_model import export_saved_model, read_metadata
 
     keras_model = hymenoptera_result.model
     images = hymenoptera_result.data.val.images[:8].astype("float32")
@@ -111,7 +111,7 @@ def test_test_time_flip_agrees_across_keras_the_client_and_the_signatures(hymeno
     np.testing.assert_allclose(from_bytes, expected[:4], atol=1e-4)  # the files decode to the same images
     import json
 
-    from tl_keras.cli import main
+    from tl_keras.cli.commands import main
 
     assert main(["evaluate", hymenoptera_result.export_dir, asset(HYMENOPTERA), "--tta", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -124,7 +124,7 @@ def test_test_time_flip_agrees_across_keras_the_client_and_the_signatures(hymeno
 def test_an_export_is_loaded_once_per_process_while_its_files_are_unchanged(hymenoptera_result, tmp_path):
     import shutil
 
-    from tl_keras.export import load_export
+    from tl_keras.export.saved_model import load_export
 
     by_version = ExportedModel(hymenoptera_result.export_dir)
     by_name = ExportedModel(os.path.dirname(hymenoptera_result.export_dir))

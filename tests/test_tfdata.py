@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
-from tl_keras.data import load_image_folder
-from tl_keras.tfdata import DatasetSource, load_datasets
+
+from tl_keras.data.folder import load_image_folder
+from tl_keras.data.tfdata import DatasetSource, load_datasets
 
 CLASSES = ["ants", "bees"]
 

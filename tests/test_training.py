@@ -5,12 +5,17 @@ the small `tiny_hub` module, at a fraction of the cost."""
 import keras
 import numpy as np
 import pytest
-
 from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
-from tl_keras.checkpoint import build_optimizer
-from tl_keras.classifier import build_classifier
-from tl_keras.data import epoch_variable, load_image_folder
-from tl_keras.training import SmoothedSparseCategoricalCrossentropy, compile_for_phase, fine_tune
+
+from tl_keras.data.epochs import epoch_variable
+from tl_keras.data.folder import load_image_folder
+from tl_keras.models.classifier import build_classifier
+from tl_keras.training.checkpoint import build_optimizer
+from tl_keras.training.compile import (
+    SmoothedSparseCategoricalCrossentropy,
+    compile_for_phase,
+)
+from tl_keras.training.phases import fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,11 @@ def test_early_stopping_and_label_smoothing(tiny):
     model = build()
     history = fine_tune(model, train_ds, val_ds, head_epochs=6, fine_tune_epochs=0, learning_rate=0.5,
                         early_stopping_patience=1, label_smoothing=0.1, verbose=0)
-    assert history.head_epochs < 6  # a huge learning rate stops improving val_loss quickly
+    # Stopped by patience 1: every epoch but the last improved the best val_loss, the last did not, and
+    # that came before the 6 epochs asked for (a huge learning rate stops improving quickly).
+    losses = history.history["val_loss"]
+    assert len(losses) == history.head_epochs < 6
+    assert all(losses[i] < min(losses[:i]) for i in range(1, len(losses) - 1)) and losses[-1] >= min(losses[:-1])
     loss = SmoothedSparseCategoricalCrossentropy(0.2)
     y_pred = np.array([[0.9, 0.1]], "float32")
     expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(np.array([[1.0, 0.0]]), y_pred)
@@ -99,8 +108,8 @@ def test_reported_val_accuracy_is_the_exported_models_after_early_stopping(tmp_p
 
 
 def test_class_weights_shift_the_decision_toward_the_heavier_class(data):
-    from tl_keras.features import compute_features
-    from tl_keras.training import balanced_class_weights
+    from tl_keras.training.caches import compute_features
+    from tl_keras.training.compile import balanced_class_weights
 
     assert balanced_class_weights([0, 0, 0, 1], 2) == {0: pytest.approx(2 / 3), 1: pytest.approx(2.0)}
     with pytest.raises(ValueError, match="no training images"):

@@ -24,32 +24,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.advisor import Advice, advise, plan_for
-from tl_keras.batches import run_batches
-from tl_keras.checkpoint import RunCheckpoint
-from tl_keras.classifier import ImageClassifier, build_classifier
 from tl_keras.config import TrainConfig
-from tl_keras.data import ImageFolder, check_source, load_data, source_name
+from tl_keras.data.folder import ImageFolder
+from tl_keras.data.sources import source_name
 from tl_keras.distribute import (
-    distribution_name,
-    dtype_policy,
     get_strategy,
     is_chief,
-    precision_policy,
 )
-from tl_keras.evaluation import best_thresholds, classification_report, multi_label_report
-from tl_keras.export import export_saved_model
-from tl_keras.features import compute_features
-from tl_keras.hub import resolve_handle
-from tl_keras.registry import BackboneSpec, is_search, resolve_backbone
-from tl_keras.training import (
-    FineTuneHistory,
-    adapt_feature_norm,
-    balanced_class_weights,
-    fine_tune,
-    train_from_scratch,
+from tl_keras.evaluation.report import (
+    best_thresholds,
+    classification_report,
+    multi_label_report,
 )
-from tl_keras.tta import flip_averaged
+from tl_keras.evaluation.tta import flip_averaged
+from tl_keras.export.saved_model import export_saved_model
+from tl_keras.models.classifier import ImageClassifier
+from tl_keras.models.preamble import (
+    build_model,
+    data_root,
+    load_folder,
+    release,
+    resolve_spec,
+    settle,
+)
+from tl_keras.models.registry import BackboneSpec, is_search
+from tl_keras.training.caches import compute_features
+from tl_keras.training.checkpoint import RunCheckpoint
+from tl_keras.training.compile import balanced_class_weights
+from tl_keras.training.history import FineTuneHistory
+from tl_keras.training.phases import adapt_feature_norm, fine_tune, train_from_scratch
+from tl_keras.tuning.advisor import Advice, resolve_plan
+from tl_keras.utils.batches import run_batches
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
 
@@ -114,7 +119,7 @@ def train(
     Args:
         data_dir: one subfolder per class, or `train/`, `val/` (and `test/`) of that shape; a label
             source (a `.csv` file, a pandas DataFrame or a list of rows with `path,label[,split]`, see
-            `tl_keras.label_files`); or an `ImageFolder` already loaded at the backbone's image size
+            `tl_keras.data.label_files`); or an `ImageFolder` already loaded at the backbone's image size
             (e.g. one of `folder.folds(k)`): it brings its size and framing (`crop_to_aspect_ratio`),
             and a `config` or keyword that says otherwise is an error.
             Or None, with `dataset`.
@@ -125,7 +130,7 @@ def train(
         dataset, val_dataset, class_names: instead of `data_dir`, `tf.data.Dataset`s of `(uint8 image
             [h, w, 3], integer label)` elements (from TFRecords or TFDS), read once into memory at the
             backbone's size, and the class names (label i -> `class_names[i]`); without `val_dataset`
-            a seeded share of `dataset` validates. See `tl_keras.tfdata`.
+            a seeded share of `dataset` validates. See `tl_keras.data.tfdata`.
         output: export folder `.../NAME` (versions go inside). Defaults to `saved_models/<data folder name>`.
         export: write the SavedModel. Defaults to True. Only the chief exports under multi-worker training.
         evaluate: report on the final model: top-1/top-k accuracy, per-class precision/recall/F1, the
@@ -135,7 +140,7 @@ def train(
             `confusion_<split>.png` and `misclassified_<split>.png`. Defaults to None.
         tensorboard_dir: write TensorBoard logs of both phases there. Defaults to None.
         checkpoint_dir: where the run saves its state at every epoch's end; running the same call
-            again after a crash or kill resumes it (see `tl_keras.checkpoint`). `"auto"` (default):
+            again after a crash or kill resumes it (see `tl_keras.training.checkpoint`). `"auto"` (default):
             `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
             run has finished and exported.
         callbacks: extra Keras callbacks for both phases.
@@ -150,7 +155,7 @@ def train(
         `config` (the resolved settings, which rerun this run), ...
     """
     data_dir = _data_source(data_dir, dataset, val_dataset, class_names)
-    config, strategy = _settle(config, backbone, overrides, data_dir)
+    config, strategy = settle(config, backbone, overrides, data_dir)
     _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir)
     strategy = get_strategy(strategy)  # first, before any TensorFlow op: multi-worker collectives need it
     run = _prepare(data_dir, config, strategy)
@@ -165,7 +170,8 @@ def train(
     scratch = _compare_scratch(run, train_ds, val_ds, history, verbose) if run.config.compare_scratch else None
     if plots_dir and is_chief():
         _plots(plots_dir, history, evaluation, scratch)
-    export_dir = _export(run.model, run.folder.class_names, base, run.config, thresholds) if export else None
+    source = run.folder.root if isinstance(run.folder.root, str) and os.path.exists(run.folder.root) else None
+    export_dir = _export(run.model, run.folder.class_names, base, run.config, thresholds, source) if export else None
     if run_dir is not None and is_chief():  # finished and exported: nothing left to resume
         shutil.rmtree(run_dir, ignore_errors=True)
     metrics = _metrics(run, history, final, evaluation, scratch, features, resumed, export_dir, train_seconds, thresholds)
@@ -182,64 +188,21 @@ def _data_source(data_dir, dataset, val_dataset, class_names):
         return data_dir
     if data_dir is not None:
         raise ValueError("Give either `data_dir` or `dataset=`, not both.")
-    from tl_keras.tfdata import DatasetSource, class_names_of
+    from tl_keras.data.tfdata import DatasetSource, class_names_of
 
     return DatasetSource(dataset, val_dataset, class_names_of(class_names))
 
 
-def _settle(config: TrainConfig | None, backbone: str | None, overrides: dict,
-            data_dir=None) -> tuple[TrainConfig, str | tf.distribute.Strategy]:
-    """The validated config (`overrides` win over `config`) and the distribution: a name, or the
-    `tf.distribute.Strategy` object the caller passed (recorded in the config by its name)."""
-    overrides = dict(overrides)
-    if backbone is not None:
-        overrides["backbone"] = backbone
-    if isinstance(overrides.get("strategy"), tf.distribute.Strategy):
-        if overrides.get("distribute") not in (None, "auto"):
-            raise ValueError(f"`strategy` picks the distribution, and so does `distribute={overrides['distribute']!r}`: pass one.")
-        overrides["distribute"] = overrides.pop("strategy")
-    strategy = overrides.get("distribute")
-    if isinstance(strategy, tf.distribute.Strategy):
-        overrides["distribute"] = distribution_name(strategy)
-    if isinstance(data_dir, ImageFolder):
-        config = _settle_folder(data_dir, config, overrides)
-    else:
-        config = (config or TrainConfig()).replace(**overrides)
-    return config, strategy if isinstance(strategy, tf.distribute.Strategy) else config.distribute
-
-
-def _settle_folder(folder: ImageFolder, config: TrainConfig | None, overrides: dict) -> TrainConfig:
-    """A loaded folder brings its size (unless one is set) and, without a config, its framing; a
-    config that says otherwise than the folder is an error."""
-    if overrides.get("image_size", (config or TrainConfig()).image_size) is None:
-        overrides["image_size"] = folder.image_size
-    if config is None:
-        overrides.setdefault("crop_to_aspect_ratio", folder.crop_to_aspect_ratio)
-    config = (config or TrainConfig()).replace(**overrides)
-    if config.image_size != folder.image_size:
-        raise ValueError(f"The ImageFolder was loaded at {folder.image_size} px but image_size={config.image_size}: load it at the size you train at.")
-    if config.crop_to_aspect_ratio != folder.crop_to_aspect_ratio:
-        raise ValueError(f"The ImageFolder was loaded with crop_to_aspect_ratio={folder.crop_to_aspect_ratio} but the config "
-                         f"says {config.crop_to_aspect_ratio}: load it framed as you train.")
-    return config
-
-
 def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.distribute.Strategy) -> _Run:
-    """Checks the data folder's layout (listing only), resolves the backbone (downloading it before any
-    image is decoded), applies the transfer plan (measuring with the advisor when asked), seeds, and
-    loads the data."""
-    check_source(data_dir)  # a wrong folder or label file is reported before any download
-    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
-    if spec.source == "hub":
-        resolve_handle(spec.handle)  # fail on a download before decoding the data; cached for the build
+    """The shared preamble (`tl_keras.models.preamble`), the transfer plan applied (measured with the
+    advisor when asked), the data loaded, and the class weights."""
+    spec = resolve_spec(data_dir, config.replace(cut=None))
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
-    resolved, advice = resolve_plan(config, _root(data_dir), spec)
+    resolved, advice = resolve_plan(config, data_root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
-    keras.utils.set_random_seed(config.seed)
-    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
-                       validation_split=config.validation_split, seed=config.seed)
+    folder = load_folder(data_dir, config, spec)
     run = _Run(resolved, config, spec, strategy, folder, advice, started)
     if folder.multi_label and config.class_weight is not None:
         raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "
@@ -251,34 +214,8 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     return run
 
 
-def resolve_plan(config: TrainConfig, data_dir: str, spec: BackboneSpec) -> tuple[TrainConfig, Advice | None]:
-    """The config a run trains with: its transfer plan applied (values the caller set win; `"auto"`
-    measures with `tl_keras.advisor.advise` and becomes the plan it chose), the image size filled in,
-    and local backbone and weights paths made absolute, so the result reruns the run anywhere."""
-    advice = None
-    if config.transfer is not None:
-        if config.transfer == "auto" or (config.transfer == "cut" and config.cut is None):
-            advice = advise(data_dir, spec.replace(cut=None), seed=config.seed, crop_to_aspect_ratio=config.crop_to_aspect_ratio)
-        config = config.with_plan(plan_for(config.transfer, config.cut, advice))
-        if config.transfer == "auto":
-            config = config.replace(transfer=advice.strategy)
-    local = os.path.isdir(os.path.expanduser(config.backbone))
-    weights = config.weights
-    if weights and os.path.isfile(os.path.expanduser(weights)):
-        weights = os.path.abspath(os.path.expanduser(weights))
-    return config.replace(image_size=spec.image_size, weights=weights,
-                          backbone=spec.handle if local else config.backbone), advice
-
-
 def _build(run: _Run) -> ImageClassifier:
-    config = run.config
-    with run.strategy.scope(), dtype_policy(precision_policy(config.mixed_precision)):
-        return build_classifier(
-            run.spec, num_classes=len(run.folder.class_names), dropout=config.dropout, l2=config.l2,
-            class_names=run.folder.class_names, hidden_units=config.hidden_units or (),
-            normalize_features=config.normalize_features, multi_label=run.folder.multi_label,
-            crop_to_aspect_ratio=config.crop_to_aspect_ratio,
-        )
+    return build_model(run.spec, run.folder, run.config, run.strategy)
 
 
 def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verbose) -> tuple[FineTuneHistory, object, bool]:
@@ -377,21 +314,18 @@ def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None 
     Returns:
         A `CrossValidation`: per-fold metrics, `mean` and `std` of the validation accuracy.
 
-    Example:
-
-    >>> cv = cross_validate("../shared/assets/datasets/hymenoptera", folds=3, image_size=96,
-    ...                     backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector")  # doctest: +SKIP
-    >>> f"{cv.mean:.3f} +- {cv.std:.3f}"  # doctest: +SKIP
+    Examples:
+        >>> cv = cross_validate("../shared/assets/datasets/hymenoptera", folds=3, image_size=96,
+        ...                     backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector")  # doctest: +SKIP
+        >>> f"{cv.mean:.3f} +- {cv.std:.3f}"  # doctest: +SKIP
     """
     for option in ("export", "checkpoint_dir", "output"):
         if option in overrides:
             raise ValueError(f"`{option}` does not apply to cross-validation: fold models are not exported or resumed.")
     run_options = {k: overrides.pop(k) for k in ("evaluate", "callbacks", "verbose") if k in overrides}
-    config, strategy = _settle(config, None, overrides)
-    check_source(data_dir)
-    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size)
-    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
-                       seed=config.seed, validation_split=config.validation_split)
+    config, strategy = settle(config, None, overrides)
+    spec = resolve_spec(data_dir, config.replace(cut=None))
+    folder = load_folder(data_dir, config, spec)
     # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
     config, advice = resolve_plan(config, data_dir, spec)
     results, accuracies = [], []
@@ -402,13 +336,14 @@ def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None 
         if "test" in result.metrics.get("evaluation", {}):
             metrics["test_accuracy"] = result.metrics["evaluation"]["test"]["accuracy"]
         results.append({"fold": k, **metrics})
+        release(result.model)
         accuracies.append(float(result.metrics["val_accuracy"]))
     return CrossValidation(results, accuracies, advice.to_dict() if advice is not None else None, config.to_dict())
 
 
 def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig | None = None, min_lr: float = 1e-7,
             max_lr: float = 1.0, steps: int = 100, plot: str | None = None, **overrides):
-    """Runs the learning-rate range test for both phases on an image folder (see `tl_keras.lr_finder`).
+    """Runs the learning-rate range test for both phases on an image folder (see `tl_keras.tuning.lr_finder`).
 
     The model is built as `train` would build it from `config` (backbone, image size, cut, head,
     `unfreeze_blocks`, `layer_decay`, batch size, seed); phase 1 runs on cached features unless
@@ -418,32 +353,31 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
         An `LRFindResult`: `suggestions` maps `"phase 1"` / `"phase 2"` to a learning rate, for
         `train(learning_rate=..., fine_tune_learning_rate=...)`.
 
-    Example:
-
-    >>> found = lr_find("../shared/assets/datasets/hymenoptera", image_size=96,
-    ...                 backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector", plot="lr.png")  # doctest: +SKIP
-    >>> found.suggestions  # doctest: +SKIP
+    Examples:
+        >>> found = lr_find("../shared/assets/datasets/hymenoptera", image_size=96,
+        ...                 backbone="../shared/assets/hub/mobilenet_v2_035_224_feature_vector", plot="lr.png")  # doctest: +SKIP
+        >>> found.suggestions  # doctest: +SKIP
     """
-    from tl_keras.lr_finder import find_learning_rates
+    from tl_keras.tuning.lr_finder import find_learning_rates
 
-    config, _ = _settle(config, backbone, overrides)
+    config, strategy = settle(config, backbone, overrides)
     _require_outputs(plot=plot)
-    check_source(data_dir)
-    spec = resolve_backbone(config.backbone, weights=config.weights, image_size=config.image_size).replace(cut=config.cut)
-    keras.utils.set_random_seed(config.seed)
-    folder = load_data(data_dir, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio, seed=config.seed)
-    model = build_classifier(spec, num_classes=len(folder.class_names), dropout=config.dropout, class_names=folder.class_names,
-                             hidden_units=config.hidden_units or (), crop_to_aspect_ratio=config.crop_to_aspect_ratio)
-    train_ds = folder.dataset("train", batch_size=config.batch_size, training=True)
-    features = compute_features(model, folder, batch_size=config.batch_size) if config.cache_features is not False else None
+    strategy = get_strategy(strategy)
+    spec = resolve_spec(data_dir, config)
+    folder = load_folder(data_dir, config, spec)
+    model = build_model(spec, folder, config, strategy)
+    batch = config.batch_size * strategy.num_replicas_in_sync
+    train_ds = folder.dataset("train", batch_size=batch, training=True, augment=config.augment)
+    features = compute_features(model, folder, batch_size=batch) if config.cache_features is not False else None
     adapt_feature_norm(model, train_ds, features)
     depth = None if is_search(config.unfreeze_blocks) else config.unfreeze_blocks  # a search: test the default depth
     found = find_learning_rates(model, train_ds, features=features, unfreeze_blocks=depth,
                                 layer_decay=config.layer_decay, min_lr=min_lr, max_lr=max_lr, steps=steps)
     if plot:
-        from tl_keras.plots import plot_lr_find
+        from tl_keras.evaluation.plots import plot_lr_find
 
         plot_lr_find(found.tests, plot)
+    release(model)
     return found
 
 
@@ -459,6 +393,7 @@ def _compare_scratch(run: _Run, train_ds, val_ds, history: FineTuneHistory, verb
         label_smoothing=config.label_smoothing, class_weight=run.class_weight, seed=config.seed,
         jit_compile=config.jit_compile, verbose=verbose, mix=config.augment == "strong",
     )
+    release(model)
     return {
         "val_accuracy": scratch["val_accuracy"][-1] if scratch.get("val_accuracy") else None,
         "val_loss": scratch["val_loss"][-1] if scratch.get("val_loss") else None,
@@ -479,10 +414,6 @@ def _require_outputs(**paths: str | None) -> None:
         module, extra = needs[name]
         if path and importlib.util.find_spec(module) is None:
             raise ImportError(f"`{name}` needs {module}: pip install {module} (or \"tl_keras[{extra}]\").")
-
-
-def _root(data) -> str:
-    return data.root if isinstance(data, ImageFolder) else data
 
 
 def _callbacks(callbacks: Sequence[keras.callbacks.Callback], tensorboard_dir: str | None) -> list:
@@ -524,7 +455,7 @@ def _probabilities(model: ImageClassifier, folder: ImageFolder, split: str, batc
 
 
 def _plots(folder: str, history: FineTuneHistory, evaluation: dict, scratch: dict | None) -> None:
-    from tl_keras import plots
+    from tl_keras.evaluation import plots
 
     plots.plot_training_curves(history.history, history.head_epochs, os.path.join(folder, "curves.png"))
     for split, report in evaluation.items():
@@ -549,10 +480,10 @@ def _use_feature_cache(config: TrainConfig) -> bool:
 
 
 def _export(model: ImageClassifier, class_names: list[str], base: str, config: TrainConfig,
-            thresholds: list[float] | None = None) -> str | None:
+            thresholds: list[float] | None = None, training_data: str | None = None) -> str | None:
     """Exports on the chief. Under multi-worker training every worker must take part in saving
     (reading sync-on-read variables is a collective), so the others write to a temporary folder."""
-    options = dict(class_names=class_names, config=config, tta=config.tta, thresholds=thresholds)
+    options = dict(class_names=class_names, config=config, tta=config.tta, thresholds=thresholds, training_data=training_data)
     if is_chief():
         return export_saved_model(model, base, **options)
     scratch = tempfile.mkdtemp(prefix="tl_keras_worker_export_")

@@ -5,18 +5,17 @@
 setting is defined here once, with its default, its validation and its help text (the CLI builds its
 flags from the field metadata). This module imports no TensorFlow.
 
-Example:
-
->>> from tl_keras.config import TrainConfig
->>> config = TrainConfig(head_epochs=10, image_size=160)
->>> config.replace(learning_rate=3e-4).fine_tune_lr
-3e-05
->>> TrainConfig.from_dict(config.to_dict()) == config
-True
->>> TrainConfig(dropout=1.5)
-Traceback (most recent call last):
-...
-ValueError: `dropout` must be in [0, 1). Received: dropout=1.5
+Examples:
+    >>> from tl_keras.config import TrainConfig
+    >>> config = TrainConfig(head_epochs=10, image_size=160)
+    >>> config.replace(learning_rate=3e-4).fine_tune_lr
+    3e-05
+    >>> TrainConfig.from_dict(config.to_dict()) == config
+    True
+    >>> TrainConfig(dropout=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `dropout` must be in [0, 1). Received: dropout=1.5
 """
 
 from __future__ import annotations
@@ -28,10 +27,19 @@ import numbers
 import os
 from typing import Any, Callable
 
-from tl_keras.advisor import PLANS
-from tl_keras.checks import require_int
-from tl_keras.registry import parse_unfreeze_setting
+from tl_keras.utils.checks import require_int
 
+# Each transfer plan, defined once: the `TrainConfig` values it sets (`TrainConfig.with_plan` applies
+# them; values the user set win). The measured parts are the advisor's: where to cut (the best-probing
+# block) and, for medium data, how many top blocks.
+FINE_TUNE_ALL_DECAY = 0.8
+FINE_TUNE_ALL_HIDDEN = (512,)
+PLANS: dict[str, dict] = {
+    "head-only": {"unfreeze_blocks": 0},
+    "cut": {"unfreeze_blocks": 0},  # `cut`: the block the user names, else the best-probing one
+    "top-blocks": {},  # the backbone's default number of top blocks
+    "fine-tune-all": {"unfreeze_blocks": "all", "hidden_units": FINE_TUNE_ALL_HIDDEN, "layer_decay": FINE_TUNE_ALL_DECAY},
+}
 FORMAT = "tl_keras.TrainConfig/1"
 FINE_TUNE_LR_FACTOR = 0.1
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
@@ -39,7 +47,7 @@ TRANSFERS = ("auto",) + tuple(PLANS)
 # The distributions a name rebuilds. `distribute` may also hold "custom": a `tf.distribute.Strategy`
 # object was passed to `train`, which no name rebuilds (tl_keras.distribute.distribution_name).
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
-AUGMENTS = ("none", "light", "strong")  # see tl_keras.augment
+AUGMENTS = ("none", "light", "strong")  # see tl_keras.data.augment
 
 
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
@@ -105,6 +113,64 @@ def _class_weight(name: str, value: Any) -> str | dict[int, float]:
     raise ValueError(f"`class_weight` must be None, 'auto' or a dict. Received: class_weight={value!r}")
 
 
+def parse_unfreeze_blocks(value: int | str | None) -> int | str | None:
+    """Validates an `unfreeze_blocks` value: a non-negative int, `"all"`, or None (the spec default)."""
+    if value is None or value == "all":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    try:
+        return require_int("unfreeze_blocks", value)
+    except ValueError:
+        raise ValueError(
+            f"`unfreeze_blocks` must be a non-negative integer or 'all'. Received: unfreeze_blocks={value!r}"
+        ) from None
+
+
+SEARCH = "search"
+
+
+def parse_unfreeze_setting(value) -> int | str | tuple[int, ...] | None:
+    """Validates `TrainConfig.unfreeze_blocks`: what `parse_unfreeze_blocks` takes, or a depth search:
+    `"search"` (the depths `search_depths` picks) or several block counts (`(2, 5, 8)`, `"2,5,8"`),
+    returned sorted as a tuple. One count in a list is that count."""
+    if value == SEARCH:
+        return value
+    items = value.split(",") if isinstance(value, str) and "," in value else value
+    if not isinstance(items, (list, tuple)):
+        try:
+            return parse_unfreeze_blocks(value)
+        except ValueError:
+            raise ValueError("`unfreeze_blocks` must be a non-negative integer, 'all', 'search', or block counts "
+                             f"to search like '2,5,8'. Received: unfreeze_blocks={value!r}") from None
+    items = [v.strip() if isinstance(v, str) else v for v in items]
+    try:
+        depths = tuple(sorted({require_int("unfreeze_blocks", int(v) if isinstance(v, str) else v) for v in items if v != ""}))
+    except ValueError:
+        depths = ()
+    if not depths or depths[0] < 1:
+        raise ValueError("`unfreeze_blocks` as a search takes block counts of at least 1, like (2, 5, 8) or "
+                         f"'2,5,8', or 'search' for the default ladder. Received: unfreeze_blocks={value!r}")
+    return depths if len(depths) > 1 else depths[0]
+
+
+def is_search(setting) -> bool:
+    """Whether an `unfreeze_blocks` setting asks for a depth search."""
+    return setting == SEARCH or isinstance(setting, tuple)
+
+
+def search_depths(setting: int | str | tuple[int, ...] | None, default: int | str, num_blocks: int) -> list[int | str | None]:
+    """The phase-2 depths a run tries: one (the setting itself, None for the default) unless
+    `setting` is a search. `"search"` tries half the default, the default and one and a half times
+    it (MobileNetV2: 4, 8, 12), capped at the blocks there are."""
+    if not is_search(setting):
+        return [setting]
+    if isinstance(setting, tuple):
+        return list(dict.fromkeys(min(d, num_blocks) for d in setting))
+    base = num_blocks if default == "all" else min(int(default), num_blocks)
+    return sorted({max(1, base // 2), base, min(num_blocks, base + base // 2)})
+
+
 def setting(default: Any, help: str, check: Callable, *, flag: str | None = None, read: str | None = None,
             choices: tuple | None = None, metavar: str | None = None, switch: str | None = None) -> Any:
     """A `TrainConfig` field: its default, help text, check, and how the CLI reads it.
@@ -128,11 +194,10 @@ class TrainConfig:
     Fields left at None (`image_size`, `cut`, `hidden_units`, `unfreeze_blocks`, `layer_decay`, ...)
     mean "the backbone's default or the transfer plan's"; values you set win over a plan's.
 
-    Example:
-
-    >>> config = TrainConfig(backbone="keras:mobilenet_v2", head_epochs=3, transfer="head-only")
-    >>> config.to_dict()["head_epochs"]
-    3
+    Examples:
+        >>> config = TrainConfig(backbone="keras:mobilenet_v2", head_epochs=3, transfer="head-only")
+        >>> config.to_dict()["head_epochs"]
+        3
     """
 
     # The backbone and the head.
@@ -160,7 +225,7 @@ class TrainConfig:
     # Data.
     batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")
     validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
-    augment: str = setting("light", "training augmentation: none; light (flip, a crop of 0.8-1.0 of the side); strong (light, then Keras RandAugment per image and MixUp or CutMix per batch; see tl_keras.augment). --augment alone is light, --no-augment none", lambda n, v: augment_policy(v, n), read="str", choices=AUGMENTS, switch="policy")
+    augment: str = setting("light", "training augmentation: none; light (flip, a crop of 0.8-1.0 of the side); strong (light, then Keras RandAugment per image and MixUp or CutMix per batch; see tl_keras.data.augment). --augment alone is light, --no-augment none", lambda n, v: augment_policy(v, n), read="str", choices=AUGMENTS, switch="policy")
     seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
     deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")
     tta: bool = setting(False, "test-time augmentation: the final report and the exported signatures average each image's probabilities with its mirror image's (twice the compute)", _bool, switch="both")
@@ -212,7 +277,7 @@ class TrainConfig:
         return dataclasses.replace(self, **overrides)
 
     def with_plan(self, plan: dict) -> "TrainConfig":
-        """Applies a transfer plan (`tl_keras.advisor.PLANS` or `Advice.train_options()`): values set
+        """Applies a transfer plan (`tl_keras.tuning.advisor.PLANS` or `Advice.train_options()`): values set
         on this config win; the plan fills the rest. A plan that fine-tunes nothing gives the head
         the whole epoch budget."""
         config = self.replace(**{k: v for k, v in plan.items() if getattr(self, k) is None})

@@ -16,12 +16,11 @@ With ten labelled images the pretrained features win clearly (seeds 0, 1, 2 in t
 many labels per class (`labels_per_class=50`) training from scratch catches up: pretraining pays most
 when labels are few.
 
-Example:
-
->>> from tl_keras.demo import run_demo
->>> metrics = run_demo("saved_models/demo")                # doctest: +SKIP
->>> metrics["transfer_val_accuracy"] > metrics["scratch_val_accuracy"]  # doctest: +SKIP
-True
+Examples:
+    >>> from tl_keras.demo import run_demo
+    >>> metrics = run_demo("saved_models/demo")                # doctest: +SKIP
+    >>> metrics["transfer_val_accuracy"] > metrics["scratch_val_accuracy"]  # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
@@ -35,8 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.api import train
-from tl_keras.hub import save_hub_module
-from tl_keras.training import BestEpoch, compile_for_phase
+from tl_keras.models.backbones.hub import save_hub_module
+from tl_keras.training.callbacks import BestEpoch
+from tl_keras.training.compile import compile_for_phase
 
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

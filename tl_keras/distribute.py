@@ -1,11 +1,10 @@
 """Choosing the tf.distribute strategy: one device, several GPUs, or several machines via TF_CONFIG.
 
-Example:
-
->>> from tl_keras.distribute import get_strategy
->>> strategy = get_strategy()          # default strategy on a CPU-only machine
->>> strategy.num_replicas_in_sync
-1
+Examples:
+    >>> from tl_keras.distribute import get_strategy
+    >>> strategy = get_strategy()          # default strategy on a CPU-only machine
+    >>> strategy.num_replicas_in_sync
+    1
 """
 
 from __future__ import annotations
@@ -19,32 +18,11 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
+from tl_keras._internals import TESTED_KERAS, check_keras_version  # noqa: F401  (TESTED_KERAS: its home was here)
+from tl_keras._internals import in_multi_worker_mode as _in_multi_worker_mode
 from tl_keras.config import DISTRIBUTIONS
 
 STRATEGY_NAMES = DISTRIBUTIONS
-# The Keras releases whose private fit internals `MultiWorkerFitMixin` overrides were tested here:
-# `_maybe_symbolic_build` iterating `for _, _, iterator in epoch_iterator` exists from Keras 3.11 on.
-# setup.cfg declares the same range.
-TESTED_KERAS = ((3, 11), (3, 16))  # [low, high)
-
-
-def check_keras_version(version: str | None = None) -> None:
-    """Fails with a clear message when the running Keras is outside `TESTED_KERAS`: the multi-worker
-    workaround overrides a private Keras method whose shape other releases may not share."""
-    version = version or keras.__version__
-    try:
-        running = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        running = (0, 0)
-    low, high = TESTED_KERAS
-    if not low <= running < high:
-        raise RuntimeError(
-            f"Multi-worker training in tl_keras overrides a private Keras 3 method tested with Keras "
-            f">={low[0]}.{low[1]},<{high[0]}.{high[1]} only; this is Keras {version}. Install a tested release "
-            f"(pip install \"keras>={low[0]}.{low[1]},<{high[0]}.{high[1]}\") or train without MultiWorkerMirroredStrategy."
-        )
-
-
 def _tf_config_workers() -> int:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
@@ -146,7 +124,7 @@ def dtype_policy(name: str) -> Iterator[None]:
 
 
 def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _in_multi_worker_mode(strategy)
 
 
 def workers_agree(strategy: tf.distribute.Strategy, value: int) -> bool:

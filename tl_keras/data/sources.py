@@ -1,0 +1,102 @@
+"""The one dispatcher over data sources: an image folder, a label file (CSV, DataFrame, rows), or
+tf.data datasets (`load_data`), and the checks, counts and names that need only listing
+(`check_source`, `count_images`, `source_name`), plus arrays of one split for checking exports.
+
+Examples:
+    >>> from tl_keras.data import load_data
+    >>> folder = load_data("../shared/assets/datasets/hymenoptera", image_size=64)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from tl_keras.data.folder import (
+    ImageFolder,
+    _class_dirs,
+    _list_files,
+    _train_dir,
+    check_layout,
+    load_image_folder,
+)
+
+
+def load_data(source, **kwargs) -> ImageFolder:
+    """An image folder (`load_image_folder`), a label source: a `.csv` file, a pandas DataFrame or a
+    list of `(path, label[, split])` rows (`tl_keras.data.label_files.load_label_file`), or tf.data
+    datasets (`tl_keras.data.tfdata.DatasetSource`), loaded and checked with `kwargs`; an `ImageFolder` is
+    returned as it is."""
+    from tl_keras.data.label_files import is_label_source, load_label_file
+    from tl_keras.data.tfdata import DatasetSource, load_datasets
+
+    if isinstance(source, ImageFolder):
+        return source
+    if isinstance(source, DatasetSource):
+        return load_datasets(source, **kwargs)
+    if is_label_source(source):
+        return load_label_file(source, **kwargs)
+    return load_image_folder(source, **kwargs)
+
+
+def split_arrays(data, class_names: Sequence[str], image_size: int, split: str | None = None,
+                 limit: int | None = None, seed: int = 0, *, crop_to_aspect_ratio: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, labels) of one split of a data source (`load_data`) at `image_size` and framing,
+    for checking an exported model: `split` None is test, else val; at most `limit` images (a seeded
+    draw). The source's classes must be `class_names`."""
+    folder = load_data(data, image_size=image_size, crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=0.5)
+    if list(folder.class_names) != list(class_names):
+        raise ValueError(f"The classes of {data!r} ({', '.join(folder.class_names)}) differ from the model's ({', '.join(class_names)}).")
+    split = split or ("test" if "test" in folder.splits else "val")
+    if split not in folder.splits:
+        raise ValueError(f"{data!r} has no {split!r} split; it has {sorted(folder.splits)}.")
+    pairs = [(x.numpy(), y.numpy()) for x, y in folder.dataset(split, batch_size=64)]
+    images, targets = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+    if limit is not None and limit < len(images):
+        pick = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+        images, targets = images[pick], targets[pick]
+    return images, targets
+
+
+def check_source(source) -> list[str]:
+    """`check_layout` for a folder, `tl_keras.data.label_files.check_label_rows` for a label source: the
+    checks that need no decoding. Returns the class names."""
+    from tl_keras.data.label_files import check_label_rows, is_label_source
+    from tl_keras.data.tfdata import DatasetSource
+
+    if isinstance(source, (ImageFolder, DatasetSource)):  # a DatasetSource checks itself when it is made
+        return list(source.class_names)
+    return check_label_rows(source) if is_label_source(source) else check_layout(source)
+
+
+def source_name(source) -> str:
+    """A short name for a data source, for output folders: the folder's name, a label file's folder's
+    name, else "model"."""
+    root = getattr(source, "root", source)
+    if not isinstance(root, str) or not os.path.exists(root):
+        return "model"
+    if os.path.isfile(root):
+        root = os.path.dirname(os.path.abspath(root))
+    return os.path.basename(os.path.normpath(root)) or "model"
+
+
+def count_images(data_dir) -> dict[str, int]:
+    """Image files per class in the training files (`train/`, or the folder itself; a label source's
+    training rows), by listing only:
+    nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
+    from tl_keras.data.label_files import count_rows, is_label_source
+    from tl_keras.data.tfdata import DatasetSource, count_labels
+
+    if isinstance(data_dir, DatasetSource):
+        return count_labels(data_dir)
+    if is_label_source(data_dir):
+        return count_rows(data_dir)
+    train_dir = _train_dir(data_dir)
+    class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
+    if len(class_names) < 2:
+        raise ValueError(f"{train_dir!r} must hold one subfolder per class, at least 2 classes.")
+    samples, _ = _list_files(train_dir, class_names)
+    counts = np.bincount([s.label for s in samples], minlength=len(class_names))
+    return {name: int(n) for name, n in zip(class_names, counts)}

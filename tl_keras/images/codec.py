@@ -1,0 +1,182 @@
+"""What an image file is and how it becomes pixels: the format its first bytes announce (whatever
+its name), decoding (TensorFlow; TIFF through Pillow), the EXIF orientation tag, the size a header
+declares, and the one resize every image goes through (files, tf.data elements, serving bytes), with
+its framing (`crop_to_aspect_ratio`: the centred square, or the whole image squeezed).
+
+Examples:
+    >>> image_format(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
+    'PNG'
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff")
+
+
+# A file is used for what its first bytes say it is, whatever its name (a WebP named .jpg is used).
+# TensorFlow decodes all of these but TIFF, which is read through Pillow when it is installed.
+FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP, JPEG XL, TIFF"
+
+
+def image_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce ("JPEG", "PNG", "GIF", "BMP", "WebP",
+    "JPEG XL", "TIFF"), or None."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def pillow_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("PIL") is None
+
+
+def _decode_tiff(raw: bytes) -> np.ndarray:
+    """A TIFF's first page as uint8 RGB, through Pillow."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            return np.asarray(image.convert("RGB"), np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot be decoded as a TIFF image ({err})") from err
+
+
+def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> np.ndarray:
+    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow).
+
+    Raises:
+        ValueError: the bytes are no image tl_keras reads, or TIFF without Pillow.
+    """
+    if image_format(raw[:16]) == "TIFF":
+        if pillow_missing():
+            raise ValueError("TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it")
+        image = _decode_tiff(raw)
+        if image_size is None:
+            return image
+        return resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
+    try:
+        return decode_image(raw, image_size, crop_to_aspect_ratio).numpy()
+    except tf.errors.OpError as err:
+        raise ValueError(f"cannot be decoded as an image ({_tf_message(err)})") from err
+
+
+def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
+    """Decodes JPEG/PNG/BMP/GIF/WebP/JPEG XL bytes to uint8 RGB in the graph (grayscale and RGBA
+    become RGB; a GIF gives its first frame), optionally resized to `image_size` squared as
+    `resize_uint8` does. TIFF needs `decode_file` (eager, through Pillow)."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    return image if image_size is None else resize_uint8(image, image_size, crop_to_aspect_ratio)
+
+
+def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
+    """The one resize every image goes through (files, tf.data elements, serving bytes): with
+    `crop_to_aspect_ratio` (the default) the image is first cut to its centred square, the full short
+    side (`centre_square`), so shapes keep their proportions; else it is squeezed whole. Then bilinear,
+    antialiased, to `image_size` squared, rounded back to uint8."""
+    if crop_to_aspect_ratio:
+        image = centre_square(image)
+    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def centre_square(image) -> tf.Tensor:
+    """The centred square of an image (`[h, w, c]` or `[b, h, w, c]`) whose side is the short side:
+    the box `keras.layers.Resizing(crop_to_aspect_ratio=True)` takes, the classifier's `resize` layer,
+    so raw images given to a model or its export are framed as the training images were."""
+    if isinstance(image, np.ndarray):  # a decoded file: sliced in NumPy (eager TF ops cost ~2 ms an image)
+        height, width = image.shape[-3], image.shape[-2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[..., top:top + side, left:left + side, :]
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    height, width = shape[-3], shape[-2]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[..., top:top + side, left:left + side, :]
+
+
+def decode_streamed(contents: tf.Tensor, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
+    """`decode_image` for input pipelines that read files each epoch: TIFF (by its first bytes) goes
+    through Pillow in a `tf.numpy_function`, which serving signatures cannot hold."""
+    head = tf.strings.substr(contents, 0, 4)
+    is_tiff = tf.logical_or(tf.equal(head, b"II*\x00"), tf.equal(head, b"MM\x00*"))
+
+    def tiff():
+        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size, crop_to_aspect_ratio), [contents], tf.uint8)
+        image.set_shape([image_size, image_size, 3])
+        return image
+
+    return tf.cond(is_tiff, tiff, lambda: decode_image(contents, image_size, crop_to_aspect_ratio))
+
+
+def _tf_message(err: tf.errors.OpError) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", err.message or type(err).__name__)
+    return text.split(" [Op:")[0].strip().splitlines()[0]
+
+
+def declared_size(contents: bytes) -> tuple[int, int] | None:
+    """`(width, height)` from an image's header, without decoding it (None if not recognised)."""
+    try:
+        if contents[:8] == b"\x89PNG\r\n\x1a\n" and contents[12:16] == b"IHDR":
+            return struct.unpack(">II", contents[16:24])
+        if contents[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", contents[6:10])
+        if contents[:2] == b"BM":
+            width, height = struct.unpack("<ii", contents[18:26])
+            return abs(width), abs(height)
+        if contents[:3] == b"\xff\xd8\xff":
+            height, width, _ = tf.image.extract_jpeg_shape(contents).numpy().tolist()
+            return width, height
+    except (struct.error, tf.errors.OpError):
+        return None
+    return None
+
+
+def exif_orientation(contents: bytes) -> int:
+    """A JPEG's EXIF orientation tag (1 = upright; 2-8 = mirrored and/or rotated), 1 when absent."""
+    if contents[:2] != b"\xff\xd8":
+        return 1
+    try:
+        i = 2
+        while i + 4 <= len(contents) and contents[i] == 0xFF:
+            marker, length = contents[i + 1], struct.unpack(">H", contents[i + 2:i + 4])[0]
+            if marker == 0xDA:  # start of the image data: no more metadata
+                return 1
+            if marker == 0xE1 and contents[i + 4:i + 10] == b"Exif\0\0":
+                tiff = contents[i + 10:i + 2 + length]
+                order = "<" if tiff[:2] == b"II" else ">"
+                ifd = struct.unpack(order + "I", tiff[4:8])[0]
+                for k in range(struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]):
+                    entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+                    if struct.unpack(order + "H", entry[:2])[0] == 0x0112:
+                        return struct.unpack(order + "H", entry[8:10])[0]
+                return 1
+            i += 2 + length
+    except struct.error:
+        return 1
+    return 1

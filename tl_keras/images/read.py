@@ -1,0 +1,108 @@
+"""Reading image files for prediction and serving: files, folders (recursively) and glob patterns,
+decoded in parallel and framed as the training images were, each bad file with its reason."""
+
+from __future__ import annotations
+
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+
+from tl_keras.images.codec import FORMAT_NAMES, declared_size, decode_file
+from tl_keras.images.quality import MAX_PIXELS, skip_reason
+
+
+def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool) -> np.ndarray:
+    if not os.path.isfile(path):
+        reason = skip_reason(path) if os.path.islink(path) else None
+        raise ValueError(f"Image file not found: {path!r}" + (f" ({reason})" if reason else ""))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ValueError(f"{path!r} cannot be read ({err.strerror or err})") from err
+    size = declared_size(raw)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
+    try:
+        return decode_file(raw, image_size, crop_to_aspect_ratio)
+    except ValueError as err:
+        raise ValueError(f"{path!r} {err}; tl_keras reads {FORMAT_NAMES}") from err
+
+
+def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None,
+                crop_to_aspect_ratio: bool = True) -> list[np.ndarray]:
+    """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file.
+
+    With `image_size` every image is resized to that square exactly as training data is (framed by
+    `crop_to_aspect_ratio`, see `resize_uint8`), so a list of files becomes one batchable stack;
+    without it images keep their own size.
+    """
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"Image file not found: {path!r}")
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(lambda p: _read_image(p, image_size, crop_to_aspect_ratio), paths))
+
+
+def try_read_images(
+    paths: Sequence[str], image_size: int | None = None, workers: int | None = None, crop_to_aspect_ratio: bool = True,
+) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Like `read_images`, but a bad file does not stop the rest: returns `(images, errors)`, where a
+    bad file's image is None and its error the reason, and a good file's error is None."""
+
+    def attempt(path: str):
+        try:
+            return _read_image(path, image_size, crop_to_aspect_ratio), None
+        except ValueError as err:
+            return None, str(err)
+
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        pairs = list(pool.map(attempt, paths))
+    return [image for image, _ in pairs], [error for _, error in pairs]
+
+
+def expand_image_paths(items: Sequence[str], *, report_missing: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """Image files named directly, found under folders (recursively, sorted), or matched by glob
+    patterns (`**` included); returns `(paths, skipped)` where `skipped` lists the hidden and
+    non-image files met in folders and globs, with the reason (judged by content, see `skip_reason`).
+
+    Raises:
+        ValueError: an item that is neither an existing file, a folder, nor a pattern matching
+            something; with `report_missing=True` it is listed in `skipped` instead.
+    """
+    paths, skipped = [], []
+
+    def consider(path: str) -> None:
+        reason = skip_reason(path)
+        if reason:
+            skipped.append((path, reason))
+        else:
+            paths.append(path)
+
+    def missing(item: str, reason: str) -> None:
+        if not report_missing:
+            raise ValueError(f"{reason}: {item!r}")
+        skipped.append((item, reason))
+
+    for item in items:
+        if os.path.isfile(item):
+            paths.append(item)  # named explicitly: used whatever its name
+        elif os.path.isdir(item):
+            for dirpath, dirnames, filenames in os.walk(item, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for filename in sorted(filenames):
+                    consider(os.path.join(dirpath, filename))
+        elif glob.has_magic(item):
+            matches = sorted(m for m in glob.glob(item, recursive=True) if os.path.isfile(m))
+            if not matches:
+                missing(item, "no file matches this pattern")
+            for match in matches:
+                consider(match)
+        elif os.path.islink(item):
+            missing(item, skip_reason(item) or "cannot be read")
+        else:
+            missing(item, "image file or folder not found")
+    return paths, skipped

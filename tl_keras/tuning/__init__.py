@@ -1,0 +1,2 @@
+"""Choosing how to train before training: `advisor` (size x similarity -> a transfer plan) and
+`lr_finder` (the learning-rate range test)."""
