@@ -78,9 +78,9 @@ def _crop_before_resize(fraction: float) -> None:
     before its one resize: for this process only, training and val images alike."""
     import tensorflow as tf
 
-    import tl_keras.data.folder
+    from tl_keras.images import codec, quality
 
-    resize = tl_keras.data.resize_uint8
+    resize = codec.resize_uint8
 
     def cropped(image, image_size: int, crop_to_aspect_ratio: bool = True):
         image = tf.convert_to_tensor(image)
@@ -88,7 +88,8 @@ def _crop_before_resize(fraction: float) -> None:
         side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * fraction, tf.int32)
         return resize(tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side), image_size)
 
-    tl_keras.data.resize_uint8 = cropped
+    codec.resize_uint8 = cropped  # the streamed path's resize
+    quality.resize_uint8 = cropped  # the in-memory path's (each file is checked and resized there)
 
 
 def _stats(values: list[float]) -> str:

@@ -3,8 +3,9 @@ from conftest import HUB_035, asset
 
 from tl_keras.config import parse_unfreeze_blocks
 from tl_keras.models import registry
+from tl_keras.models.blocks import group_blocks
 from tl_keras.models.classifier import build_classifier
-from tl_keras.models.registry import group_blocks, resolve_backbone
+from tl_keras.models.registry import resolve_backbone
 
 
 def test_bare_names_are_tf_hub_feature_vectors_with_real_handles():

@@ -102,6 +102,11 @@ def test_int8_full_without_data_says_where_the_recorded_data_went(hymenoptera_re
     err = capsys.readouterr().err
     assert "--representative-data" in err and "deleted_folder" in err and "no longer there" in err
     assert not os.path.exists(tmp_path / "x")
+    # An export from before 0.2 records no training data: the same error says so.
+    del meta["training_data"]
+    meta_path.write_text(json.dumps(meta))
+    assert main(["export-tflite", str(moved), "--output", str(tmp_path / "x"), "--quantize", "int8-full"]) == 2
+    assert "records no training data" in capsys.readouterr().err
     from tl_keras.export.tflite import export_tflite
 
     with pytest.raises(ValueError, match="variants"):

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.config import TrainConfig
+from tl_keras.config import TrainConfig, is_search
 from tl_keras.data.folder import ImageFolder
 from tl_keras.data.sources import source_name
 from tl_keras.distribute import (
@@ -47,7 +47,7 @@ from tl_keras.models.preamble import (
     resolve_spec,
     settle,
 )
-from tl_keras.models.registry import BackboneSpec, is_search
+from tl_keras.models.registry import BackboneSpec
 from tl_keras.training.caches import compute_features
 from tl_keras.training.checkpoint import RunCheckpoint
 from tl_keras.training.compile import balanced_class_weights

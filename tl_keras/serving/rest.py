@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-log = logging.getLogger("tl_keras.serving.server")
+log = logging.getLogger("tl_keras.server")  # the name users configure; kept from 0.1
 
 
 

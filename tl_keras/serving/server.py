@@ -48,7 +48,7 @@ from tl_keras.serving.rest import (
     parse_predict,
 )
 
-log = logging.getLogger("tl_keras.serving.server")
+log = logging.getLogger("tl_keras.server")  # the name users configure; kept from 0.1
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
@@ -92,20 +92,7 @@ class ServerSettings:
                 raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={getattr(self, name)!r}")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Versions: load, keep the newest, answer status and metadata.
-
-
-# ---------------------------------------------------------------------------------------------------
-# Requests: TF Serving's JSON in, arrays out; arrays in, TF Serving's JSON out.
-
-
-# ---------------------------------------------------------------------------------------------------
-# Batching: concurrent requests to one signature with the same input shapes run as one call.
-
-
-# ---------------------------------------------------------------------------------------------------
-# The application.
+# Versions, requests and batching are `tl_keras.serving.rest`'s; the application is here.
 
 
 class _Model:

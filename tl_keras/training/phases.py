@@ -16,12 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.config import TrainConfig
+from tl_keras.config import TrainConfig, search_depths
 from tl_keras.data.augment import mix_batches
 from tl_keras.data.epochs import epoch_variable
 from tl_keras.data.folder import ImageFolder
 from tl_keras.distribute import workers_agree
-from tl_keras.models.registry import BoundaryUnavailable, search_depths
+from tl_keras.models.registry import BoundaryUnavailable
 from tl_keras.training.caches import (
     BoundarySet,
     FeatureSet,

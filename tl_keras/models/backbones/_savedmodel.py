@@ -16,10 +16,8 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from tl_keras._internals import function_def_to_graph_def
-from tl_keras.models.registry import (
-    GENERIC_BLOCKS,
-    BoundaryUnavailable,
-)
+from tl_keras.models.blocks import GENERIC_BLOCKS
+from tl_keras.models.registry import BoundaryUnavailable
 
 # --- Cutting a SavedModel at an intermediate layer -------------------------------------------------
 # A Keras-made TF Hub module's `__call__` is one function call whose body calls one function per

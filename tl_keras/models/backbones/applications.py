@@ -26,17 +26,19 @@ import tensorflow as tf
 
 from tl_keras._internals import InternalAPIError, layer_inputs, producer
 from tl_keras.models.backbones.hub import HubBackbone, socket_timeout
-from tl_keras.models.registry import (
+from tl_keras.models.blocks import (
     GENERIC_BLOCKS,
     KERAS_HUB_BLOCKS,
+    BlockSelection,
+    group_blocks,
+    resolve_cut,
+)
+from tl_keras.models.registry import (
     PIXEL_MODES,
     BackboneDownloadError,
     BackboneSpec,
-    BlockSelection,
     BoundaryUnavailable,
-    group_blocks,
     keras_alpha_from_weights,
-    resolve_cut,
 )
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -44,14 +44,16 @@ from tl_keras.models.backbones._savedmodel import (
     flat_graph,
     split_at_trainable,
 )
-from tl_keras.models.registry import (
+from tl_keras.models.blocks import (
     GENERIC_BLOCKS,
-    BackboneDownloadError,
     BlockSelection,
-    BoundaryUnavailable,
-    CutUnsupportedError,
     group_blocks,
     resolve_cut,
+)
+from tl_keras.models.registry import (
+    BackboneDownloadError,
+    BoundaryUnavailable,
+    CutUnsupportedError,
 )
 
 DEFAULT_DOWNLOAD_TIMEOUT = 30.0
