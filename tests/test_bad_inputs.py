@@ -235,3 +235,53 @@ def test_without_pillow_tiff_is_skipped_with_how_to_enable_it(corpus_folder, mon
     for name in ("scan.tif", "tiff_no_extension"):
         assert "TIFF" in skipped[name] and "pip install pillow" in skipped[name], skipped.get(name)
     assert "photo.webp" not in skipped
+
+
+def test_special_files_and_junk_folders_are_never_opened_or_read(tmp_path):
+    """A FIFO named a_fifo.jpg (opening it would wait for a writer forever), a socket, a folder named
+    like an image, a notebook's .ipynb_checkpoints/ and the OS's __MACOSX/ beside real photos: each is
+    skipped with its reason, nothing hangs, and used + skipped == found."""
+    import shutil
+    import signal
+    import socket
+
+    from conftest import HYMENOPTERA, asset
+    from tl_keras.images.read import expand_image_paths, read_images
+
+    root = tmp_path / "photos"
+    for cls in ("ants", "bees"):
+        (root / cls).mkdir(parents=True)
+        for name in sorted(os.listdir(os.path.join(asset(HYMENOPTERA), "train", cls)))[:4]:
+            shutil.copy(os.path.join(asset(HYMENOPTERA), "train", cls, name), root / cls / name)
+    photo = next((root / "ants").iterdir())
+    os.mkfifo(root / "ants" / "a_fifo.jpg")
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(root / "bees" / "a_socket.jpg"))
+    for junk in ("ants/.ipynb_checkpoints", "ants/__MACOSX", "bees/holiday.jpg", "__MACOSX"):
+        (root / junk).mkdir()
+        shutil.copy(photo, root / junk / "copy-checkpoint.jpg")
+
+    def hung(*_):
+        raise TimeoutError("reading the folder hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        folder = load_image_folder(str(root), image_size=32, validation_split=0.5)
+        paths, skipped_paths = expand_image_paths([str(root)])
+        with pytest.raises(ValueError, match="named pipe"):
+            read_images([str(root / "ants" / "a_fifo.jpg")])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        unix.close()
+    assert folder.class_names == ["ants", "bees"]  # __MACOSX at the top is no class
+    skipped = {os.path.relpath(p, root): reason for p, reason in folder.skipped}
+    assert "named pipe (FIFO)" in skipped["ants/a_fifo.jpg"] and "socket" in skipped["bees/a_socket.jpg"]
+    assert "notebooks or the operating system" in skipped["ants/.ipynb_checkpoints"]
+    assert "notebooks or the operating system" in skipped["ants/__MACOSX"]
+    assert "named like an image" in skipped["bees/holiday.jpg"]
+    assert len(skipped) == 5 and folder.num_used == 8 and folder.num_used + len(folder.skipped) == folder.num_found
+    assert not any("checkpoint" in p for split in folder.splits.values() for p in split.paths)
+    assert len(paths) == 8 and not any("checkpoint" in p or "fifo" in p or "socket" in p for p in paths)
+    assert {os.path.basename(p) for p, _ in skipped_paths} == {"a_fifo.jpg", "a_socket.jpg"}

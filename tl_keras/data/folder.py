@@ -25,7 +25,12 @@ import tensorflow as tf
 
 from tl_keras.data.pipeline import make_dataset
 from tl_keras.data.samples import Sample, Split, has_class
-from tl_keras.images.quality import _check_one, skip_reason
+from tl_keras.images.quality import (
+    JUNK_FOLDERS,
+    _check_one,
+    folder_skip_reason,
+    skip_reason,
+)
 from tl_keras.utils.checks import require_int
 
 VAL_DIR_NAMES = ("val", "validation", "valid")
@@ -150,7 +155,8 @@ class ImageFolder:
 
 
 def _visible(names: Iterable[str]) -> list[str]:
-    return sorted(n for n in names if not n.startswith("."))
+    """Names that can be classes or splits: not hidden, not a notebook's or the system's own folder."""
+    return sorted(n for n in names if not n.startswith(".") and n not in JUNK_FOLDERS)
 
 
 def _class_dirs(folder: str) -> list[str]:
@@ -158,12 +164,20 @@ def _class_dirs(folder: str) -> list[str]:
 
 
 def _list_files(folder: str, class_names: Sequence[str]) -> tuple[list[Sample], list[tuple[str, str]]]:
-    """All files under each class folder (recursively): candidates, and non-image files skipped."""
+    """All files under each class folder (recursively): candidates, and the files and folders skipped
+    (non-image and special files; junk, hidden and image-named folders, which are not searched)."""
     samples, skipped = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(folder, name)
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames.sort()
+            searched = []
+            for dirname in sorted(dirnames):
+                reason = folder_skip_reason(os.path.join(dirpath, dirname))
+                if reason:
+                    skipped.append((os.path.join(dirpath, dirname), reason))
+                else:
+                    searched.append(dirname)
+            dirnames[:] = searched
             for filename in sorted(filenames):
                 path = os.path.join(dirpath, filename)
                 reason = skip_reason(path)

@@ -11,13 +11,21 @@ from typing import Sequence
 import numpy as np
 
 from tl_keras.images.codec import FORMAT_NAMES, declared_size, decode_file
-from tl_keras.images.quality import MAX_PIXELS, skip_reason
+from tl_keras.images.quality import MAX_PIXELS, folder_skip_reason, skip_reason
+
+
+def _require_file(path: str) -> None:
+    """A regular file, or a clear error: a FIFO or device is never opened (reading it could wait forever)."""
+    if os.path.isfile(path):
+        return
+    if os.path.islink(path) or not os.path.lexists(path):
+        reason = skip_reason(path) if os.path.islink(path) else None
+        raise ValueError(f"Image file not found: {path!r}" + (f" ({reason})" if reason else ""))
+    raise ValueError(f"{path!r} is not an image file: {skip_reason(path)}")
 
 
 def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool) -> np.ndarray:
-    if not os.path.isfile(path):
-        reason = skip_reason(path) if os.path.islink(path) else None
-        raise ValueError(f"Image file not found: {path!r}" + (f" ({reason})" if reason else ""))
+    _require_file(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -41,8 +49,7 @@ def read_images(paths: Sequence[str], image_size: int | None = None, workers: in
     without it images keep their own size.
     """
     for path in paths:
-        if not os.path.isfile(path):
-            raise ValueError(f"Image file not found: {path!r}")
+        _require_file(path)
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         return list(pool.map(lambda p: _read_image(p, image_size, crop_to_aspect_ratio), paths))
 
@@ -92,7 +99,7 @@ def expand_image_paths(items: Sequence[str], *, report_missing: bool = False) ->
             paths.append(item)  # named explicitly: used whatever its name
         elif os.path.isdir(item):
             for dirpath, dirnames, filenames in os.walk(item, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                dirnames[:] = sorted(d for d in dirnames if not folder_skip_reason(os.path.join(dirpath, d)))
                 for filename in sorted(filenames):
                     consider(os.path.join(dirpath, filename))
         elif glob.has_magic(item):
@@ -101,7 +108,7 @@ def expand_image_paths(items: Sequence[str], *, report_missing: bool = False) ->
                 missing(item, "no file matches this pattern")
             for match in matches:
                 consider(match)
-        elif os.path.islink(item):
+        elif os.path.islink(item) or os.path.exists(item):  # a broken link, a FIFO, a device: never opened
             missing(item, skip_reason(item) or "cannot be read")
         else:
             missing(item, "image file or folder not found")
