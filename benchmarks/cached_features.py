@@ -15,10 +15,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATASETS, HUB_100, Timer, require, table  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import DATASETS, HUB_100, Timer, require, table  # noqa: E402
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -43,8 +42,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    from tl_keras.models.classifier import build_classifier
     from tl_keras.data.folder import load_image_folder
+    from tl_keras.models.classifier import build_classifier
     from tl_keras.training.caches import compute_features
     from tl_keras.training.phases import fine_tune
 

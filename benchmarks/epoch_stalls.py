@@ -33,9 +33,9 @@ def arm(data: str, autotune: bool, epochs: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from tl_keras.models.classifier import build_classifier
     from tl_keras.data.epochs import epoch_variable
     from tl_keras.data.folder import load_image_folder
+    from tl_keras.models.classifier import build_classifier
     from tl_keras.training.caches import boundary_model, compute_boundary
     from tl_keras.training.callbacks import EpochSeed
     from tl_keras.training.compile import compile_for_phase

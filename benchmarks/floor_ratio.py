@@ -33,8 +33,8 @@ from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file
 def inference_arm(data: str) -> dict:
     import keras
 
-    from tl_keras.models.classifier import build_classifier
     from tl_keras.data.folder import load_image_folder
+    from tl_keras.models.classifier import build_classifier
 
     keras.utils.set_random_seed(0)
     with Timer() as t:

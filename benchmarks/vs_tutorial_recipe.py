@@ -29,7 +29,16 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATASETS, HUB_100, KERAS_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
+from _common import (  # noqa: E402
+    DATASETS,
+    HUB_100,
+    KERAS_100,
+    Timer,
+    require,
+    run_arm,
+    table,
+    warm_file_cache,
+)
 
 IMAGE_SIZE = 160
 # The recipe neither checkpoints nor writes a report, so neither does tl_keras here: the arms compare

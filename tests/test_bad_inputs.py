@@ -227,9 +227,9 @@ def test_train_cli_lists_every_skip_and_unicode_classes_survive_export_and_predi
 
 
 def test_without_pillow_tiff_is_skipped_with_how_to_enable_it(corpus_folder, monkeypatch):
-    from tl_keras.images import codec
+    from tl_keras.images import sniff
 
-    monkeypatch.setattr(codec, "pillow_missing", lambda: True)
+    monkeypatch.setattr(sniff, "pillow_missing", lambda: True)
     root, _ = corpus_folder
     skipped = {os.path.basename(p): reason for p, reason in load_image_folder(str(root), image_size=32).skipped}
     for name in ("scan.tif", "tiff_no_extension"):
@@ -246,6 +246,7 @@ def test_special_files_and_junk_folders_are_never_opened_or_read(tmp_path):
     import socket
 
     from conftest import HYMENOPTERA, asset
+
     from tl_keras.images.read import expand_image_paths, read_images
 
     root = tmp_path / "photos"

@@ -131,3 +131,58 @@ def test_train_and_evaluate_from_a_label_file(label_csv, tiny_hub, tmp_path, cap
     assert report["num_images"] == 153 and report["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-6)
     assert main(["train", str(tmp_path / "nope.csv"), "--backbone", tiny_hub]) == 2
     assert "Label file not found" in capsys.readouterr().err
+
+
+def _kaggle_labels(tmp_path, present: int = 12, missing: int = 30) -> str:
+    """Kaggle's layout: labels.csv with `id,breed`, images at train/<id>.jpg; the file lists more rows
+    than images present (as the dog-breed set's 10,222 rows for 1,000 images)."""
+    import shutil
+
+    (tmp_path / "train").mkdir()
+    rows = ["id,breed"]
+    for label in ("ants", "bees"):
+        folder = os.path.join(asset(HYMENOPTERA), "train", label)
+        for i, name in enumerate(sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))[:present]):
+            shutil.copy(os.path.join(folder, name), tmp_path / "train" / f"{label}{i:03d}.jpg")
+            rows.append(f"{label}{i:03d},{label}_breed")
+    rows += [f"gone{i:04d},ants_breed" for i in range(missing)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return str(tmp_path / "labels.csv")
+
+
+def test_a_kaggle_label_file_reads_through_its_columns(tmp_path, tiny_hub, capsys):
+    import tl_keras
+    from tl_keras.cli import main
+    from tl_keras.data.label_files import LabelFile
+
+    path = _kaggle_labels(tmp_path)
+    folder = load_label_file(LabelFile(path, path_column="id", label_column="breed", path_format="train/{}.jpg"), image_size=32)
+    assert folder.class_names == ["ants_breed", "bees_breed"] and folder.num_used == 24
+    assert len(folder.skipped) == 30 and folder.num_used + len(folder.skipped) == folder.num_found
+    result = tl_keras.train(path, backbone=tiny_hub, image_size=32, head_epochs=1, fine_tune_epochs=0, export=False,
+                            evaluate=False, checkpoint_dir=None, verbose=0,
+                            path_column="id", label_column="breed", path_format="train/{}.jpg")
+    assert result.metrics["num_train_images"] + result.metrics["num_val_images"] == 24
+    assert result.config.path_column == "id" and result.metrics["config"]["path_format"] == "train/{}.jpg"
+    # The CLI: the same flags; the 30 missing rows are one line with the count and the first few.
+    assert main(["train", path, "--backbone", tiny_hub, "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "0",
+                 "--path-column", "id", "--label-column", "breed", "--path-format", "train/{}.jpg",
+                 "--output", str(tmp_path / "model"), "--no-evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("listed in") == 1 and "skipped 30 files: listed in" in out and "gone0000" in out and "gone0005" not in out
+
+
+def test_a_wrong_column_fails_in_the_cli_before_tensorflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    path = _kaggle_labels(tmp_path, present=2, missing=0)
+    code = ("import sys\nfrom tl_keras.cli import main\n"
+            "rc = main(['train', sys.argv[1]] + sys.argv[2:])\n"
+            "print(rc, 'tensorflow' in sys.modules)\n")
+    for flags, message in (([], "path missing (found: id, breed)"),
+                           (["--path-column", "id", "--label-column", "dog"], "no column label_column='dog'"),
+                           (["--path-column", "id", "--label-column", "breed", "--path-format", "train/x.jpg"], "must hold `{}` once")):
+        done = subprocess.run([sys.executable, "-c", code, path, *flags], capture_output=True, text=True, timeout=120)
+        assert done.stdout.split()[-2:] == ["2", "False"], (flags, done.stdout, done.stderr[-2000:])
+        assert message in done.stderr, (flags, done.stderr[-2000:])

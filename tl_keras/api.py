@@ -46,6 +46,7 @@ from tl_keras.models.preamble import (
     release,
     resolve_spec,
     settle,
+    source_for,
 )
 from tl_keras.models.registry import BackboneSpec
 from tl_keras.training.caches import compute_features
@@ -156,6 +157,7 @@ def train(
     """
     data_dir = _data_source(data_dir, dataset, val_dataset, class_names)
     config, strategy = settle(config, backbone, overrides, data_dir)
+    data_dir = source_for(data_dir, config)
     _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir)
     strategy = get_strategy(strategy)  # first, before any TensorFlow op: multi-worker collectives need it
     run = _prepare(data_dir, config, strategy)
@@ -324,6 +326,7 @@ def cross_validate(data_dir: str, folds: int = 5, *, config: TrainConfig | None 
             raise ValueError(f"`{option}` does not apply to cross-validation: fold models are not exported or resumed.")
     run_options = {k: overrides.pop(k) for k in ("evaluate", "callbacks", "verbose") if k in overrides}
     config, strategy = settle(config, None, overrides)
+    data_dir = source_for(data_dir, config)
     spec = resolve_spec(data_dir, config.replace(cut=None))
     folder = load_folder(data_dir, config, spec)
     # Measured once, on the whole folder; every fold then runs the fixed plan it chose.
@@ -361,6 +364,7 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
     from tl_keras.tuning.lr_finder import find_learning_rates
 
     config, strategy = settle(config, backbone, overrides)
+    data_dir = source_for(data_dir, config)
     _require_outputs(plot=plot)
     strategy = get_strategy(strategy)
     spec = resolve_spec(data_dir, config)

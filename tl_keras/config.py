@@ -225,6 +225,9 @@ class TrainConfig:
     # Data.
     batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")
     validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
+    path_column: str | None = setting(None, "a label file's column naming each image (default: path); Kaggle's labels.csv: id", _optional(_text), read="str", metavar="COL")
+    label_column: str | None = setting(None, "a label file's column holding each image's label (default: label); Kaggle's dog breeds: breed", _optional(_text), read="str", metavar="COL")
+    path_format: str | None = setting(None, "how a path-column value becomes an image path relative to the label file, {} for the value, e.g. 'train/{}.jpg'", _optional(_text), read="str", metavar="FMT")
     augment: str = setting("light", "training augmentation: none; light (flip, a crop of 0.8-1.0 of the side); strong (light, then Keras RandAugment per image and MixUp or CutMix per batch; see tl_keras.data.augment). --augment alone is light, --no-augment none", lambda n, v: augment_policy(v, n), read="str", choices=AUGMENTS, switch="policy")
     seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
     deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")

@@ -18,6 +18,7 @@ from tl_keras.cli.summary import (
     _write_predictions,
 )
 from tl_keras.config import TrainConfig
+from tl_keras.data.folder import skip_lines
 
 
 def _predict(args) -> int:
@@ -90,6 +91,10 @@ def _train(args) -> int:
         config.save(args.save_config)
         print(f"config written to {args.save_config} (run it: tl-keras train {args.data_dir} --config {args.save_config})")
         return 0
+    # The data's layout and a label file's columns are checked by listing, before TensorFlow is imported.
+    from tl_keras.data.sources import check_source, with_columns
+
+    check_source(with_columns(args.data_dir, config.path_column, config.label_column, config.path_format))
     if args.folds:
         return _cross_validate(args, config)
     from tl_keras.api import train
@@ -174,8 +179,8 @@ def _evaluate(args) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(format_report(report, f"{report['model_dir']} on {report['data_dir']} ({report['split']})"))
-        for item in report["skipped_files"]:
-            print(f"  skipped {item['path']}: {item['reason']}")
+        for line in skip_lines([(item["path"], item["reason"]) for item in report["skipped_files"]]):
+            print(f"  {line}")
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from tl_keras.data.folder import skip_lines
+
 
 def _print_train_summary(metrics: dict) -> None:
     print("\n== tl-keras train summary ==")
@@ -21,8 +23,8 @@ def _print_train_summary(metrics: dict) -> None:
     elif metrics.get("transfer_strategy"):
         print(f"strategy          {metrics['transfer_strategy']}")
     print(f"images            train {metrics['num_train_images']}, val {metrics['num_val_images']} (found {metrics['num_files_found']}, skipped {len(metrics['skipped_files'])})")
-    for item in metrics["skipped_files"]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+    for line in skip_lines([(item["path"], item["reason"]) for item in metrics["skipped_files"]]):
+        print(f"  {line}")
     for item in metrics["warnings"]:
         print(f"  warning {item['path']}: {item['message']}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")

@@ -18,20 +18,16 @@ import dataclasses
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from tl_keras.data.pipeline import make_dataset
 from tl_keras.data.samples import Sample, Split, has_class
-from tl_keras.images.quality import (
-    JUNK_FOLDERS,
-    _check_one,
-    folder_skip_reason,
-    skip_reason,
-)
+from tl_keras.images.sniff import JUNK_FOLDERS, folder_skip_reason, skip_reason
 from tl_keras.utils.checks import require_int
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 VAL_DIR_NAMES = ("val", "validation", "valid")
 # Decoded, resized images are kept in memory up to this many bytes; past it, files are decoded anew
@@ -104,6 +100,10 @@ class ImageFolder:
         """
         if split not in self.splits:
             raise ValueError(f"`split` must be one of {sorted(self.splits)}. Received: split={split!r}")
+        from tl_keras.data.pipeline import (
+            make_dataset,  # TensorFlow, imported when a pipeline is made
+        )
+
         return make_dataset(
             self.splits[split], self.image_size, batch_size=batch_size, training=training,
             augment=augment, shuffle=shuffle, seed=self.seed, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
@@ -149,9 +149,31 @@ class ImageFolder:
             + f" (validation from {self.validation_source})"
         )
         lines.append(f"  found {self.num_found} files, used {self.num_used}, skipped {len(self.skipped)}")
-        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        lines += ["  " + line for line in skip_lines(self.skipped)]
         lines += [f"  warning {path}: {message}" for path, message in self.warnings]
         return "\n".join(lines)
+
+
+def skip_lines(skipped: Sequence[tuple[str, str]], most: int = 5, first: int = 3) -> list[str]:
+    """Lines that report skipped files: `skipped PATH: REASON` each, except that a reason met more
+    than `most` times is one line with the count and the first `first` paths (a label file listing
+    9,222 images that are not there is one line, not 9,222).
+
+    Examples:
+        >>> skip_lines([(f"{i}.jpg", "listed in 'labels.csv' but not found") for i in range(7)])
+        ["skipped 7 files: listed in 'labels.csv' but not found (the first: 0.jpg, 1.jpg, 2.jpg)"]
+    """
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in skipped:
+        by_reason.setdefault(reason, []).append(path)
+    lines = []
+    for path, reason in skipped:
+        paths = by_reason[reason]
+        if len(paths) <= most:
+            lines.append(f"skipped {path}: {reason}")
+        elif paths[0] == path:
+            lines.append(f"skipped {len(paths)} files: {reason} (the first: {', '.join(paths[:first])})")
+    return lines
 
 
 def _visible(names: Iterable[str]) -> list[str]:
@@ -202,6 +224,9 @@ def check_images(
 
     With `keep=True` the resized pixels are returned in the `Split` so no epoch decodes again.
     """
+    # Decoding needs TensorFlow, imported here: listing and checking a folder's layout do not.
+    from tl_keras.images.quality import _check_one
+
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda s: _check_one(s.path, image_size, keep, crop_to_aspect_ratio), samples))

@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from typing import Any, Sequence
 
@@ -32,20 +33,62 @@ from tl_keras.data.folder import (
     require_fraction,
 )
 from tl_keras.data.samples import Sample
-from tl_keras.images.quality import skip_reason
+from tl_keras.images.sniff import skip_reason
 
 SPLITS = {"train": "train", "test": "test", **{name: "val" for name in VAL_DIR_NAMES}}
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelFile:
+    """A CSV label file whose columns are not `path,label`, as Kaggle writes them.
+
+    Args:
+        path: the CSV file.
+        path_column: the column naming each image. Defaults to `"path"`.
+        label_column: the column holding its label (`a;b` for several). Defaults to `"label"`.
+        path_format: how a `path_column` value becomes a file path, relative to the CSV's folder,
+            with `{}` for the value: Kaggle's dog-breed `labels.csv` (`id,breed`, images at
+            `train/<id>.jpg`) is `LabelFile("labels.csv", "id", "breed", "train/{}.jpg")`. Defaults
+            to None (the value is the path).
+
+    `tl_keras.train(path, path_column=..., label_column=..., path_format=...)` and the CLI's
+    `--path-column`, `--label-column`, `--path-format` make one.
+
+    Examples:
+        >>> LabelFile("labels.csv", path_column="id", label_column="breed", path_format="train/{}.jpg").root
+        'labels.csv'
+    """
+
+    path: str
+    path_column: str = "path"
+    label_column: str = "label"
+    path_format: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.path, str) or not self.path.lower().endswith(".csv"):
+            raise ValueError(f"`path_column`, `label_column` and `path_format` read a .csv label file. Received: {self.path!r}")
+        if self.path_format is not None and self.path_format.count("{}") != 1:
+            raise ValueError(f"`path_format` must hold `{{}}` once, where each {self.path_column!r} value goes "
+                             f"(like 'train/{{}}.jpg'). Received: path_format={self.path_format!r}")
+
+    @property
+    def root(self) -> str:
+        """The CSV file, as a label file's `ImageFolder.root` is."""
+        return self.path
+
+
 def is_label_source(data: Any) -> bool:
-    """Whether `data` is a label file (a `.csv` path), a DataFrame or a list of rows, not a folder."""
+    """Whether `data` is a label file (a `.csv` path or a `LabelFile`), a DataFrame or a list of
+    rows, not a folder."""
+    if isinstance(data, LabelFile):
+        return True
     if isinstance(data, str):
         return data.lower().endswith(".csv")
     return hasattr(data, "columns") or isinstance(data, (list, tuple))
 
 
 def _describe(data: Any) -> str:
-    return data if isinstance(data, str) else type(data).__name__
+    return data.path if isinstance(data, LabelFile) else data if isinstance(data, str) else type(data).__name__
 
 
 Row = tuple  # (absolute path, labels: tuple of class names, split or None)
@@ -58,6 +101,9 @@ def read_rows(data: Any, root: str | None = None) -> tuple[list[Row], str, list[
     `ValueError` naming the file, the row and the fix for a missing column, an empty path or label,
     a class column that is not 0/1, or an unknown split."""
     where = _describe(data)
+    spec = data if isinstance(data, LabelFile) else None
+    if spec is not None:
+        data = spec.path
     if isinstance(data, str):
         if not os.path.isfile(data):
             raise ValueError(f"Label file not found: {data!r}")
@@ -66,6 +112,8 @@ def read_rows(data: Any, root: str | None = None) -> tuple[list[Row], str, list[
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
             records = [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+        if spec is not None:
+            columns, records = _named_columns(spec, columns, records)
     elif hasattr(data, "columns"):  # a pandas DataFrame
         columns = [str(c) for c in data.columns]
         records = [{str(k): "" if v is None else str(v).strip() for k, v in r.items()} for r in data.to_dict("records")]
@@ -95,6 +143,24 @@ def read_rows(data: Any, root: str | None = None) -> tuple[list[Row], str, list[
     if not rows:
         raise ValueError(f"{where!r} lists no image: add rows path,label.")
     return rows, where, class_columns or None
+
+
+def _named_columns(spec: LabelFile, columns: list[str], records: list[dict]) -> tuple[list[str], list[dict]]:
+    """The records of a `LabelFile` under the names tl_keras reads (`path`, `label`), its path
+    column's values put through `path_format`."""
+    named = {"path": spec.path_column, "label": spec.label_column}
+    missing = [f"{option}={column!r}" for option, column in (("path_column", spec.path_column), ("label_column", spec.label_column))
+               if column not in columns]
+    if missing:
+        raise ValueError(f"{spec.path!r} has no column {' or '.join(missing)} (its columns: {', '.join(columns) or 'no header'}). "
+                         "Name the file's columns with --path-column and --label-column.")
+    kept = [c for c in columns if c not in named.values() and c not in named]
+    out = []
+    for record in records:
+        value = record.get(spec.path_column, "")
+        path = spec.path_format.format(value) if spec.path_format is not None and value else value
+        out.append({**{c: record[c] for c in kept if c in record}, "path": path, "label": record.get(spec.label_column, "")})
+    return kept + ["path", "label"], out
 
 
 def _labels(text: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +23,13 @@ from tl_keras.data.folder import (
     check_layout,
     load_image_folder,
 )
+from tl_keras.data.label_files import (
+    LabelFile,
+    check_label_rows,
+    count_rows,
+    is_label_source,
+    load_label_file,
+)
 
 
 def load_data(source, **kwargs) -> ImageFolder:
@@ -29,16 +37,36 @@ def load_data(source, **kwargs) -> ImageFolder:
     list of `(path, label[, split])` rows (`tl_keras.data.label_files.load_label_file`), or tf.data
     datasets (`tl_keras.data.tfdata.DatasetSource`), loaded and checked with `kwargs`; an `ImageFolder` is
     returned as it is."""
-    from tl_keras.data.label_files import is_label_source, load_label_file
-    from tl_keras.data.tfdata import DatasetSource, load_datasets
-
     if isinstance(source, ImageFolder):
         return source
-    if isinstance(source, DatasetSource):
+    if _is_dataset_source(source):
+        from tl_keras.data.tfdata import load_datasets
+
         return load_datasets(source, **kwargs)
     if is_label_source(source):
         return load_label_file(source, **kwargs)
     return load_image_folder(source, **kwargs)
+
+
+def with_columns(data, path_column: str | None = None, label_column: str | None = None,
+                 path_format: str | None = None):
+    """`data`, or, when a column setting is given, the label file it names read through them (a
+    `tl_keras.data.label_files.LabelFile`): how `train(..., path_column=, label_column=,
+    path_format=)` and the CLI's `--path-column`, `--label-column`, `--path-format` reach the data."""
+    if path_column is None and label_column is None and path_format is None:
+        return data
+    if isinstance(data, LabelFile):
+        return data
+    if not isinstance(data, str) or not data.lower().endswith(".csv"):
+        raise ValueError(f"`path_column`, `label_column` and `path_format` read a .csv label file; the data is {data!r}.")
+    return LabelFile(data, path_column or "path", label_column or "label", path_format)
+
+
+def _is_dataset_source(source) -> bool:
+    """Whether `source` is a `tl_keras.data.tfdata.DatasetSource`, without importing TensorFlow (a
+    DatasetSource cannot exist before its module, and TensorFlow with it, was imported)."""
+    tfdata = sys.modules.get("tl_keras.data.tfdata")
+    return tfdata is not None and isinstance(source, tfdata.DatasetSource)
 
 
 def split_arrays(data, class_names: Sequence[str], image_size: int, split: str | None = None,
@@ -63,10 +91,7 @@ def split_arrays(data, class_names: Sequence[str], image_size: int, split: str |
 def check_source(source) -> list[str]:
     """`check_layout` for a folder, `tl_keras.data.label_files.check_label_rows` for a label source: the
     checks that need no decoding. Returns the class names."""
-    from tl_keras.data.label_files import check_label_rows, is_label_source
-    from tl_keras.data.tfdata import DatasetSource
-
-    if isinstance(source, (ImageFolder, DatasetSource)):  # a DatasetSource checks itself when it is made
+    if isinstance(source, ImageFolder) or _is_dataset_source(source):  # a DatasetSource checks itself when it is made
         return list(source.class_names)
     return check_label_rows(source) if is_label_source(source) else check_layout(source)
 
@@ -74,7 +99,7 @@ def check_source(source) -> list[str]:
 def source_name(source) -> str:
     """A short name for a data source, for output folders: the folder's name, a label file's folder's
     name, else "model"."""
-    root = getattr(source, "root", source)
+    root = getattr(source, "root", source)  # an ImageFolder's folder or CSV, a LabelFile's CSV
     if not isinstance(root, str) or not os.path.exists(root):
         return "model"
     if os.path.isfile(root):
@@ -86,10 +111,9 @@ def count_images(data_dir) -> dict[str, int]:
     """Image files per class in the training files (`train/`, or the folder itself; a label source's
     training rows), by listing only:
     nothing is decoded, so it is cheap on any size of dataset. Hidden and non-image files do not count."""
-    from tl_keras.data.label_files import count_rows, is_label_source
-    from tl_keras.data.tfdata import DatasetSource, count_labels
+    if _is_dataset_source(data_dir):
+        from tl_keras.data.tfdata import count_labels
 
-    if isinstance(data_dir, DatasetSource):
         return count_labels(data_dir)
     if is_label_source(data_dir):
         return count_rows(data_dir)

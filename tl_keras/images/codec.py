@@ -3,9 +3,7 @@ its name), decoding (TensorFlow; TIFF through Pillow), the EXIF orientation tag,
 declares, and the one resize every image goes through (files, tf.data elements, serving bytes), with
 its framing (`crop_to_aspect_ratio`: the centred square, or the whole image squeezed).
 
-Examples:
-    >>> image_format(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
-    'PNG'
+Sniffing a file's format without decoding it is `tl_keras.images.sniff`'s.
 """
 
 from __future__ import annotations
@@ -16,38 +14,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff")
-
-
-# A file is used for what its first bytes say it is, whatever its name (a WebP named .jpg is used).
-# TensorFlow decodes all of these but TIFF, which is read through Pillow when it is installed.
-FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP, JPEG XL, TIFF"
-
-
-def image_format(head: bytes) -> str | None:
-    """The image format a file's first bytes announce ("JPEG", "PNG", "GIF", "BMP", "WebP",
-    "JPEG XL", "TIFF"), or None."""
-    if head[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:2] == b"BM":
-        return "BMP"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
-        return "JPEG XL"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    return None
-
-
-def pillow_missing() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("PIL") is None
+from tl_keras.images import sniff
+from tl_keras.images.sniff import image_format
 
 
 def _decode_tiff(raw: bytes) -> np.ndarray:
@@ -70,7 +38,7 @@ def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio:
         ValueError: the bytes are no image tl_keras reads, or TIFF without Pillow.
     """
     if image_format(raw[:16]) == "TIFF":
-        if pillow_missing():
+        if sniff.pillow_missing():  # looked up there, so a test can stand in for it
             raise ValueError("TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it")
         image = _decode_tiff(raw)
         if image_size is None:

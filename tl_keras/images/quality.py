@@ -4,19 +4,12 @@ photograph), an EXIF rotation. Every file is judged by its content; nothing is s
 
 from __future__ import annotations
 
-import os
-import stat
-
 import numpy as np
 
-from tl_keras.images import codec
 from tl_keras.images.codec import (
-    FORMAT_NAMES,
-    IMAGE_EXTENSIONS,
     declared_size,
     decode_file,
     exif_orientation,
-    image_format,
     resize_uint8,
 )
 
@@ -31,60 +24,6 @@ MIN_SIDE = 8
 
 
 MAX_PIXELS = 100 * 10**6
-
-
-def skip_reason(path: str) -> str | None:
-    """Why a file met in a folder is not a candidate image, or None. Judged by its content: an image
-    is used whatever its name; a file with an image's name but other content is a candidate whose
-    decoding fails with a reason."""
-    name = os.path.basename(path)
-    if name.startswith("."):
-        return "hidden file"
-    if os.path.islink(path) and not os.path.exists(path):
-        return f"broken symbolic link: its target {os.readlink(path)!r} does not exist"
-    try:
-        mode = os.stat(path).st_mode  # follows links: what would be opened
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    if not stat.S_ISREG(mode):  # opening a FIFO waits for a writer forever; a device never ends
-        return f"{_kind(mode)}, not a regular file: not opened"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    kind = image_format(head)
-    if kind == "TIFF" and codec.pillow_missing():  # looked up here, so a test can stand in for it
-        return "TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it"
-    if kind is None and not name.lower().endswith(IMAGE_EXTENSIONS):
-        return f"not an image file type (neither its content nor its extension is {FORMAT_NAMES.replace(', TIFF', ' or TIFF')})"
-    return None
-
-
-def _kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return kind
-    return "a special file"
-
-
-# Folders notebooks, operating systems and NAS boxes write beside images: never read as images.
-JUNK_FOLDERS = (".ipynb_checkpoints", "__MACOSX", "@eaDir", "__pycache__", ".Trashes", ".Spotlight-V100", ".fseventsd")
-
-
-def folder_skip_reason(path: str) -> str | None:
-    """Why a folder met inside a class folder is not searched for images, or None: a notebook's or an
-    operating system's own folder (`JUNK_FOLDERS`: copies and thumbnails, not images of the class), a
-    hidden folder, or a folder named like an image file."""
-    name = os.path.basename(os.path.normpath(path))
-    if name in JUNK_FOLDERS:
-        return f"a folder {name!r} that notebooks or the operating system write (copies or thumbnails): not read"
-    if name.startswith("."):
-        return "hidden folder: not read"
-    if name.lower().endswith(IMAGE_EXTENSIONS):
-        return "a folder named like an image file: not read (move the images in it up to use them)"
-    return None
 
 
 def _colour_count(image: np.ndarray) -> int:

@@ -10,8 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from tl_keras.images.codec import FORMAT_NAMES, declared_size, decode_file
-from tl_keras.images.quality import MAX_PIXELS, folder_skip_reason, skip_reason
+from tl_keras.images.codec import declared_size, decode_file
+from tl_keras.images.quality import MAX_PIXELS
+from tl_keras.images.sniff import FORMAT_NAMES, folder_skip_reason, skip_reason
 
 
 def _require_file(path: str) -> None:

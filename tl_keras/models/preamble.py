@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tl_keras.config import TrainConfig
 from tl_keras.data.folder import ImageFolder
-from tl_keras.data.sources import check_source, load_data
+from tl_keras.data.sources import check_source, load_data, with_columns
 from tl_keras.distribute import distribution_name, dtype_policy, precision_policy
 from tl_keras.models.backbones.hub import resolve_handle
 from tl_keras.models.classifier import ImageClassifier, build_classifier
@@ -66,6 +66,12 @@ def settle_folder(folder: ImageFolder, config: TrainConfig | None, overrides: di
         raise ValueError(f"The ImageFolder was loaded with crop_to_aspect_ratio={folder.crop_to_aspect_ratio} but the config "
                          f"says {config.crop_to_aspect_ratio}: load it framed as you train.")
     return config
+
+
+def source_for(data, config: TrainConfig):
+    """The data source as the config reads it: a label file through its column settings
+    (`path_column`, `label_column`, `path_format`), anything else as it is."""
+    return with_columns(data, config.path_column, config.label_column, config.path_format)
 
 
 def resolve_spec(data, config: TrainConfig, *, download: bool = True) -> BackboneSpec:
