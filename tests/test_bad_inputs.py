@@ -83,7 +83,7 @@ def _corpus():
         "animated.gif": (_animated_gif(), "used"),
         "palette.png": (_png(Image.fromarray(_photo(5)).convert("P", palette=Image.Palette.ADAPTIVE, colors=200)), "used"),
         "one_pixel.png": (_png(Image.new("RGB", (1, 1), (200, 10, 10))), "too small"),
-        "exif_rotated.jpg": (_exif_rotated_jpeg(_photo(6)), "warned"),
+        "exif_rotated.jpg": (_exif_rotated_jpeg(_photo(6)), "used"),  # turned upright (next test)
         "bomb.png": (_huge_png_header(20000, 20000), "too large"),
         "photo.webp": (_encoded(_photo(7), "WEBP", lossless=True), "used"),
         "webp_named.jpg": (_encoded(_photo(8), "WEBP"), "used"),  # the content decides, not the name
@@ -133,7 +133,6 @@ def test_every_bad_file_is_used_warned_or_skipped_as_decided(corpus_folder):
             assert name in used and name in warned, name
         else:
             assert skipped.get(name, "").startswith(expected), (name, skipped.get(name))
-    assert "EXIF orientation 6" in warned["exif_rotated.jpg"]
     assert "20000x20000" in skipped["bomb.png"] and "downscale" in skipped["bomb.png"]
     assert "1x1" in skipped["one_pixel.png"]
     assert folder.num_used + len(folder.skipped) == folder.num_found == len(corpus) + 18
@@ -286,3 +285,53 @@ def test_special_files_and_junk_folders_are_never_opened_or_read(tmp_path):
     assert not any("checkpoint" in p for split in folder.splits.values() for p in split.paths)
     assert len(paths) == 8 and not any("checkpoint" in p or "fifo" in p or "socket" in p for p in paths)
     assert {os.path.basename(p) for p, _ in skipped_paths} == {"a_fifo.jpg", "a_socket.jpg"}
+
+
+def test_a_phone_photo_is_turned_upright_by_its_exif_tag_wherever_it_is_decoded(tmp_path):
+    """A real photo stored sideways with EXIF orientation 6, as phones write it: the loaders (held in
+    memory and streamed), predict's file reading and the CLI flag turn it upright as a viewer does
+    (Pillow's exif_transpose is the reference); --no-exif-orientation keeps the stored pixels."""
+    from PIL import ImageOps
+
+    from conftest import HYMENOPTERA, asset
+    from tl_keras.cli.parser import build_parser
+    from tl_keras.config import TrainConfig
+    from tl_keras.images.read import read_images
+
+    source = os.path.join(asset(HYMENOPTERA), "train", "bees")
+    upright = [Image.open(os.path.join(source, name)).convert("RGB")
+               for name in sorted(os.listdir(source))[:3]]
+    root = tmp_path / "phone"
+    for cls in ("sideways", "plain"):
+        (root / cls).mkdir(parents=True)
+    for i, photo in enumerate(upright):
+        stored = photo.transpose(Image.Transpose.ROTATE_90)  # what the sensor wrote; tag 6 turns it back
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        stored.save(root / "sideways" / f"{i}.jpg", quality=95, exif=exif.tobytes())
+        photo.save(root / "plain" / f"{i}.jpg", quality=95)
+    path = str(root / "sideways" / "0.jpg")
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((64, 64)), np.float32)
+    as_stored = np.asarray(Image.open(path).convert("RGB").resize((64, 64)), np.float32)
+
+    def close(image, target):  # mean absolute difference per pixel, 0-255
+        return float(np.abs(np.asarray(image, np.float32) - target).mean())
+
+    held = load_image_folder(str(root), image_size=64, validation_split=0.5, crop_to_aspect_ratio=False)
+    streamed = load_image_folder(str(root), image_size=64, validation_split=0.5, crop_to_aspect_ratio=False, memory_limit=0)
+    kept = load_image_folder(str(root), image_size=64, validation_split=0.5, crop_to_aspect_ratio=False, exif_orientation=False)
+    assert streamed.train.images is None and not held.warnings
+    assert "not applied" in dict(kept.warnings)[path]
+    for folder, target in ((held, reference), (streamed, reference), (kept, as_stored)):
+        split = next(s for s in folder.splits.values() if path in s.paths)
+        images = np.concatenate([x.numpy() for x, _ in folder.dataset(
+            "train" if split is folder.train else "val", batch_size=8)])
+        image = images[split.paths.index(path)]
+        assert close(image, target) < 12 < close(image, reference if target is as_stored else as_stored)
+        trained = np.concatenate([x.numpy() for x, _ in folder.dataset(  # the training pipeline, unaugmented
+            "train" if split is folder.train else "val", batch_size=8, training=True, augment="none", shuffle=False)])
+        np.testing.assert_allclose(trained[split.paths.index(path)], image, atol=1e-3)
+    assert close(read_images([path], 64, crop_to_aspect_ratio=False)[0], reference) < 12
+    assert close(read_images([path], 64, crop_to_aspect_ratio=False, exif_orientation=False)[0], as_stored) < 12
+    args = build_parser().parse_args(["train", str(root), "--no-exif-orientation"])
+    assert TrainConfig().exif_orientation and args.exif_orientation is False

@@ -204,6 +204,7 @@ class TrainConfig:
     backbone: str = setting("mobilenet_v2", "registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), keras_hub:PRESET_OR_FOLDER (a Keras-Hub preset), TF Hub/Kaggle handle or URL, or local SavedModel folder", _text, read="str")
     weights: str | None = setting(None, "weights for keras: backbones: imagenet, none, or a .h5 file", _optional(_text), read="str", metavar="H5")
     image_size: int | None = setting(None, "input size (default: the backbone's, 224)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
+    exif_orientation: bool = setting(True, "turn each photo upright by its EXIF orientation tag (phones store photos sideways with a tag) in training, predict, evaluate and embed; --no-exif-orientation keeps the stored pixels", _bool, switch="both")
     crop_to_aspect_ratio: bool = setting(True, "frame each image as its centred square (the full short side) before the resize, in training and in every export; --no-crop-to-aspect-ratio squeezes whole images", _bool, switch="both")
     cut: str | None = setting(None, "cut the backbone at this block (block_12) or layer; its pooled output is the features", _optional(_text), read="str", metavar="BLOCK")
     hidden_units: tuple[int, ...] | None = setting(None, "hidden ReLU layers in the head, e.g. 512 or 512,256 (default: none, or the transfer plan's)", _optional(_hidden_units), read="units", metavar="N[,N]")

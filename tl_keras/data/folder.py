@@ -218,24 +218,26 @@ def require_fraction(validation_split: float) -> None:
 
 def check_images(
     samples: Sequence[Sample], image_size: int, *, keep: bool = True, workers: int | None = None,
-    crop_to_aspect_ratio: bool = True,
+    crop_to_aspect_ratio: bool = True, exif_orientation: bool = True,
 ) -> tuple[Split, list[tuple[str, str]], list[tuple[str, str]]]:
     """Decodes every file once (in parallel); returns the usable ones, the skipped, and the warnings.
 
-    With `keep=True` the resized pixels are returned in the `Split` so no epoch decodes again.
+    With `keep=True` the resized pixels are returned in the `Split` so no epoch decodes again. Each
+    usable sample records the EXIF orientation its pixels are turned by (`Sample.orientation`; all 1
+    with `exif_orientation=False`), which a streamed pipeline applies when it decodes the file again.
     """
     # Decoding needs TensorFlow, imported here: listing and checking a folder's layout do not.
     from tl_keras.images.quality import _check_one
 
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep, crop_to_aspect_ratio), samples))
+        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep, crop_to_aspect_ratio, exif_orientation), samples))
     good, pixels, skipped, warnings = [], [], [], []
-    for sample, (image, error, warning) in zip(samples, results):
+    for sample, (image, error, warning, orientation) in zip(samples, results):
         if error:
             skipped.append((sample.path, error))
             continue
-        good.append(sample)
+        good.append(dataclasses.replace(sample, orientation=orientation) if orientation != sample.orientation else sample)
         if keep:
             pixels.append(image)
         if warning:
@@ -285,6 +287,7 @@ def load_image_folder(
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     max_per_class: int | None = None,
+    exif_orientation: bool = True,
 ) -> ImageFolder:
     """Scans and checks an image folder; see the module docstring for the layouts accepted.
 
@@ -301,6 +304,9 @@ def load_image_folder(
         max_per_class: decode at most this many files per class and split, drawn at random (seeded),
             for a quick look at a large folder; `num_found` then counts the files drawn. Defaults to
             None (all files).
+        exif_orientation: turn each photo upright by its EXIF orientation tag (as phones store
+            them: sideways, with a tag), as a viewer shows it. False keeps the stored pixels.
+            Defaults to True.
 
     Raises:
         ValueError: no such folder, fewer than two classes, a class without usable images, or `val/`
@@ -320,13 +326,13 @@ def load_image_folder(
         num_found += len(samples) + len(split_skipped)
     return assemble(data_dir, class_names, candidates, skipped, num_found, image_size=image_size,
                     crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=validation_split, seed=seed, memory_limit=memory_limit,
-                    where=lambda name: os.path.join(split_dirs["train"], name))
+                    where=lambda name: os.path.join(split_dirs["train"], name), exif_orientation=exif_orientation)
 
 
 def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sample]], skipped: list[tuple[str, str]],
              num_found: int, *, image_size: int, validation_split: float, seed: int, memory_limit: int,
              where: Callable[[str], str], fix: str = "add images or remove the folder",
-             crop_to_aspect_ratio: bool = True) -> ImageFolder:
+             crop_to_aspect_ratio: bool = True, exif_orientation: bool = True) -> ImageFolder:
     """Decodes and checks the candidate files of each split (`check_images`), makes sure every class
     kept a training image (else an error naming `where(class_name)` and the `fix`), splits off validation
     images when there is no `val` split, and returns the `ImageFolder`."""
@@ -334,7 +340,8 @@ def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sampl
     keep = total * image_size * image_size * 3 <= memory_limit
     splits, warnings = {}, []
     for split, samples in candidates.items():
-        checked, bad, warn = check_images(samples, image_size, keep=keep, crop_to_aspect_ratio=crop_to_aspect_ratio)
+        checked, bad, warn = check_images(samples, image_size, keep=keep, crop_to_aspect_ratio=crop_to_aspect_ratio,
+                                          exif_orientation=exif_orientation)
         splits[split] = checked
         skipped += bad
         warnings += warn

@@ -216,6 +216,7 @@ def load_label_file(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     max_per_class: int | None = None,
     root: str | None = None,
+    exif_orientation: bool = True,
 ) -> ImageFolder:
     """Reads, checks and decodes the images a label source lists; the arguments are
     `load_image_folder`'s, plus `root` (the folder relative paths start from). Returns an
@@ -243,4 +244,4 @@ def load_label_file(
     num_found = sum(len(v) for v in candidates.values()) + len(skipped)
     return assemble(_describe(data), class_names, candidates, skipped, num_found, image_size=image_size,
                     crop_to_aspect_ratio=crop_to_aspect_ratio, validation_split=validation_split, seed=seed, memory_limit=memory_limit,
-                    where=lambda name: where, fix="add rows with readable images or drop the class")
+                    where=lambda name: where, fix="add rows with readable images or drop the class", exif_orientation=exif_orientation)

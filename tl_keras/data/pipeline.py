@@ -9,7 +9,7 @@ import tensorflow as tf
 from tl_keras.data.augment import StrongAugment, augment_image, augment_policy
 from tl_keras.data.epochs import epoch_indices, record_epoch
 from tl_keras.data.samples import Split
-from tl_keras.images.codec import decode_streamed
+from tl_keras.images.codec import decode_streamed, orient
 from tl_keras.utils.checks import require_int
 
 PREFETCH_BATCHES = 2
@@ -53,8 +53,9 @@ def make_dataset(
         if split.images is not None:
             ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
         else:
-            ds = tf.data.Dataset.from_tensor_slices((split.paths, labels)).map(
-                lambda p, y: (decode_streamed(tf.io.read_file(p), image_size, crop_to_aspect_ratio), y), num_parallel_calls=tf.data.AUTOTUNE)
+            ds = tf.data.Dataset.from_tensor_slices((split.paths, labels, split.orientations)).map(
+                lambda p, y, o: (orient(decode_streamed(tf.io.read_file(p), image_size, crop_to_aspect_ratio), o), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
         return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE), batch_size)
 
     if split.images is not None:
@@ -64,9 +65,11 @@ def make_dataset(
             return tf.gather(pixels, i)
     else:
         paths = tf.constant(split.paths if split.paths else [""], tf.string)
+        orientations = tf.constant(split.orientations if split.paths else [1], tf.int32)
 
-        def load(i):
-            return decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size, crop_to_aspect_ratio)
+        def load(i):  # turned upright as the checked, held-in-memory pixels would be
+            image = decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size, crop_to_aspect_ratio)
+            return orient(image, tf.gather(orientations, i))
 
     label_table = tf.constant(labels)
     policy = augment_policy(augment) if training else "none"

@@ -12,6 +12,8 @@ import numpy as np
 class Sample:
     path: str
     label: int | tuple[int, ...]  # a class index; for multi-label data, one 0/1 flag per class
+    # The EXIF orientation to apply when the file is decoded (1: as stored), set when it is checked.
+    orientation: int = 1
 
 
 def has_class(sample: Sample, label: int) -> bool:
@@ -39,3 +41,8 @@ class Split:
     @property
     def paths(self) -> list[str]:
         return [s.path for s in self.samples]
+
+    @property
+    def orientations(self) -> np.ndarray:
+        """int32 `[n]`: the EXIF orientation each image is turned by when decoded (1: as stored)."""
+        return np.array([s.orientation for s in self.samples], dtype=np.int32)

@@ -108,8 +108,10 @@ def load_datasets(
     seed: int = 42,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     max_per_class: int | None = None,
+    exif_orientation: bool = True,
 ) -> ImageFolder:
-    """Reads a `DatasetSource` into an in-memory `ImageFolder` (arguments as `load_image_folder`'s)."""
+    """Reads a `DatasetSource` into an in-memory `ImageFolder` (arguments as `load_image_folder`'s;
+    `exif_orientation` does not apply: tf.data elements are pixels, not files)."""
     require_fraction(validation_split)
     splits = {"train": source.train} if source.val is None else {"train": source.train, "val": source.val}
     candidates, pixels = {}, {}

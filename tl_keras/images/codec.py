@@ -31,8 +31,10 @@ def _decode_tiff(raw: bytes) -> np.ndarray:
         raise ValueError(f"cannot be decoded as a TIFF image ({err})") from err
 
 
-def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> np.ndarray:
-    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow).
+def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio: bool = True,
+                apply_exif: bool = True) -> np.ndarray:
+    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow),
+    turned upright by its EXIF orientation tag unless `apply_exif=False` (then as stored).
 
     Raises:
         ValueError: the bytes are no image tl_keras reads, or TIFF without Pillow.
@@ -41,13 +43,44 @@ def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio:
         if sniff.pillow_missing():  # looked up there, so a test can stand in for it
             raise ValueError("TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it")
         image = _decode_tiff(raw)
-        if image_size is None:
-            return image
-        return resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
+        if image_size is not None:
+            image = resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
+        return image
     try:
-        return decode_image(raw, image_size, crop_to_aspect_ratio).numpy()
+        image = decode_image(raw, image_size, crop_to_aspect_ratio).numpy()
     except tf.errors.OpError as err:
         raise ValueError(f"cannot be decoded as an image ({_tf_message(err)})") from err
+    return orient(image, orientation_of(raw)) if apply_exif else image
+
+
+def orientation_of(raw: bytes) -> int:
+    """The EXIF orientation to apply to a file's decoded pixels: its tag if valid (2-8), else 1."""
+    value = exif_orientation(raw)
+    return value if value in range(2, 9) else 1
+
+
+def orient(image, value):
+    """`image` (`[h, w, c]`, NumPy or a tensor) turned upright by EXIF orientation `value` (1-8; 1 and
+    anything else: as it is), as a viewer shows it. The framing and the resize commute with these
+    turns, so they can be applied to the decoded image or to its resized square alike.
+
+    Examples:
+        >>> import numpy as np
+        >>> stored = np.arange(6).reshape(2, 3, 1)
+        >>> orient(stored, 6)[..., 0].tolist()   # stored sideways (tag 6): turned 90 degrees clockwise
+        [[3, 0], [4, 1], [5, 2]]
+    """
+    if isinstance(image, np.ndarray):
+        ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+               5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
+               7: lambda x: np.rot90(x, 2).swapaxes(0, 1), 8: lambda x: np.rot90(x, 1)}
+        return np.ascontiguousarray(ops[value](image)) if value in ops else image
+    branches = [lambda: image, lambda: image,
+                lambda: tf.image.flip_left_right(image), lambda: tf.image.rot90(image, 2),
+                lambda: tf.image.flip_up_down(image), lambda: tf.image.transpose(image),
+                lambda: tf.image.rot90(image, 3), lambda: tf.image.rot90(tf.image.transpose(image), 2),
+                lambda: tf.image.rot90(image, 1)]
+    return tf.switch_case(tf.clip_by_value(tf.cast(value, tf.int32), 0, 8), branches)
 
 
 def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> tf.Tensor:

@@ -10,6 +10,8 @@ from tl_keras.images.codec import (
     declared_size,
     decode_file,
     exif_orientation,
+    orient,
+    orientation_of,
     resize_uint8,
 )
 
@@ -36,36 +38,38 @@ def _colour_count(image: np.ndarray) -> int:
     return len(np.unique(thumb[..., 0] * 65536 + thumb[..., 1] * 256 + thumb[..., 2]))
 
 
-def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: bool):
-    """Decodes one file; returns (pixels or None, error or None, warning or None)."""
+def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: bool, apply_exif: bool = True):
+    """Decodes one file; returns (pixels or None, error or None, warning or None, the EXIF orientation
+    its pixels are turned by: 1 when as stored). The pixels are turned upright by the file's EXIF
+    orientation unless `apply_exif=False`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
-        return None, f"cannot be read ({err.strerror or err})", None
+        return None, f"cannot be read ({err.strerror or err})", None, 1
     if not raw:
-        return None, "empty file (0 bytes)", None
+        return None, "empty file (0 bytes)", None, 1
     size = declared_size(raw)
     if size and size[0] * size[1] > MAX_PIXELS:
         return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
-                      "downscale it to use it"), None
+                      "downscale it to use it"), None, 1
     try:
-        image = decode_file(raw)  # invalid, truncated or oversized image data: the reason says which
+        image = decode_file(raw, apply_exif=False)  # invalid, truncated or oversized image data: the reason says which
     except ValueError as err:
-        return None, str(err), None
+        return None, str(err), None, 1
     height, width = image.shape[0], image.shape[1]
     if min(height, width) < MIN_SIDE:
-        return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None
+        return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None, 1
     notes = []
     colours = _colour_count(image)
     if colours < FEW_COLOURS:
         notes.append(f"only {colours} distinct colours: looks like a graphic or placeholder, not a photograph; "
                      "check that it belongs to its class")
-    orientation = exif_orientation(raw)
-    if orientation not in (0, 1):
-        notes.append(f"EXIF orientation {orientation} (rotated or mirrored when shown) is ignored, as TensorFlow "
-                     "decodes it: used as stored; re-save it upright if it looks sideways")
+    orientation = orientation_of(raw) if apply_exif else 1
+    if not apply_exif and orientation_of(raw) != 1:
+        notes.append(f"EXIF orientation {exif_orientation(raw)} (rotated or mirrored when shown) is not applied "
+                     "(exif_orientation=False): used as stored")
     pixels = None
     if keep:
-        pixels = resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
-    return pixels, None, "; ".join(notes) or None
+        pixels = orient(resize_uint8(image, image_size, crop_to_aspect_ratio).numpy(), orientation)
+    return pixels, None, "; ".join(notes) or None, orientation

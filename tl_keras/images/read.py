@@ -25,7 +25,7 @@ def _require_file(path: str) -> None:
     raise ValueError(f"{path!r} is not an image file: {skip_reason(path)}")
 
 
-def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool) -> np.ndarray:
+def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool, exif_orientation: bool = True) -> np.ndarray:
     _require_file(path)
     try:
         with open(path, "rb") as f:
@@ -36,14 +36,15 @@ def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool) -
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
     try:
-        return decode_file(raw, image_size, crop_to_aspect_ratio)
+        return decode_file(raw, image_size, crop_to_aspect_ratio, apply_exif=exif_orientation)
     except ValueError as err:
         raise ValueError(f"{path!r} {err}; tl_keras reads {FORMAT_NAMES}") from err
 
 
 def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None,
-                crop_to_aspect_ratio: bool = True) -> list[np.ndarray]:
-    """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file.
+                crop_to_aspect_ratio: bool = True, exif_orientation: bool = True) -> list[np.ndarray]:
+    """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file,
+    each turned upright by its EXIF orientation tag unless `exif_orientation=False`.
 
     With `image_size` every image is resized to that square exactly as training data is (framed by
     `crop_to_aspect_ratio`, see `resize_uint8`), so a list of files becomes one batchable stack;
@@ -52,18 +53,19 @@ def read_images(paths: Sequence[str], image_size: int | None = None, workers: in
     for path in paths:
         _require_file(path)
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        return list(pool.map(lambda p: _read_image(p, image_size, crop_to_aspect_ratio), paths))
+        return list(pool.map(lambda p: _read_image(p, image_size, crop_to_aspect_ratio, exif_orientation), paths))
 
 
 def try_read_images(
     paths: Sequence[str], image_size: int | None = None, workers: int | None = None, crop_to_aspect_ratio: bool = True,
+    exif_orientation: bool = True,
 ) -> tuple[list[np.ndarray | None], list[str | None]]:
     """Like `read_images`, but a bad file does not stop the rest: returns `(images, errors)`, where a
     bad file's image is None and its error the reason, and a good file's error is None."""
 
     def attempt(path: str):
         try:
-            return _read_image(path, image_size, crop_to_aspect_ratio), None
+            return _read_image(path, image_size, crop_to_aspect_ratio, exif_orientation), None
         except ValueError as err:
             return None, str(err)
 

@@ -89,7 +89,7 @@ def load_folder(data, config: TrainConfig, spec: BackboneSpec, **options) -> Ima
     """Seeds Keras, NumPy and Python from the config, then loads `data` at the backbone's size and
     the config's framing, validation split and seed (`options` go to `load_data`)."""
     keras.utils.set_random_seed(config.seed)
-    options = {"validation_split": config.validation_split, **options}
+    options = {"validation_split": config.validation_split, "exif_orientation": config.exif_orientation, **options}
     return load_data(data, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
                      seed=config.seed, **options)
 

@@ -47,6 +47,8 @@ class ExportedModel:
         metadata = read_metadata(self.path)
         self.image_size = metadata.get("image_size")
         self.crop_to_aspect_ratio = recorded_framing(metadata)  # files are framed as the training images were
+        # ... and turned upright by their EXIF tags as they were (exports from before 0.2 record nothing: upright).
+        self.exif_orientation = bool((metadata.get("config") or {}).get("exif_orientation", True))
         self.tta_inside = metadata.get("tta") is not None
         self.tta = bool(tta) or self.tta_inside
         # A multi-label export: one probability threshold per class, chosen on val at training.
@@ -91,9 +93,11 @@ class ExportedModel:
         for start in range(0, len(paths), chunk_size):
             chunk = list(paths[start:start + chunk_size])
             if skip_errors:
-                images, errors = try_read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio)
+                images, errors = try_read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+                                                 exif_orientation=self.exif_orientation)
             else:
-                images = read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio)
+                images = read_images(chunk, self.image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+                                     exif_orientation=self.exif_orientation)
                 errors = [None] * len(chunk)
             good = [i for i, image in enumerate(images) if image is not None]
             probabilities = self.predict([images[i] for i in good]) if good else []
@@ -132,6 +136,7 @@ class ExportedModel:
         """
         image_size = image_size or self.image_size or 224
         folder = load_data(data_dir, image_size=image_size, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+                           exif_orientation=self.exif_orientation,
                            validation_split=0.5)
         if list(folder.class_names) != list(self.class_names):
             raise ValueError(

@@ -79,7 +79,7 @@ def embed(
         The arrays above as a dict, plus `skipped_files` (`path`, `reason`) and `source`.
     """
     run, metadata = _export_extractor(source)
-    crop = True
+    crop, exif = True, True  # photos turned upright by their EXIF tags, unless the export was trained otherwise
     if run is None:
         spec = resolve_backbone(source, weights=weights, image_size=image_size)
         run = feature_extractor(build_classifier(spec, 2))
@@ -87,7 +87,8 @@ def embed(
     else:
         size = image_size or metadata.get("image_size") or 224
         crop = recorded_framing(metadata)
-    folder = load_data(data_dir, image_size=size, crop_to_aspect_ratio=crop)
+        exif = bool((metadata.get("config") or {}).get("exif_orientation", True))
+    folder = load_data(data_dir, image_size=size, crop_to_aspect_ratio=crop, exif_orientation=exif)
     names = list(folder.splits)
     features = np.concatenate([extract_features(run, folder.dataset(name, batch_size=batch_size)) for name in names])
     by_folder = folder.validation_source == "folder"  # a flat folder's split is tl_keras's, not the user's
