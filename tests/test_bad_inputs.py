@@ -335,3 +335,48 @@ def test_a_phone_photo_is_turned_upright_by_its_exif_tag_wherever_it_is_decoded(
     assert close(read_images([path], 64, crop_to_aspect_ratio=False, exif_orientation=False)[0], as_stored) < 12
     args = build_parser().parse_args(["train", str(root), "--no-exif-orientation"])
     assert TrainConfig().exif_orientation and args.exif_orientation is False
+
+
+@pytest.mark.parametrize("kind", ["HEIC", "AVIF"])
+def test_heic_and_avif_photos_are_read_or_skipped_naming_the_extra(tmp_path, kind, monkeypatch):
+    """A real photo saved as HEIC (the iPhone's default, through pillow-heif) and as AVIF (Pillow):
+    used, held in memory and streamed alike, close to the JPEG they were made from; without the
+    reader, skipped with a reason that names what to install."""
+    import pillow_heif
+
+    from conftest import HYMENOPTERA, asset
+    from tl_keras.images import sniff
+
+    pillow_heif.register_heif_opener()
+    source = os.path.join(asset(HYMENOPTERA), "train", "ants")
+    root = tmp_path / "phone"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+    names = sorted(os.listdir(source))[:4]
+    for i, name in enumerate(names):
+        photo = Image.open(os.path.join(source, name)).convert("RGB")
+        photo.save(root / ("a" if i % 2 else "b") / f"{i}.jpg", quality=95)
+    photo = Image.open(os.path.join(source, names[0])).convert("RGB")
+    photo.save(root / "b" / f"phone.{kind.lower()}", format={"HEIC": "HEIF"}.get(kind, kind), quality=90)
+    path = str(root / "b" / f"phone.{kind.lower()}")
+    assert sniff.image_format(open(path, "rb").read(16)) == kind
+    reference = np.asarray(photo.resize((48, 48)), np.float32)
+    held = load_image_folder(str(root), image_size=48, validation_split=0.5, crop_to_aspect_ratio=False)
+    streamed = load_image_folder(str(root), image_size=48, validation_split=0.5, crop_to_aspect_ratio=False, memory_limit=0)
+    assert path not in dict(held.skipped) and held.num_used == 5
+    for folder in (held, streamed):
+        name, split = next((n, s) for n, s in folder.splits.items() if path in s.paths)
+        images = np.concatenate([x.numpy() for x, _ in folder.dataset(name, batch_size=8)])
+        assert np.abs(images[split.paths.index(path)] - reference).mean() < 8  # lossy codecs, the same photo
+    missing = "pillow_heif" if kind == "HEIC" else "avif"
+    real = sniff.importlib.util.find_spec
+    if kind == "HEIC":
+        monkeypatch.setattr(sniff.importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+        expected = 'tl_keras[heif]'
+    else:
+        from PIL import features
+
+        monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else True)
+        expected = "pip install -U pillow"
+    skipped = dict(load_image_folder(str(root), image_size=48, validation_split=0.5).skipped)
+    assert expected in skipped[path] and kind in skipped[path]

@@ -62,6 +62,7 @@ class ImageFolder:
     validation_source: str
     seed: int
     crop_to_aspect_ratio: bool = True
+    exif_orientation: bool = True
 
     @property
     def train(self) -> Split:
@@ -107,6 +108,7 @@ class ImageFolder:
         return make_dataset(
             self.splits[split], self.image_size, batch_size=batch_size, training=training,
             augment=augment, shuffle=shuffle, seed=self.seed, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+            exif_orientation=self.exif_orientation,
         )
 
     def folds(self, k: int) -> list["ImageFolder"]:
@@ -348,7 +350,7 @@ def assemble(root: str, class_names: list[str], candidates: dict[str, list[Sampl
     label_of = {s.path: s.label for samples in candidates.values() for s in samples}
     return _folder(root, class_names, splits, skipped, warnings, num_found, image_size=image_size,
                    validation_split=validation_split, seed=seed, where=where, fix=fix, label_of=label_of,
-                   crop_to_aspect_ratio=crop_to_aspect_ratio)
+                   crop_to_aspect_ratio=crop_to_aspect_ratio, exif_orientation=exif_orientation)
 
 
 def assemble_in_memory(root: str, class_names: list[str], candidates: dict[str, list[Sample]], pixels: dict[str, np.ndarray],
@@ -365,7 +367,7 @@ def assemble_in_memory(root: str, class_names: list[str], candidates: dict[str, 
 
 def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped: list, warnings: list, num_found: int,
             *, image_size: int, validation_split: float, seed: int, where: Callable[[str], str], fix: str,
-            label_of: dict[str, int], crop_to_aspect_ratio: bool) -> ImageFolder:
+            label_of: dict[str, int], crop_to_aspect_ratio: bool, exif_orientation: bool = True) -> ImageFolder:
     """The class check, the validation split and the `ImageFolder`, for both `assemble`s."""
     for label, name in enumerate(class_names):
         if not any(has_class(s, label) for s in splits["train"].samples):
@@ -382,6 +384,7 @@ def _folder(root: str, class_names: list[str], splits: dict[str, Split], skipped
         root=root, class_names=class_names, image_size=image_size,
         splits={k: splits[k] for k in order}, skipped=skipped, warnings=warnings,
         num_found=num_found, validation_source=validation_source, seed=seed, crop_to_aspect_ratio=crop_to_aspect_ratio,
+        exif_orientation=exif_orientation,
     )
 
 

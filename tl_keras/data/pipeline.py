@@ -39,6 +39,7 @@ def make_dataset(
     shuffle: bool | None = None,
     seed: int = 42,
     crop_to_aspect_ratio: bool = True,
+    exif_orientation: bool = True,
 ) -> tf.data.Dataset:
     """Builds the tf.data pipeline for a split (see `ImageFolder.dataset`).
 
@@ -54,7 +55,7 @@ def make_dataset(
             ds = tf.data.Dataset.from_tensor_slices((split.images, labels))
         else:
             ds = tf.data.Dataset.from_tensor_slices((split.paths, labels, split.orientations)).map(
-                lambda p, y, o: (orient(decode_streamed(tf.io.read_file(p), image_size, crop_to_aspect_ratio), o), y),
+                lambda p, y, o: (orient(decode_streamed(tf.io.read_file(p), image_size, crop_to_aspect_ratio, exif_orientation), o), y),
                 num_parallel_calls=tf.data.AUTOTUNE)
         return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE), batch_size)
 
@@ -68,7 +69,7 @@ def make_dataset(
         orientations = tf.constant(split.orientations if split.paths else [1], tf.int32)
 
         def load(i):  # turned upright as the checked, held-in-memory pixels would be
-            image = decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size, crop_to_aspect_ratio)
+            image = decode_streamed(tf.io.read_file(tf.gather(paths, i)), image_size, crop_to_aspect_ratio, exif_orientation)
             return orient(image, tf.gather(orientations, i))
 
     label_table = tf.constant(labels)

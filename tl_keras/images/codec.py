@@ -18,31 +18,41 @@ from tl_keras.images import sniff
 from tl_keras.images.sniff import image_format
 
 
-def _decode_tiff(raw: bytes) -> np.ndarray:
-    """A TIFF's first page as uint8 RGB, through Pillow."""
+def _decode_pillow(raw: bytes, kind: str, apply_exif: bool) -> np.ndarray:
+    """A TIFF's first page, a HEIC or an AVIF as uint8 RGB, through Pillow (HEIC through pillow-heif's
+    opener), turned upright by its EXIF orientation unless `apply_exif=False`."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if kind == "HEIC":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
     try:
         with Image.open(io.BytesIO(raw)) as image:
+            image = ImageOps.exif_transpose(image) if apply_exif else image
             return np.asarray(image.convert("RGB"), np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ValueError(f"cannot be decoded as a TIFF image ({err})") from err
+        raise ValueError(f"cannot be decoded as a {kind} image ({err})") from err
 
 
 def decode_file(raw: bytes, image_size: int | None = None, crop_to_aspect_ratio: bool = True,
                 apply_exif: bool = True) -> np.ndarray:
-    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF included (through Pillow),
-    turned upright by its EXIF orientation tag unless `apply_exif=False` (then as stored).
+    """Eagerly decodes an image file's bytes as `decode_image` does, TIFF, HEIC and AVIF included
+    (through Pillow), turned upright by its EXIF orientation tag unless `apply_exif=False` (then as
+    stored).
 
     Raises:
-        ValueError: the bytes are no image tl_keras reads, or TIFF without Pillow.
+        ValueError: the bytes are no image tl_keras reads, or a format whose reader is not installed
+            (the message names what to install).
     """
-    if image_format(raw[:16]) == "TIFF":
-        if sniff.pillow_missing():  # looked up there, so a test can stand in for it
-            raise ValueError("TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it")
-        image = _decode_tiff(raw)
+    kind = image_format(raw[:16])
+    if kind in sniff.PILLOW_FORMATS:
+        reason = sniff.unreadable(kind)  # looked up there, so a test can stand in for it
+        if reason:
+            raise ValueError(reason)
+        image = _decode_pillow(raw, kind, apply_exif)
         if image_size is not None:
             image = resize_uint8(image, image_size, crop_to_aspect_ratio).numpy()
         return image
@@ -120,18 +130,21 @@ def centre_square(image) -> tf.Tensor:
     return image[..., top:top + side, left:left + side, :]
 
 
-def decode_streamed(contents: tf.Tensor, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
-    """`decode_image` for input pipelines that read files each epoch: TIFF (by its first bytes) goes
-    through Pillow in a `tf.numpy_function`, which serving signatures cannot hold."""
-    head = tf.strings.substr(contents, 0, 4)
-    is_tiff = tf.logical_or(tf.equal(head, b"II*\x00"), tf.equal(head, b"MM\x00*"))
+def decode_streamed(contents: tf.Tensor, image_size: int, crop_to_aspect_ratio: bool = True,
+                    apply_exif: bool = True) -> tf.Tensor:
+    """`decode_image` for input pipelines that read files each epoch: TIFF, HEIC and AVIF (by their
+    first bytes) go through Pillow in a `tf.numpy_function`, which serving signatures cannot hold;
+    those are turned upright there (`apply_exif`), a JPEG's turn is the pipeline's (`orient`)."""
+    head = tf.strings.substr(tf.strings.join([contents, b"\0" * 8]), 0, 8)
+    is_pillow = tf.reduce_any([tf.equal(tf.strings.substr(head, 0, 4), b"II*\x00"), tf.equal(tf.strings.substr(head, 0, 4), b"MM\x00*"),
+                               tf.equal(tf.strings.substr(head, 4, 4), b"ftyp")])
 
-    def tiff():
-        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size, crop_to_aspect_ratio), [contents], tf.uint8)
+    def pillow():
+        image = tf.numpy_function(lambda raw: decode_file(bytes(raw), image_size, crop_to_aspect_ratio, apply_exif), [contents], tf.uint8)
         image.set_shape([image_size, image_size, 3])
         return image
 
-    return tf.cond(is_tiff, tiff, lambda: decode_image(contents, image_size, crop_to_aspect_ratio))
+    return tf.cond(is_pillow, pillow, lambda: decode_image(contents, image_size, crop_to_aspect_ratio))
 
 
 def _tf_message(err: tf.errors.OpError) -> str:

@@ -14,6 +14,7 @@ from tl_keras.images.codec import (
     orientation_of,
     resize_uint8,
 )
+from tl_keras.images.sniff import PILLOW_FORMATS, image_format
 
 # Images with fewer distinct colours than this (on a 64x64 nearest-neighbour thumbnail) are kept but
 # flagged: photographs have hundreds; web placeholders, icons and blank frames have a handful.
@@ -54,7 +55,9 @@ def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: boo
         return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
                       "downscale it to use it"), None, 1
     try:
-        image = decode_file(raw, apply_exif=False)  # invalid, truncated or oversized image data: the reason says which
+        # Pillow's formats are turned upright as they decode; a JPEG's turn comes after the resize, as
+        # in the streamed pipeline and `decode_file`, so both give the same pixels to the bit.
+        image = decode_file(raw, apply_exif=apply_exif and image_format(raw[:16]) in PILLOW_FORMATS)  # invalid, truncated or oversized image data: the reason says which
     except ValueError as err:
         return None, str(err), None, 1
     height, width = image.shape[0], image.shape[1]

@@ -14,15 +14,19 @@ import importlib.util
 import os
 import stat
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl", ".tif", ".tiff", ".heic", ".heif", ".avif")
 # A file is used for what its first bytes say it is, whatever its name (a WebP named .jpg is used).
-# TensorFlow decodes all of these but TIFF, which is read through Pillow when it is installed.
-FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP, JPEG XL, TIFF"
+# TensorFlow decodes all of these but TIFF, HEIC (the iPhone's default) and AVIF, which are read
+# through Pillow (`PILLOW_FORMATS`) when it can: TIFF with Pillow, AVIF with a Pillow built with it
+# (PyPI's wheels are), HEIC with pillow-heif (the `heif` extra).
+FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP, JPEG XL, TIFF, HEIC, AVIF"
+PILLOW_FORMATS = ("TIFF", "HEIC", "AVIF")
+_HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def image_format(head: bytes) -> str | None:
     """The image format a file's first bytes announce ("JPEG", "PNG", "GIF", "BMP", "WebP",
-    "JPEG XL", "TIFF"), or None."""
+    "JPEG XL", "TIFF", "HEIC", "AVIF"), or None."""
     if head[:3] == b"\xff\xd8\xff":
         return "JPEG"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -37,12 +41,33 @@ def image_format(head: bytes) -> str | None:
         return "JPEG XL"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if head[4:8] == b"ftyp":  # an ISO media file: its brand says which
+        if head[8:12] in (b"avif", b"avis"):
+            return "AVIF"
+        if head[8:12] in _HEIC_BRANDS:
+            return "HEIC"
     return None
 
 
 def pillow_missing() -> bool:
     """Whether Pillow (which reads TIFF) is not installed."""
     return importlib.util.find_spec("PIL") is None
+
+
+def unreadable(kind: str | None) -> str | None:
+    """Why a file of format `kind` cannot be read here (with what to install), or None."""
+    if kind not in PILLOW_FORMATS:
+        return None
+    if pillow_missing():
+        return f"{kind} image: TensorFlow does not decode {kind}; `pip install pillow` to use it"
+    if kind == "HEIC" and importlib.util.find_spec("pillow_heif") is None:
+        return "HEIC image (the iPhone's default): `pip install \"tl_keras[heif]\"` (pillow-heif) to use it"
+    if kind == "AVIF":
+        from PIL import features
+
+        if not features.check("avif"):
+            return "AVIF image: this Pillow is built without AVIF; `pip install -U pillow` (PyPI's wheels read it) to use it"
+    return None
 
 
 def skip_reason(path: str) -> str | None:
@@ -66,10 +91,10 @@ def skip_reason(path: str) -> str | None:
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
     kind = image_format(head)
-    if kind == "TIFF" and pillow_missing():  # looked up here, so a test can stand in for it
-        return "TIFF image: TensorFlow does not decode TIFF; `pip install pillow` to use it"
+    if unreadable(kind):  # TIFF, HEIC, AVIF without what reads them: the reason names what to install
+        return unreadable(kind)
     if kind is None and not name.lower().endswith(IMAGE_EXTENSIONS):
-        return f"not an image file type (neither its content nor its extension is {FORMAT_NAMES.replace(', TIFF', ' or TIFF')})"
+        return f"not an image file type (neither its content nor its extension is {FORMAT_NAMES.replace(', AVIF', ' or AVIF')})"
     return None
 
 
