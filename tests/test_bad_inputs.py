@@ -380,3 +380,30 @@ def test_heic_and_avif_photos_are_read_or_skipped_naming_the_extra(tmp_path, kin
         expected = "pip install -U pillow"
     skipped = dict(load_image_folder(str(root), image_size=48, validation_split=0.5).skipped)
     assert expected in skipped[path] and kind in skipped[path]
+
+
+def test_a_108_megapixel_phone_photo_is_decoded_reduced(tmp_path):
+    """A real photo at 12000x9000 (108 MP, over the 100 MP a full decode may take): decoded by the JPEG
+    decoder at half size, then framed and resized as any photo, in the loaders and in predict's file
+    reading; the same size as a PNG is a decompression risk and is skipped, saying so."""
+    from conftest import HYMENOPTERA, asset
+    from tl_keras.images.read import read_images
+
+    photo = Image.open(os.path.join(asset(HYMENOPTERA), "train", "bees", sorted(os.listdir(
+        os.path.join(asset(HYMENOPTERA), "train", "bees")))[0])).convert("RGB")
+    root = tmp_path / "phone"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            photo.rotate(30 * i + (90 if cls == "b" else 0)).save(root / cls / f"{i}.jpg", quality=90)
+    big = root / "a" / "huge.jpg"
+    photo.resize((12000, 9000), Image.BILINEAR).save(big, quality=80)
+    assert 12000 * 9000 > MAX_PIXELS
+    side = min(photo.size)
+    left, top = (photo.width - side) // 2, (photo.height - side) // 2
+    reference = np.asarray(photo.crop((left, top, left + side, top + side)).resize((32, 32), Image.BILINEAR), np.float32)
+    folder = load_image_folder(str(root), image_size=32, validation_split=0.5)
+    assert str(big) not in dict(folder.skipped) and folder.num_used == 5
+    split = next(s for s in folder.splits.values() if str(big) in s.paths)
+    assert np.abs(split.images[split.paths.index(str(big))] - reference).mean() < 10
+    assert np.abs(read_images([str(big)], 32)[0] - reference).mean() < 10

@@ -93,13 +93,37 @@ def orient(image, value):
     return tf.switch_case(tf.clip_by_value(tf.cast(value, tf.int32), 0, 8), branches)
 
 
+# A JPEG declaring more pixels than this is decoded reduced (1/2, 1/4 or 1/8 of each side, by the
+# JPEG decoder's own scaling, at a fraction of the memory and time) to at most this many pixels; one
+# over 64 times this (past what 1/8 brings under it) is a decompression bomb, never decoded.
+REDUCE_PIXELS = 100 * 10**6
+JPEG_BOMB_PIXELS = 64 * REDUCE_PIXELS
+
+
 def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
     """Decodes JPEG/PNG/BMP/GIF/WebP/JPEG XL bytes to uint8 RGB in the graph (grayscale and RGBA
     become RGB; a GIF gives its first frame), optionally resized to `image_size` squared as
-    `resize_uint8` does. TIFF needs `decode_file` (eager, through Pillow)."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
+    `resize_uint8` does. A JPEG over `REDUCE_PIXELS` (a 108-megapixel phone photo) is decoded
+    reduced. TIFF, HEIC and AVIF need `decode_file` (eager, through Pillow)."""
+    contents = tf.convert_to_tensor(contents, tf.string)
+    is_jpeg = tf.equal(tf.strings.substr(tf.strings.join([contents, b"\0\0\0"]), 0, 3), b"\xff\xd8\xff")
+    image = tf.cond(is_jpeg, lambda: _decode_jpeg(contents),
+                    lambda: tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8))
     image.set_shape([None, None, 3])
     return image if image_size is None else resize_uint8(image, image_size, crop_to_aspect_ratio)
+
+
+def _decode_jpeg(contents: tf.Tensor) -> tf.Tensor:
+    """A JPEG at full size, or reduced by the decoder's 1/2, 1/4 or 1/8 scaling to at most
+    `REDUCE_PIXELS` (the smallest reduction that gets there)."""
+    shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+    pixels = shape[0] * shape[1]
+
+    def at(ratio: int):
+        return lambda: tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
+
+    return tf.case([(pixels <= REDUCE_PIXELS, at(1)), (pixels <= 4 * REDUCE_PIXELS, at(2)),
+                    (pixels <= 16 * REDUCE_PIXELS, at(4))], default=at(8), exclusive=False)
 
 
 def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> tf.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tl_keras.images.codec import (
+    JPEG_BOMB_PIXELS,
     declared_size,
     decode_file,
     exif_orientation,
@@ -27,6 +28,18 @@ MIN_SIDE = 8
 
 
 MAX_PIXELS = 100 * 10**6
+
+
+def too_large(raw: bytes, size: tuple[int, int]) -> str | None:
+    """Why an image declaring `size` (width, height) is not decoded, or None: over `MAX_PIXELS`, except
+    a JPEG, which is decoded reduced up to `JPEG_BOMB_PIXELS` (see `tl_keras.images.codec`)."""
+    pixels, limit = size[0] * size[1], MAX_PIXELS
+    if raw[:3] == b"\xff\xd8\xff":
+        limit = JPEG_BOMB_PIXELS
+    if pixels <= limit:
+        return None
+    return (f"too large: {size[0]}x{size[1]} px is over {limit // 10**6} megapixels"
+            f"{' even decoded at 1/8 of each side' if limit == JPEG_BOMB_PIXELS else ''}; downscale it to use it")
 
 
 def _colour_count(image: np.ndarray) -> int:
@@ -51,9 +64,8 @@ def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: boo
     if not raw:
         return None, "empty file (0 bytes)", None, 1
     size = declared_size(raw)
-    if size and size[0] * size[1] > MAX_PIXELS:
-        return None, (f"too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; "
-                      "downscale it to use it"), None, 1
+    if size and too_large(raw, size):
+        return None, too_large(raw, size), None, 1
     try:
         # Pillow's formats are turned upright as they decode; a JPEG's turn comes after the resize, as
         # in the streamed pipeline and `decode_file`, so both give the same pixels to the bit.

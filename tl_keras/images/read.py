@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from tl_keras.images.codec import declared_size, decode_file
-from tl_keras.images.quality import MAX_PIXELS
+from tl_keras.images.quality import too_large
 from tl_keras.images.sniff import FORMAT_NAMES, folder_skip_reason, skip_reason
 
 
@@ -33,8 +33,8 @@ def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool, e
     except OSError as err:
         raise ValueError(f"{path!r} cannot be read ({err.strerror or err})") from err
     size = declared_size(raw)
-    if size and size[0] * size[1] > MAX_PIXELS:
-        raise ValueError(f"{path!r} is too large: {size[0]}x{size[1]} px is over {MAX_PIXELS // 10**6} megapixels; downscale it.")
+    if size and too_large(raw, size):
+        raise ValueError(f"{path!r} is {too_large(raw, size)}.")
     try:
         return decode_file(raw, image_size, crop_to_aspect_ratio, apply_exif=exif_orientation)
     except ValueError as err:
