@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.config import TrainConfig, is_search
+from tl_keras.data.check import DataCheck, apply_policies, check_data
 from tl_keras.data.folder import ImageFolder
 from tl_keras.data.sources import source_name
 from tl_keras.distribute import (
@@ -87,6 +88,7 @@ class _Run:
     started: float
     model: ImageClassifier | None = None
     class_weight: dict[int, float] | None = None
+    data_check: DataCheck | None = None
 
     @property
     def global_batch(self) -> int:
@@ -205,7 +207,9 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     resolved, advice = resolve_plan(config, data_root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
     folder = load_folder(data_dir, config, spec)
-    run = _Run(resolved, config, spec, strategy, folder, advice, started)
+    checked = check_data(folder)  # duplicates, leaks, label conflicts: reported, or dropped as the config says
+    folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
+    run = _Run(resolved, config, spec, strategy, folder, advice, started, data_check=checked)
     if folder.multi_label and config.class_weight is not None:
         raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "
                          "(an image may have several). Leave class_weight unset.")
@@ -266,7 +270,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
-        "multi_label": folder.multi_label, **multi,
+        "multi_label": folder.multi_label, "data_check": run.data_check.to_dict() if run.data_check else None, **multi,
     }
 
 

@@ -47,7 +47,8 @@ TRANSFERS = ("auto",) + tuple(PLANS)
 # The distributions a name rebuilds. `distribute` may also hold "custom": a `tf.distribute.Strategy`
 # object was passed to `train`, which no name rebuilds (tl_keras.distribute.distribution_name).
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
-AUGMENTS = ("none", "light", "strong")  # see tl_keras.data.augment
+AUGMENTS = ("none", "light", "strong")
+DATA_POLICIES = ("warn", "drop", "error")  # what to do with leaks and label conflicts: see tl_keras.data.check  # see tl_keras.data.augment
 
 
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
@@ -226,6 +227,8 @@ class TrainConfig:
     # Data.
     batch_size: int = setting(32, "per-replica batch size", lambda n, v: require_int(n, v, 1), read="int")
     validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
+    on_leak: str = setting("warn", "an image in train and in val/test (the same bytes): warn (report it), drop (its train copies) or error", lambda n, v: _one_of(n, v, DATA_POLICIES), read="str", choices=DATA_POLICIES)
+    on_conflict: str = setting("warn", "an image under two classes (the same bytes): warn, drop (every copy) or error", lambda n, v: _one_of(n, v, DATA_POLICIES), read="str", choices=DATA_POLICIES)
     path_column: str | None = setting(None, "a label file's column naming each image (default: path); Kaggle's labels.csv: id", _optional(_text), read="str", metavar="COL")
     label_column: str | None = setting(None, "a label file's column holding each image's label (default: label); Kaggle's dog breeds: breed", _optional(_text), read="str", metavar="COL")
     path_format: str | None = setting(None, "how a path-column value becomes an image path relative to the label file, {} for the value, e.g. 'train/{}.jpg'", _optional(_text), read="str", metavar="FMT")

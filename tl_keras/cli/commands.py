@@ -119,6 +119,34 @@ def _train(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from tl_keras.data.check import apply_policies, check_data
+    from tl_keras.data.sources import check_source, load_data, with_columns
+
+    config = _settings(args)
+    source = with_columns(args.data_dir, config.path_column, config.label_column, config.path_format)
+    check_source(source)  # a wrong path or column, before any image is read
+    folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
+                       exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
+    checked = check_data(folder)
+    folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
+    if args.json:
+        print(json.dumps({"data_dir": args.data_dir, "num_files_found": folder.num_found, "num_used": folder.num_used,
+                          "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped], **checked.to_dict()},
+                         indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.data_dir}: {len(folder.class_names)} classes, found {folder.num_found} files, used {folder.num_used}, "
+          f"skipped {len(folder.skipped)}")
+    for line in skip_lines(folder.skipped):
+        print(f"  {line}")
+    counts = checked.class_counts
+    for split, per_class in counts.items():
+        print(f"{split:6} " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+    for line in checked.lines(first=10):
+        print(line)
+    return 0
+
+
 def _advise(args) -> int:
     from tl_keras.tuning.advisor import advise
 
@@ -278,7 +306,7 @@ def _demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "advise": _advise, "lr-find": _lr_find, "predict": _predict, "evaluate": _evaluate,
+COMMANDS = {"train": _train, "check": _check, "advise": _advise, "lr-find": _lr_find, "predict": _predict, "evaluate": _evaluate,
             "export-tflite": _export_tflite, "export-onnx": _export_onnx, "embed": _embed, "serve": _serve, "demo": _demo}
 
 

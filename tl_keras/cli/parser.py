@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-dir", metavar="DIR", help="per-epoch state for resuming a killed run by running the same command again (default: OUTPUT/.checkpoint, deleted after export)")
     t.add_argument("--no-checkpoint", action="store_true", help="do not save per-epoch state")
 
+    c = sub.add_parser("check", help="find duplicate images, label conflicts and train/val leaks in a data set, by content; report class sizes",
+                       description="Lists and checks the data as train would (every file used or skipped with its reason), hashes each used image, "
+                                   "and reports the same bytes twice in a class, under two classes (a label conflict) and in train and val/test "
+                                   "(a leak), and the classes' sizes. train runs the same check and applies --on-leak / --on-conflict.")
+    c.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
+    _config_flags(c, only=("validation_split", "seed", "path_column", "label_column", "path_format", "exif_orientation",
+                           "on_leak", "on_conflict"))
+    c.add_argument("--json", action="store_true", help="print JSON")
+
     a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
                        description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")
     a.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from tl_keras.data.check import DataCheck
 from tl_keras.data.folder import skip_lines
 
 
@@ -27,6 +28,9 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"  {line}")
     for item in metrics["warnings"]:
         print(f"  warning {item['path']}: {item['message']}")
+    if metrics.get("data_check"):
+        for line in DataCheck.from_dict(metrics["data_check"]).lines():
+            print(f"  {line}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
     cache = metrics["feature_cache"]
     if cache["used"]:

@@ -1,0 +1,78 @@
+"""Duplicates, label conflicts and train/val leaks, found by content on real photos, and what
+--on-leak / --on-conflict do with them: report (the default), drop, or stop with an error."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import HYMENOPTERA, asset
+from tl_keras.data.check import apply_policies, check_data
+from tl_keras.data.folder import load_image_folder
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """Real ants/bees photos in train/ and val/, with a train photo copied into val/ (a leak), the same
+    photo under ants/ and bees/ (a conflict), and one photo twice in one class (a duplicate)."""
+    root = tmp_path / "data"
+    for split, n in (("train", 6), ("val", 3)):
+        for cls in ("ants", "bees"):
+            (root / split / cls).mkdir(parents=True)
+            source = os.path.join(asset(HYMENOPTERA), split, cls)
+            for name in sorted(n for n in os.listdir(source) if n.endswith(".jpg"))[:n]:
+                shutil.copy(os.path.join(source, name), root / split / cls / name)
+    first = sorted((root / "train" / "ants").iterdir())
+    shutil.copy(first[0], root / "val" / "ants" / "leaked_copy.jpg")
+    shutil.copy(first[1], root / "train" / "bees" / "also_a_bee.jpg")
+    shutil.copy(first[2], root / "train" / "ants" / "twice.jpg")
+    return root, first
+
+
+def test_each_kind_is_found_by_content_whatever_the_name(planted):
+    root, first = planted
+    folder = load_image_folder(str(root), image_size=32)
+    checked = check_data(folder)
+    assert [sorted(os.path.basename(p) for p in g["paths"]) for g in checked.leaks] == [sorted([first[0].name, "leaked_copy.jpg"])]
+    assert checked.leaks[0]["splits"] == ["train", "val"]
+    assert [g["classes"] for g in checked.conflicts] == [["ants", "bees"]]
+    assert [sorted(os.path.basename(p) for p in g["paths"]) for g in checked.duplicates] == [sorted([first[2].name, "twice.jpg"])]
+    assert checked.class_counts["train"] == {"ants": 7, "bees": 7} and checked.small_classes == ["ants", "bees"]
+    assert checked.imbalance == 1.0
+    assert len(check_data(load_image_folder(asset(HYMENOPTERA), image_size=32)).leaks) == 0  # the real set is clean
+
+
+def test_drop_removes_a_leaks_train_copy_and_every_copy_of_a_conflict_and_says_so(planted):
+    root, first = planted
+    folder = load_image_folder(str(root), image_size=32)
+    checked = check_data(folder)
+    dropped = apply_policies(folder, checked, on_leak="drop", on_conflict="drop")
+    gone = {os.path.basename(p): reason for p, reason in checked.dropped}
+    assert set(gone) == {first[0].name, first[1].name, "also_a_bee.jpg"}
+    assert "dropped from train" in gone[first[0].name] and "labelled ants and bees" in gone["also_a_bee.jpg"]
+    assert str(root / "val" / "ants" / "leaked_copy.jpg") in dropped.val.paths  # val stays as it was
+    assert len(dropped.train) == len(folder.train) - 3 and len(dropped.train.images) == len(dropped.train)
+    assert dropped.num_used + len(dropped.skipped) == dropped.num_found  # nothing lost silently
+    assert apply_policies(folder, check_data(folder)) is folder  # warn: reported, nothing changed
+    with pytest.raises(ValueError, match="1 leak in .*--on-leak drop"):
+        apply_policies(folder, check_data(folder), on_leak="error")
+    with pytest.raises(ValueError, match="on_leak"):
+        apply_policies(folder, check_data(folder), on_leak="ignore")
+
+
+def test_train_reports_the_check_and_the_check_command_prints_it(planted, tiny_hub, tmp_path, capsys):
+    import tl_keras
+    from tl_keras.cli import main
+
+    root, first = planted
+    result = tl_keras.train(str(root), backbone=tiny_hub, image_size=32, head_epochs=1, fine_tune_epochs=0, export=False,
+                            evaluate=False, checkpoint_dir=None, verbose=0, on_leak="drop")
+    report = result.metrics["data_check"]
+    assert len(report["leaks"]) == 1 and len(report["conflicts"]) == 1 and len(report["dropped"]) == 1
+    assert result.metrics["num_train_images"] == 14 - 1
+    assert main(["check", str(root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["leaks"]) == 1 and len(out["conflicts"]) == 1 and len(out["duplicates"]) == 1 and out["dropped"] == []
+    assert main(["check", str(root), "--on-conflict", "error"]) == 2
+    assert "label conflict" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""What a data set holds that would corrupt the val accuracy every decision is made on, found by
+content: the same bytes twice in one class (duplicates), under two classes (label conflicts), and in
+training and evaluation splits (leaks); and the classes' sizes. Reads each used file once (a content
+hash); nothing is decoded.
+
+`train` runs it on every data set it loads and reports it in its summary and in
+`metrics["data_check"]`; `on_leak` and `on_conflict` (`"warn"`, the default, `"drop"` or `"error"`)
+say what to do. Nothing is dropped silently: a dropped file is listed in `ImageFolder.skipped` with
+the copy that made it go.
+
+Examples:
+    >>> from tl_keras.data import load_image_folder
+    >>> folder = load_image_folder("../shared/assets/datasets/hymenoptera", image_size=32)  # doctest: +SKIP
+    >>> check_data(folder).to_dict()["leaks"]  # doctest: +SKIP
+    []
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+from tl_keras.config import DATA_POLICIES as POLICIES
+from tl_keras.data.folder import ImageFolder, _subset
+
+# A class with fewer training images than this is reported: too few to learn or to validate on.
+MIN_PER_CLASS = 10
+
+
+def content_digest(path: str) -> str:
+    """SHA-256 of a file's bytes: the same digest is the same image, whatever its name."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class DataCheck:
+    """What `check_data` found. Each group lists the paths that hold the same bytes.
+
+    Attributes:
+        duplicates: `{"paths", "class", "split"}`: copies within one class and split (they count twice).
+        conflicts: `{"paths", "classes"}`: the same image labelled differently.
+        leaks: `{"paths", "splits"}`: the same image in train and in val or test.
+        class_counts: split -> class -> images.
+        small_classes: classes with fewer than `MIN_PER_CLASS` training images.
+        imbalance: the largest training class over the smallest.
+        dropped: `(path, reason)` for each file a policy removed.
+    """
+
+    duplicates: list[dict]
+    conflicts: list[dict]
+    leaks: list[dict]
+    class_counts: dict[str, dict[str, int]]
+    small_classes: list[str]
+    imbalance: float | None
+    dropped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
+                "class_counts": self.class_counts, "small_classes": self.small_classes, "imbalance": self.imbalance,
+                "dropped": [{"path": p, "reason": r} for p, r in self.dropped]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataCheck":
+        """The inverse of `to_dict` (e.g. from `metrics["data_check"]`)."""
+        fields = {k: data[k] for k in ("duplicates", "conflicts", "leaks", "class_counts", "small_classes", "imbalance")}
+        return cls(**fields, dropped=[(d["path"], d["reason"]) for d in data.get("dropped", [])])
+
+    def lines(self, first: int = 3) -> list[str]:
+        """A few lines for a person: the counts, and the first groups of each kind."""
+        out = [f"data check: {len(self.duplicates)} duplicate groups, {len(self.conflicts)} label conflicts, "
+               f"{len(self.leaks)} train/val leaks" + (f", imbalance {self.imbalance:.1f}x" if self.imbalance else "")]
+        for kind, groups, what in (("conflict", self.conflicts, "classes"), ("leak", self.leaks, "splits"),
+                                   ("duplicate", self.duplicates, "class")):
+            out += [f"  {kind} ({', '.join(g[what]) if isinstance(g[what], list) else g[what]}): {', '.join(g['paths'])}"
+                    for g in groups[:first]]
+            if len(groups) > first:
+                out.append(f"  ... {len(groups) - first} more {kind}s (metrics['data_check'] lists them all)")
+        if self.small_classes:
+            out.append(f"  classes with fewer than {MIN_PER_CLASS} training images: {', '.join(self.small_classes)}")
+        out += [f"  dropped {path}: {reason}" for path, reason in self.dropped]
+        return out
+
+
+def _label_names(folder: ImageFolder, label) -> tuple[str, ...]:
+    if isinstance(label, tuple):
+        return tuple(name for name, flag in zip(folder.class_names, label) if flag)
+    return (folder.class_names[label],)
+
+
+def check_data(folder: ImageFolder) -> DataCheck:
+    """Groups `folder`'s used images by content and counts its classes (see `DataCheck`)."""
+    by_digest: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+    for split_name, split in folder.splits.items():
+        for sample in split.samples:
+            by_digest.setdefault(content_digest(sample.path), []).append(
+                (sample.path, split_name, _label_names(folder, sample.label)))
+    duplicates, conflicts, leaks = [], [], []
+    for copies in by_digest.values():
+        if len(copies) < 2:
+            continue
+        paths = [p for p, _, _ in copies]
+        labels = sorted({labels for _, _, labels in copies})
+        splits = sorted({s for _, s, _ in copies})
+        if len(labels) > 1:
+            conflicts.append({"paths": paths, "classes": [";".join(lab) for lab in labels]})
+        if "train" in splits and len(splits) > 1:
+            leaks.append({"paths": paths, "splits": splits})
+        if len(labels) == 1 and len(splits) == 1:
+            duplicates.append({"paths": paths, "class": ";".join(labels[0]), "split": splits[0]})
+    counts = {name: {c: 0 for c in folder.class_names} for name in folder.splits}
+    for name, split in folder.splits.items():
+        for sample in split.samples:
+            for c in _label_names(folder, sample.label):
+                counts[name][c] += 1
+    train = counts["train"]
+    small = [c for c, n in train.items() if n < MIN_PER_CLASS]
+    imbalance = max(train.values()) / min(train.values()) if min(train.values()) > 0 else None
+    return DataCheck(duplicates, conflicts, leaks, counts, small, round(imbalance, 2) if imbalance else None)
+
+
+def apply_policies(folder: ImageFolder, check: DataCheck, on_leak: str = "warn", on_conflict: str = "warn") -> ImageFolder:
+    """`folder` with the policies applied: `"warn"` keeps everything (the check reports it);
+    `"drop"` removes a leak's training copies (val and test stay as they are, no longer leaked) and
+    every copy of a conflicting image (its label is unknown); `"error"` raises. Dropped files are
+    added to `skipped` with the reason, and to `check.dropped`."""
+    for name, value in (("on_leak", on_leak), ("on_conflict", on_conflict)):
+        if value not in POLICIES:
+            raise ValueError(f"`{name}` must be one of {', '.join(POLICIES)}. Received: {name}={value!r}")
+    for kind, groups, policy, flag in (("leak", check.leaks, on_leak, "--on-leak"),
+                                       ("label conflict", check.conflicts, on_conflict, "--on-conflict")):
+        if groups and policy == "error":
+            shown = "; ".join(", ".join(g["paths"]) for g in groups[:3])
+            raise ValueError(f"{len(groups)} {kind}{'s' if len(groups) > 1 else ''} in {folder.root!r} (the same image "
+                             f"{'in training and evaluation splits' if kind == 'leak' else 'under different classes'}): "
+                             f"{shown}. Remove the copies, or pass {flag} drop (or warn).")
+    drop: dict[str, str] = {}
+    if on_leak == "drop":
+        for group in check.leaks:
+            kept = [p for p in group["paths"] if p not in folder.train.paths]
+            for path in group["paths"]:
+                if path in folder.train.paths:
+                    drop[path] = f"the same image as {os.path.basename(kept[0])} in {'/'.join(s for s in group['splits'] if s != 'train')}: dropped from train (on_leak=drop)"
+    if on_conflict == "drop":
+        for group in check.conflicts:
+            for path in group["paths"]:
+                drop[path] = f"the same image is labelled {' and '.join(group['classes'])}: dropped (on_conflict=drop)"
+    if not drop:
+        return folder
+    splits = {name: _subset(split, [s for s in split.samples if s.path not in drop]) for name, split in folder.splits.items()}
+    dropped = sorted(drop.items())
+    check.dropped += dropped
+    return dataclasses.replace(folder, splits=splits, skipped=folder.skipped + dropped)
