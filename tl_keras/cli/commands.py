@@ -19,6 +19,7 @@ from tl_keras.cli.summary import (
 )
 from tl_keras.config import TrainConfig
 from tl_keras.data.folder import skip_lines
+from tl_keras.utils.progress import quiet
 
 
 def _predict(args) -> int:
@@ -311,5 +312,7 @@ COMMANDS = {"train": _train, "check": _check, "advise": _advise, "lr-find": _lr_
 
 
 def _run(args) -> int:
+    if getattr(args, "quiet", False):
+        quiet()
     return COMMANDS[args.command](args)
 

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs of both phases to DIR")
     t.add_argument("--checkpoint-dir", metavar="DIR", help="per-epoch state for resuming a killed run by running the same command again (default: OUTPUT/.checkpoint, deleted after export)")
     t.add_argument("--no-checkpoint", action="store_true", help="do not save per-epoch state")
+    t.add_argument("--quiet", action="store_true", help="no progress lines on stderr while listing, checking and decoding images")
 
     c = sub.add_parser("check", help="find duplicate images, label conflicts and train/val leaks in a data set, by content; report class sizes",
                        description="Lists and checks the data as train would (every file used or skipped with its reason), hashes each used image, "
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(c, only=("validation_split", "seed", "path_column", "label_column", "path_format", "exif_orientation",
                            "on_leak", "on_conflict"))
     c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
                        description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")

@@ -23,6 +23,7 @@ import os
 
 from tl_keras.config import DATA_POLICIES as POLICIES
 from tl_keras.data.folder import ImageFolder, _subset
+from tl_keras.utils.progress import Progress
 
 # A class with fewer training images than this is reported: too few to learn or to validate on.
 MIN_PER_CLASS = 10
@@ -95,10 +96,12 @@ def _label_names(folder: ImageFolder, label) -> tuple[str, ...]:
 def check_data(folder: ImageFolder) -> DataCheck:
     """Groups `folder`'s used images by content and counts its classes (see `DataCheck`)."""
     by_digest: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
-    for split_name, split in folder.splits.items():
-        for sample in split.samples:
-            by_digest.setdefault(content_digest(sample.path), []).append(
-                (sample.path, split_name, _label_names(folder, sample.label)))
+    with Progress("hashing images", folder.num_used) as bar:
+        for split_name, split in folder.splits.items():
+            for sample in split.samples:
+                by_digest.setdefault(content_digest(sample.path), []).append(
+                    (sample.path, split_name, _label_names(folder, sample.label)))
+                bar.advance()
     duplicates, conflicts, leaks = [], [], []
     for copies in by_digest.values():
         if len(copies) < 2:

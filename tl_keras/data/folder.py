@@ -25,6 +25,7 @@ import numpy as np
 from tl_keras.data.samples import Sample, Split, has_class
 from tl_keras.images.sniff import JUNK_FOLDERS, folder_skip_reason, skip_reason
 from tl_keras.utils.checks import require_int
+from tl_keras.utils.progress import Progress
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -191,25 +192,31 @@ def _list_files(folder: str, class_names: Sequence[str]) -> tuple[list[Sample], 
     """All files under each class folder (recursively): candidates, and the files and folders skipped
     (non-image and special files; junk, hidden and image-named folders, which are not searched)."""
     samples, skipped = [], []
-    for label, name in enumerate(class_names):
-        class_dir = os.path.join(folder, name)
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            searched = []
-            for dirname in sorted(dirnames):
-                reason = folder_skip_reason(os.path.join(dirpath, dirname))
-                if reason:
-                    skipped.append((os.path.join(dirpath, dirname), reason))
-                else:
-                    searched.append(dirname)
-            dirnames[:] = searched
-            for filename in sorted(filenames):
-                path = os.path.join(dirpath, filename)
-                reason = skip_reason(path)
-                if reason:
-                    skipped.append((path, reason))
-                else:
-                    samples.append(Sample(path, label))
+    with Progress(f"listing {folder}") as bar:
+        for label, name in enumerate(class_names):
+            _list_class(os.path.join(folder, name), label, samples, skipped, bar)
     return samples, skipped
+
+
+def _list_class(class_dir: str, label: int, samples: list[Sample], skipped: list, bar: Progress) -> None:
+    """`_list_files` for one class folder, recursively: appends to `samples` and `skipped`."""
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        searched = []
+        for dirname in sorted(dirnames):
+            reason = folder_skip_reason(os.path.join(dirpath, dirname))
+            if reason:
+                skipped.append((os.path.join(dirpath, dirname), reason))
+            else:
+                searched.append(dirname)
+        dirnames[:] = searched
+        for filename in sorted(filenames):
+            path = os.path.join(dirpath, filename)
+            reason = skip_reason(path)
+            if reason:
+                skipped.append((path, reason))
+            else:
+                samples.append(Sample(path, label))
+            bar.advance()
 
 
 def require_fraction(validation_split: float) -> None:
@@ -232,8 +239,14 @@ def check_images(
     from tl_keras.images.quality import _check_one
 
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: _check_one(s.path, image_size, keep, crop_to_aspect_ratio, exif_orientation), samples))
+
+    def check(sample: Sample):
+        result = _check_one(sample.path, image_size, keep, crop_to_aspect_ratio, exif_orientation)
+        bar.advance()
+        return result
+
+    with Progress("checking and decoding images", len(samples)) as bar, ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(check, samples))
     good, pixels, skipped, warnings = [], [], [], []
     for sample, (image, error, warning, orientation) in zip(samples, results):
         if error:

@@ -214,7 +214,7 @@ def feature_extractor(model: keras.Model):
 
 def extract_features(run, dataset: tf.data.Dataset) -> np.ndarray:
     """`run` (a `feature_extractor`) over every batch of `(images, labels)`, stacked `[n, dim]`."""
-    return run_batches(run, dataset, run.dim, inputs_only=True)
+    return run_batches(run, dataset, run.dim, inputs_only=True, progress="computing backbone features")
 
 
 def _features_for(
@@ -397,7 +397,7 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
         return bottom(pixels(images, training=False))
 
     def over(dataset):
-        return run_batches(run, dataset, shape, inputs_only=True)
+        return run_batches(run, dataset, shape, inputs_only=True, progress="computing the boundary cache")
 
     if views:
         augmenting = folder.dataset("train", batch_size=batch_size, training=True, augment=augment, shuffle=False)

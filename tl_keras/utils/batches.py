@@ -14,6 +14,15 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from tl_keras.utils.progress import Progress
+
+
+class _Silent:
+    """A stream that is no terminal: a `Progress` on it draws nothing."""
+
+    def isatty(self) -> bool:
+        return False
+
 
 def slices(array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Consecutive batches of `array`'s first axis."""
@@ -22,9 +31,14 @@ def slices(array: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 
 def run_batches(fn: Callable[[Any], Any], batches: Iterable, width: int | tuple[int, ...], *,
-                inputs_only: bool = False) -> np.ndarray:
+                inputs_only: bool = False, progress: str | None = None) -> np.ndarray:
     """`fn(batch)` for every batch, concatenated along the first axis as float32 `[n, width]`
     (`[0, width]` when there is no batch; `width` may be a shape, as `(7, 7, 160)`). `inputs_only`: the batches are `(inputs, labels)` pairs, as
-    tl_keras datasets give them, and `fn` takes the inputs."""
-    out = [np.asarray(fn(batch[0] if inputs_only else batch)) for batch in batches]
+    tl_keras datasets give them, and `fn` takes the inputs. `progress`: a label for a progress line
+    on stderr counting the rows done (`tl_keras.utils.progress`)."""
+    out = []
+    with Progress(progress or "", stream=None if progress else _Silent()) as bar:
+        for batch in batches:
+            out.append(np.asarray(fn(batch[0] if inputs_only else batch)))
+            bar.advance(len(out[-1]))
     return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros((0, *np.atleast_1d(width)), np.float32)
