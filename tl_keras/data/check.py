@@ -18,24 +18,15 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 from tl_keras.config import DATA_POLICIES as POLICIES
 from tl_keras.data.folder import ImageFolder, _subset
+from tl_keras.utils.files import file_digest
 from tl_keras.utils.progress import Progress
 
 # A class with fewer training images than this is reported: too few to learn or to validate on.
 MIN_PER_CLASS = 10
-
-
-def content_digest(path: str) -> str:
-    """SHA-256 of a file's bytes: the same digest is the same image, whatever its name."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -99,7 +90,7 @@ def check_data(folder: ImageFolder) -> DataCheck:
     with Progress("hashing images", folder.num_used) as bar:
         for split_name, split in folder.splits.items():
             for sample in split.samples:
-                by_digest.setdefault(content_digest(sample.path), []).append(
+                by_digest.setdefault(file_digest(sample.path), []).append(
                     (sample.path, split_name, _label_names(folder, sample.label)))
                 bar.advance()
     duplicates, conflicts, leaks = [], [], []

@@ -44,7 +44,7 @@ from tl_keras.distribute import MultiWorkerFitMixin
 from tl_keras.models.registry import BoundaryUnavailable
 from tl_keras.utils.batches import run_batches
 from tl_keras.utils.checks import require_int
-from tl_keras.utils.files import atomic_write
+from tl_keras.utils.files import atomic_write, file_digest
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -85,15 +85,6 @@ def backbone_fingerprint(model: keras.Model, crop_to_aspect_ratio: bool = False)
     for variable in sorted(backbone.weights, key=lambda v: v.path):
         h.update(variable.path.encode())
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
-    return h.hexdigest()
-
-
-def file_digest(path: str) -> str:
-    """SHA-1 of a file's bytes: the cache key of its features."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

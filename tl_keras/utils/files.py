@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -44,3 +45,13 @@ def write_json(path: str, payload: Any) -> None:
 def read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes: the same digest is the same image, whatever its name (the key of its
+    cached features, and what the data check groups copies by)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
