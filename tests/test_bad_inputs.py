@@ -291,9 +291,9 @@ def test_a_phone_photo_is_turned_upright_by_its_exif_tag_wherever_it_is_decoded(
     """A real photo stored sideways with EXIF orientation 6, as phones write it: the loaders (held in
     memory and streamed), predict's file reading and the CLI flag turn it upright as a viewer does
     (Pillow's exif_transpose is the reference); --no-exif-orientation keeps the stored pixels."""
+    from conftest import HYMENOPTERA, asset
     from PIL import ImageOps
 
-    from conftest import HYMENOPTERA, asset
     from tl_keras.cli.parser import build_parser
     from tl_keras.config import TrainConfig
     from tl_keras.images.read import read_images
@@ -343,8 +343,8 @@ def test_heic_and_avif_photos_are_read_or_skipped_naming_the_extra(tmp_path, kin
     used, held in memory and streamed alike, close to the JPEG they were made from; without the
     reader, skipped with a reason that names what to install."""
     import pillow_heif
-
     from conftest import HYMENOPTERA, asset
+
     from tl_keras.images import sniff
 
     pillow_heif.register_heif_opener()
@@ -387,6 +387,7 @@ def test_a_108_megapixel_phone_photo_is_decoded_reduced(tmp_path):
     decoder at half size, then framed and resized as any photo, in the loaders and in predict's file
     reading; the same size as a PNG is a decompression risk and is skipped, saying so."""
     from conftest import HYMENOPTERA, asset
+
     from tl_keras.images.read import read_images
 
     photo = Image.open(os.path.join(asset(HYMENOPTERA), "train", "bees", sorted(os.listdir(

@@ -6,8 +6,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import HYMENOPTERA, asset
+
 from tl_keras.data.check import apply_policies, check_data
 from tl_keras.data.folder import load_image_folder
 
@@ -76,3 +76,25 @@ def test_train_reports_the_check_and_the_check_command_prints_it(planted, tiny_h
     assert len(out["leaks"]) == 1 and len(out["conflicts"]) == 1 and len(out["duplicates"]) == 1 and out["dropped"] == []
     assert main(["check", str(root), "--on-conflict", "error"]) == 2
     assert "label conflict" in capsys.readouterr().err
+
+
+def test_images_read_from_tf_data_are_compared_by_their_pixels():
+    """tf.data elements are no files: a val element with the pixels of a train element is a leak."""
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from tl_keras.data.tfdata import DatasetSource, load_datasets
+
+    photos = []
+    for cls in ("ants", "bees"):
+        folder = os.path.join(asset(HYMENOPTERA), "train", cls)
+        for name in sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))[:5]:
+            photos.append(np.asarray(Image.open(os.path.join(folder, name)).convert("RGB").resize((48, 48))))
+    ants, bees = photos[:5], photos[5:]
+    train = tf.data.Dataset.from_tensor_slices((np.stack(ants[:4] + bees[:4]), [0] * 4 + [1] * 4))
+    val = tf.data.Dataset.from_tensor_slices((np.stack([ants[0], bees[4]]), [0, 1]))  # ants[0] is a train image too
+    folder = load_datasets(DatasetSource(train, val, ("ants", "bees")), image_size=32)
+    checked = check_data(folder)
+    assert [g["splits"] for g in checked.leaks] == [["train", "val"]] and len(checked.leaks[0]["paths"]) == 2
+    assert checked.conflicts == [] and checked.duplicates == []

@@ -6,6 +6,7 @@ import os
 import sys
 
 from conftest import HYMENOPTERA, asset
+
 from tl_keras.utils.progress import Progress, quiet
 
 

@@ -44,10 +44,8 @@ def _b64(path):
         return {"b64": base64.b64encode(f.read()).decode()}
 
 
-@pytest.fixture(scope="module")
-def server(hymenoptera_result, tmp_path_factory):
-    """`tl-keras serve` in its own process on a copy of the trained export (version 1), shared by the
-    tests below in file order; the last one adds a version and stops it."""
+def _start_server(hymenoptera_result, tmp_path_factory):
+    """`tl-keras serve` in its own process on a copy of the trained export (version 1)."""
     base = tmp_path_factory.mktemp("served") / "hymenoptera"
     shutil.copytree(hymenoptera_result.export_dir, base / "1")
     (port,) = free_ports(1)
@@ -59,10 +57,29 @@ def server(hymenoptera_result, tmp_path_factory):
     if not line.startswith("serving "):
         proc.kill()
         pytest.fail(f"the server did not start: {line}{proc.stderr.read()[-3000:]}")
-    yield proc, f"http://127.0.0.1:{port}", base
+    return proc, f"http://127.0.0.1:{port}", base
+
+
+def _stop(proc) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(hymenoptera_result, tmp_path_factory):
+    """A server the read-only tests below share, in any order: none of them changes its versions or stops it."""
+    started = _start_server(hymenoptera_result, tmp_path_factory)
+    yield started
+    _stop(started[0])
+
+
+@pytest.fixture
+def own_server(hymenoptera_result, tmp_path_factory):
+    """A server of one test's own, which it may give new versions and stop."""
+    started = _start_server(hymenoptera_result, tmp_path_factory)
+    yield started
+    _stop(started[0])
 
 
 def test_tf_serving_rest_api_over_http(server, hymenoptera_result):
@@ -167,7 +184,7 @@ def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
         expected = sorted(zip(["ants", "bees"], probabilities), key=lambda x: -x[1])
         assert [name for name, _ in shown] == [name for name, _ in expected]
         assert all(abs(p - q) < 1e-3 for (_, p), (_, q) in zip(shown, expected))
-        assert driver.find_element(By.ID, "version").text == "version 1"  # before the next test adds version 2
+        assert driver.find_element(By.ID, "version").text == "version 1"  # the shared server keeps version 1 only
         driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
         error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
         assert "is not a JPEG, PNG, GIF, BMP or WebP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
@@ -175,8 +192,8 @@ def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
         driver.quit()
 
 
-def test_concurrent_valid_and_invalid_requests_then_a_new_version_then_a_graceful_stop(server):
-    proc, root, base = server
+def test_concurrent_valid_and_invalid_requests_then_a_new_version_then_a_graceful_stop(own_server):
+    proc, root, base = own_server
     model = f"{root}/v1/models/hymenoptera"
     photos = _photos(n=8)
     valid = [{"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64(p)}]} for p in photos]

@@ -1,5 +1,5 @@
 """What a data set holds that would corrupt the val accuracy every decision is made on, found by
-content: the same bytes twice in one class (duplicates), under two classes (label conflicts), and in
+content: the same bytes (for images read from tf.data, the same pixels) twice in one class (duplicates), under two classes (label conflicts), and in
 training and evaluation splits (leaks); and the classes' sizes. Reads each used file once (a content
 hash); nothing is decoded.
 
@@ -18,7 +18,10 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+
+import numpy as np
 
 from tl_keras.config import DATA_POLICIES as POLICIES
 from tl_keras.data.folder import ImageFolder, _subset
@@ -84,14 +87,26 @@ def _label_names(folder: ImageFolder, label) -> tuple[str, ...]:
     return (folder.class_names[label],)
 
 
+def _digest(split, i: int) -> str | None:
+    """The content digest of a split's `i`-th image: its file's bytes; for images that are no file (read
+    from tf.data datasets, named like `train[3]`), its decoded pixels; None when there are neither."""
+    path = split.samples[i].path
+    if os.path.isfile(path):
+        return file_digest(path)
+    if split.images is not None:
+        return "pixels:" + hashlib.sha1(np.ascontiguousarray(split.images[i]).tobytes()).hexdigest()
+    return None
+
+
 def check_data(folder: ImageFolder) -> DataCheck:
     """Groups `folder`'s used images by content and counts its classes (see `DataCheck`)."""
     by_digest: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
     with Progress("hashing images", folder.num_used) as bar:
         for split_name, split in folder.splits.items():
-            for sample in split.samples:
-                by_digest.setdefault(file_digest(sample.path), []).append(
-                    (sample.path, split_name, _label_names(folder, sample.label)))
+            for i, sample in enumerate(split.samples):
+                digest = _digest(split, i)
+                if digest is not None:
+                    by_digest.setdefault(digest, []).append((sample.path, split_name, _label_names(folder, sample.label)))
                 bar.advance()
     duplicates, conflicts, leaks = [], [], []
     for copies in by_digest.values():
