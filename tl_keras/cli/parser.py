@@ -95,7 +95,7 @@ def _serving_commands(sub) -> None:
     x.add_argument("--variants", nargs="+", choices=["float32", "dynamic_int8", "float16", "int8_full"],
                    help="the same by file name (model_<variant>.tflite); default: float32 dynamic_int8 (float32 alone for an OUTPUT.tflite file)")
     x.add_argument("--check-data", metavar="DATA_DIR", help="image folder or label file to compare TFLite with the SavedModel on (its test/ or val/ split)")
-    x.add_argument("--representative-data", metavar="DATA_DIR", help="image folder or label file whose train split calibrates int8-full (default: --check-data)")
+    x.add_argument("--representative-data", metavar="DATA_DIR", help="image folder or label file whose train split calibrates int8-full (default: --check-data, else the training data the export recorded)")
     x.add_argument("--json", action="store_true", help="print JSON")
 
     o = sub.add_parser("export-onnx", help="convert an export to ONNX (tf2onnx), checked with onnxruntime",

@@ -88,9 +88,13 @@ def _label_names(folder: ImageFolder, label) -> tuple[str, ...]:
 
 
 def _digest(split, i: int) -> str | None:
-    """The content digest of a split's `i`-th image: its file's bytes; for images that are no file (read
-    from tf.data datasets, named like `train[3]`), its decoded pixels; None when there are neither."""
-    path = split.samples[i].path
+    """The content digest of a split's `i`-th image: of its file's bytes (taken when the file was
+    checked, else read now); for images that are no file (read from tf.data datasets, named like
+    `train[3]`), of its decoded pixels; None when there are neither."""
+    sample = split.samples[i]
+    path = sample.path
+    if sample.digest is not None:
+        return sample.digest
     if os.path.isfile(path):
         return file_digest(path)
     if split.images is not None:
@@ -149,10 +153,11 @@ def apply_policies(folder: ImageFolder, check: DataCheck, on_leak: str = "warn",
                              f"{shown}. Remove the copies, or pass {flag} drop (or warn).")
     drop: dict[str, str] = {}
     if on_leak == "drop":
+        in_train = set(folder.train.paths)
         for group in check.leaks:
-            kept = [p for p in group["paths"] if p not in folder.train.paths]
+            kept = [p for p in group["paths"] if p not in in_train]
             for path in group["paths"]:
-                if path in folder.train.paths:
+                if path in in_train:
                     drop[path] = f"the same image as {os.path.basename(kept[0])} in {'/'.join(s for s in group['splits'] if s != 'train')}: dropped from train (on_leak=drop)"
     if on_conflict == "drop":
         for group in check.conflicts:

@@ -248,11 +248,11 @@ def check_images(
     with Progress("checking and decoding images", len(samples)) as bar, ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(check, samples))
     good, pixels, skipped, warnings = [], [], [], []
-    for sample, (image, error, warning, orientation) in zip(samples, results):
+    for sample, (image, error, warning, orientation, digest) in zip(samples, results):
         if error:
             skipped.append((sample.path, error))
             continue
-        good.append(dataclasses.replace(sample, orientation=orientation) if orientation != sample.orientation else sample)
+        good.append(dataclasses.replace(sample, orientation=orientation, digest=digest))
         if keep:
             pixels.append(image)
         if warning:

@@ -12,8 +12,10 @@ import numpy as np
 class Sample:
     path: str
     label: int | tuple[int, ...]  # a class index; for multi-label data, one 0/1 flag per class
-    # The EXIF orientation to apply when the file is decoded (1: as stored), set when it is checked.
+    # Set when the file is checked: the EXIF orientation to apply when it is decoded (1: as stored),
+    # and the SHA-1 of its bytes (what the data check groups copies by; None until read).
     orientation: int = 1
+    digest: str | None = None
 
 
 def has_class(sample: Sample, label: int) -> bool:

@@ -4,6 +4,8 @@ photograph), an EXIF rotation. Every file is judged by its content; nothing is s
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from tl_keras.images.codec import (
@@ -54,27 +56,27 @@ def _colour_count(image: np.ndarray) -> int:
 
 def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: bool, apply_exif: bool = True):
     """Decodes one file; returns (pixels or None, error or None, warning or None, the EXIF orientation
-    its pixels are turned by: 1 when as stored). The pixels are turned upright by the file's EXIF
+    its pixels are turned by: 1 when as stored, the SHA-1 of its bytes or None). The pixels are turned upright by the file's EXIF
     orientation unless `apply_exif=False`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
-        return None, f"cannot be read ({err.strerror or err})", None, 1
+        return None, f"cannot be read ({err.strerror or err})", None, 1, None
     if not raw:
-        return None, "empty file (0 bytes)", None, 1
+        return None, "empty file (0 bytes)", None, 1, None
     size = declared_size(raw)
     if size and too_large(raw, size):
-        return None, too_large(raw, size), None, 1
+        return None, too_large(raw, size), None, 1, None
     try:
         # Pillow's formats are turned upright as they decode; a JPEG's turn comes after the resize, as
         # in the streamed pipeline and `decode_file`, so both give the same pixels to the bit.
         image = decode_file(raw, apply_exif=apply_exif and image_format(raw[:16]) in PILLOW_FORMATS)  # invalid, truncated or oversized image data: the reason says which
     except ValueError as err:
-        return None, str(err), None, 1
+        return None, str(err), None, 1, None
     height, width = image.shape[0], image.shape[1]
     if min(height, width) < MIN_SIDE:
-        return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None, 1
+        return None, f"too small: {width}x{height} px (under {MIN_SIDE} px on a side)", None, 1, None
     notes = []
     colours = _colour_count(image)
     if colours < FEW_COLOURS:
@@ -87,4 +89,4 @@ def _check_one(path: str, image_size: int, keep: bool, crop_to_aspect_ratio: boo
     pixels = None
     if keep:
         pixels = orient(resize_uint8(image, image_size, crop_to_aspect_ratio).numpy(), orientation)
-    return pixels, None, "; ".join(notes) or None, orientation
+    return pixels, None, "; ".join(notes) or None, orientation, hashlib.sha1(raw).hexdigest()

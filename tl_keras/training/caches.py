@@ -215,7 +215,7 @@ def _features_for(
     data = folder.splits[split]
     if store is None:
         return extract_features(run, folder.dataset(split, batch_size=batch_size)), len(data), 0
-    digests = [file_digest(p) for p in data.paths]
+    digests = [s.digest or file_digest(s.path) for s in data.samples]  # taken when the files were checked
     known = store.load(fingerprint)
     missing = [i for i, d in enumerate(digests) if d not in known]
     if missing:
