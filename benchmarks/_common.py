@@ -16,6 +16,9 @@ HUB_100 = os.path.join(ASSETS, "hub", "mobilenet_v2_100_224_feature_vector")
 HUB_035 = os.path.join(ASSETS, "hub", "mobilenet_v2_035_224_feature_vector")
 KERAS_100 = os.path.join(ASSETS, "weights", "mobilenet_v2_1.0_224_no_top.h5")
 DATASETS = {name: os.path.join(ASSETS, "datasets", name) for name in ("hymenoptera", "flowers")}
+# The photo sets above, and the sets from domains far from ImageNet (see ../shared/assets/README.md).
+FAR_DATASETS = {name: os.path.join(ASSETS, "datasets", name) for name in ("aerial_aid", "blood_cells", "materials_fmd")}
+ALL_DATASETS = {**DATASETS, **FAR_DATASETS}
 
 
 def require(path: str) -> str:
