@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ALL_DATASETS, HUB_100, Timer, require, table  # noqa: E402
+from _common import ALL_DATASETS, HUB_100, Timer, require, table
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -99,7 +99,7 @@ def measure(data: str) -> dict:
              "rot180": features("val", lambda i: np.rot90(i, 2)), "rot270": features("val", lambda i: np.rot90(i, 3)),
              "vflip": features("val", lambda i: i[::-1])}
     accuracy = {k: float((head.predict(v) == folder.val.labels).mean()) for k, v in views.items()}
-    q = lambda x, p: f"{np.quantile(x, p):.3f}"  # noqa: E731
+    q = lambda x, p: f"{np.quantile(x, p):.3f}"
     turned = [accuracy[k] for k in ("rot90", "rot180", "rot270", "vflip")]
     return {
         "set": os.path.basename(data), "val": len(val),

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.config import TrainConfig, is_search
-from tl_keras.data.check import DataCheck, apply_policies, check_data
+from tl_keras.data.check import DataCheck, apply_policies, check_data, check_labels
 from tl_keras.data.folder import ImageFolder
 from tl_keras.data.sources import source_name
 from tl_keras.distribute import (
@@ -168,6 +168,8 @@ def train(
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
+    if features is not None and run.data_check is not None:  # label errors, judged on the features phase 1 cached
+        run.data_check = check_labels(run.data_check, run.folder, features.train[0], features.val)
     final = {"accuracy": history.final("val_accuracy"), "loss": history.final("val_loss")}  # the weights exported
     train_seconds = time.perf_counter() - run.started
     evaluation, thresholds = _evaluation(run, evaluate)

@@ -44,6 +44,9 @@ class DataCheck:
         small_classes: classes with fewer than `MIN_PER_CLASS` training images.
         imbalance: the largest training class over the smallest.
         dropped: `(path, reason)` for each file a policy removed.
+        label_issues: images whose given class is likely wrong (`{"path", "given", "predicted",
+            "confidence"}`, see `tl_keras.data.label_issues`), found on the features a run caches;
+            None when not checked, and `label_check` says why.
     """
 
     duplicates: list[dict]
@@ -53,17 +56,20 @@ class DataCheck:
     small_classes: list[str]
     imbalance: float | None
     dropped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    label_issues: list[dict] | None = None
+    label_check: str | None = None
 
     def to_dict(self) -> dict:
-        return {"duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
+        return {"label_issues": self.label_issues, "label_check": self.label_check, "duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
                 "class_counts": self.class_counts, "small_classes": self.small_classes, "imbalance": self.imbalance,
                 "dropped": [{"path": p, "reason": r} for p, r in self.dropped]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DataCheck":
+    def from_dict(cls, data: dict) -> DataCheck:
         """The inverse of `to_dict` (e.g. from `metrics["data_check"]`)."""
         fields = {k: data[k] for k in ("duplicates", "conflicts", "leaks", "class_counts", "small_classes", "imbalance")}
-        return cls(**fields, dropped=[(d["path"], d["reason"]) for d in data.get("dropped", [])])
+        return cls(**fields, dropped=[(d["path"], d["reason"]) for d in data.get("dropped", [])],
+                   label_issues=data.get("label_issues"), label_check=data.get("label_check"))
 
     def lines(self, first: int = 3) -> list[str]:
         """A few lines for a person: the counts, and the first groups of each kind."""
@@ -75,6 +81,12 @@ class DataCheck:
                     for g in groups[:first]]
             if len(groups) > first:
                 out.append(f"  ... {len(groups) - first} more {kind}s (metrics['data_check'] lists them all)")
+        if self.label_issues is not None:
+            out.append(f"  {len(self.label_issues)} likely label errors ({self.label_check})")
+            out += [f"  label? {i['path']}: given {i['given']}, looks like {i['predicted']} ({i['confidence']:.2f})"
+                    for i in self.label_issues[:first]]
+        elif self.label_check:
+            out.append(f"  {self.label_check}")
         if self.small_classes:
             out.append(f"  classes with fewer than {MIN_PER_CLASS} training images: {', '.join(self.small_classes)}")
         out += [f"  dropped {path}: {reason}" for path, reason in self.dropped]
@@ -169,3 +181,22 @@ def apply_policies(folder: ImageFolder, check: DataCheck, on_leak: str = "warn",
     dropped = sorted(drop.items())
     check.dropped += dropped
     return dataclasses.replace(folder, splits=splits, skipped=folder.skipped + dropped)
+
+
+def check_labels(check: DataCheck, folder: ImageFolder, train_features: np.ndarray, val_features: np.ndarray) -> DataCheck:
+    """`check` with the likely label errors of `folder`'s train and val images, judged on their
+    backbone features (rows in the splits' order; see `tl_keras.data.label_issues`). Multi-label data
+    and a missing `cleanlab` are reported in `label_check`, not raised."""
+    from tl_keras.data.label_issues import find_label_issues, missing_library
+
+    why_not = "label issues not checked: multi-label data" if folder.multi_label else missing_library()
+    if why_not is not None:
+        return dataclasses.replace(check, label_check=why_not)
+    features = np.concatenate([train_features, val_features])
+    labels = np.concatenate([np.asarray(folder.train.labels), np.asarray(folder.val.labels)])
+    issues = find_label_issues(features, labels, folder.class_names, folder.train.paths + folder.val.paths,
+                               seed=folder.seed)
+    for issue in issues:
+        del issue["index"]
+    return dataclasses.replace(check, label_issues=issues,
+                               label_check=f"cleanlab on out-of-fold probabilities of {len(labels)} train and val images")
