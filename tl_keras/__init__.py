@@ -51,6 +51,7 @@ _EXPORTS = {
     "cross_validate": "tl_keras.api",
     "lr_find": "tl_keras.api",
     "train": "tl_keras.api",
+    "check": "tl_keras.inspection",
 }
 __all__ = sorted(_EXPORTS)
 

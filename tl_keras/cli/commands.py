@@ -127,10 +127,15 @@ def _check(args) -> int:
     config = _settings(args)
     source = with_columns(args.data_dir, config.path_column, config.label_column, config.path_format)
     check_source(source)  # a wrong path or column, before any image is read
-    folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
-                       exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
-    checked = check_data(folder)
-    folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
+    if any(name in vars(args) for name in ("backbone", "weights", "image_size")):  # label errors on the features
+        from tl_keras.inspection import check
+
+        folder, checked = check(args.data_dir, config=config)
+    else:  # by content only, without TensorFlow
+        folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
+                           exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
+        checked = check_data(folder)
+        folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
     if args.json:
         print(json.dumps({"data_dir": args.data_dir, "num_files_found": folder.num_found, "num_used": folder.num_used,
                           "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped], **checked.to_dict()},

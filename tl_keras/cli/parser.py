@@ -35,10 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="find duplicate images, label conflicts and train/val leaks in a data set, by content; report class sizes",
                        description="Lists and checks the data as train would (every file used or skipped with its reason), hashes each used image, "
                                    "and reports the same bytes twice in a class, under two classes (a label conflict) and in train and val/test "
-                                   "(a leak), and the classes' sizes. train runs the same check and applies --on-leak / --on-conflict.")
+                                   "(a leak), and the classes' sizes. train runs the same check and applies --on-leak / --on-conflict. With --backbone "
+                                   "(or --weights, --image-size), also computes the backbone's features and lists likely label errors "
+                                   "(cleanlab, the labels extra), as train does on its cached features.")
     c.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
     _config_flags(c, only=("validation_split", "seed", "path_column", "label_column", "path_format", "exif_orientation",
-                           "on_leak", "on_conflict"))
+                           "on_leak", "on_conflict", "backbone", "weights", "image_size", "crop_to_aspect_ratio"))
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
