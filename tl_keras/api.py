@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tl_keras.config import TrainConfig, is_search
-from tl_keras.data.check import DataCheck, apply_policies, check_data, check_labels
+from tl_keras.data.check import DataCheck, check_labels, checked_folder
 from tl_keras.data.folder import ImageFolder
 from tl_keras.data.sources import source_name
 from tl_keras.distribute import (
@@ -209,8 +209,7 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     resolved, advice = resolve_plan(config, data_root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
     folder = load_folder(data_dir, config, spec)
-    checked = check_data(folder)  # duplicates, leaks, label conflicts: reported, or dropped as the config says
-    folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
+    folder, checked = checked_folder(folder, config.on_leak, config.on_conflict)  # duplicates, leaks, conflicts
     run = _Run(resolved, config, spec, strategy, folder, advice, started, data_check=checked)
     if folder.multi_label and config.class_weight is not None:
         raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tl_keras.config import TrainConfig
-from tl_keras.data.check import DataCheck, apply_policies, check_data, check_labels
+from tl_keras.data.check import DataCheck, check_labels, checked_folder
 from tl_keras.data.folder import ImageFolder
 from tl_keras.models.preamble import (
     build_model,
@@ -47,8 +47,7 @@ def check(data_dir: str | ImageFolder, backbone: str | None = None, *, config: T
     data_dir = source_for(data_dir, config)
     spec = resolve_spec(data_dir, config.replace(cut=None))
     folder = load_folder(data_dir, config, spec)
-    found = check_data(folder)
-    folder = apply_policies(folder, found, config.on_leak, config.on_conflict)
+    folder, found = checked_folder(folder, config.on_leak, config.on_conflict)
     model = build_model(spec, folder, config)
     try:
         features = compute_features(model, folder, batch_size=config.batch_size)

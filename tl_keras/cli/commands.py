@@ -121,7 +121,7 @@ def _train(args) -> int:
 
 
 def _check(args) -> int:
-    from tl_keras.data.check import apply_policies, check_data
+    from tl_keras.data.check import checked_folder
     from tl_keras.data.sources import check_source, load_data, with_columns
 
     config = _settings(args)
@@ -134,8 +134,7 @@ def _check(args) -> int:
     else:  # by content only, without TensorFlow
         folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
                            exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
-        checked = check_data(folder)
-        folder = apply_policies(folder, checked, config.on_leak, config.on_conflict)
+        folder, checked = checked_folder(folder, config.on_leak, config.on_conflict)
     if args.json:
         print(json.dumps({"data_dir": args.data_dir, "num_files_found": folder.num_found, "num_used": folder.num_used,
                           "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped], **checked.to_dict()},

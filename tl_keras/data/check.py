@@ -60,9 +60,10 @@ class DataCheck:
     label_check: str | None = None
 
     def to_dict(self) -> dict:
-        return {"label_issues": self.label_issues, "label_check": self.label_check, "duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
+        return {"duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
                 "class_counts": self.class_counts, "small_classes": self.small_classes, "imbalance": self.imbalance,
-                "dropped": [{"path": p, "reason": r} for p, r in self.dropped]}
+                "dropped": [{"path": p, "reason": r} for p, r in self.dropped],
+                "label_issues": self.label_issues, "label_check": self.label_check}
 
     @classmethod
     def from_dict(cls, data: dict) -> DataCheck:
@@ -181,6 +182,13 @@ def apply_policies(folder: ImageFolder, check: DataCheck, on_leak: str = "warn",
     dropped = sorted(drop.items())
     check.dropped += dropped
     return dataclasses.replace(folder, splits=splits, skipped=folder.skipped + dropped)
+
+
+def checked_folder(folder: ImageFolder, on_leak: str = "warn", on_conflict: str = "warn") -> tuple[ImageFolder, DataCheck]:
+    """`check_data` on `folder`, then the policies applied (`apply_policies`): what `train`,
+    `tl_keras.check` and `tl-keras check` run on the data they load."""
+    check = check_data(folder)
+    return apply_policies(folder, check, on_leak, on_conflict), check
 
 
 def check_labels(check: DataCheck, folder: ImageFolder, train_features: np.ndarray, val_features: np.ndarray) -> DataCheck:
