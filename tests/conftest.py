@@ -138,6 +138,38 @@ def tiny_hub(tmp_path_factory):
 
 
 @pytest.fixture
+def browser():
+    """A headless Chromium driven by selenium (Debian's chromium and chromium-driver; `.ci/run` installs
+    them). Outside CI a machine without them skips the browser test, saying why; in CI it fails."""
+    import shutil
+
+    from selenium import webdriver
+
+    found = shutil.which("chromium"), shutil.which("chromedriver")
+    if not all(found):
+        message = "the browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=found[1]))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shown_images(driver) -> list[dict]:
+    """Every <img> of the page in `driver`: whether it decoded (its natural width) and its alt text."""
+    return driver.execute_script(
+        "return [...document.images].map(i => ({ok: i.complete && i.naturalWidth > 0, alt: i.alt}));")
+
+
+@pytest.fixture
 def black_hole_url():
     """An http URL on 127.0.0.1 whose server accepts connections and never answers: a network that
     hangs rather than fails fast (a captive portal, a dropped route)."""

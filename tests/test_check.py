@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from conftest import HYMENOPTERA, asset
+from conftest import HYMENOPTERA, asset, shown_images
 
 from tl_keras.data.check import apply_policies, check_data
 from tl_keras.data.folder import load_image_folder
@@ -67,8 +67,13 @@ def test_train_reports_the_check_and_the_check_command_prints_it(planted, tiny_h
 
     root, first = planted
     result = tl_keras.train(str(root), backbone=tiny_hub, image_size=32, head_epochs=1, fine_tune_epochs=0, export=False,
-                            evaluate=False, checkpoint_dir=None, verbose=0, on_leak="drop")
+                            evaluate=False, checkpoint_dir=None, verbose=0, on_leak="drop", report=str(tmp_path / "data.html"),
+                            label_check=False)
+    page = (tmp_path / "data.html").read_text()  # the HTML view of metrics["data_check"] (a browser opens it below)
+    assert page.count("class='group conflicts'") == 1 and page.count("<img") == 6  # 3 groups of 2 copies
+    assert "dropped" in page and "on_leak=drop" in page
     report = result.metrics["data_check"]
+    assert report["label_issues"] is None and report["label_check"] == "label issues not checked: label_check=False"
     assert len(report["leaks"]) == 1 and len(report["conflicts"]) == 1 and len(report["dropped"]) == 1
     assert result.metrics["num_train_images"] == 14 - 1
     assert main(["check", str(root), "--json"]) == 0
@@ -98,3 +103,33 @@ def test_images_read_from_tf_data_are_compared_by_their_pixels():
     checked = check_data(folder)
     assert [g["splits"] for g in checked.leaks] == [["train", "val"]] and len(checked.leaks[0]["paths"]) == 2
     assert checked.conflicts == [] and checked.duplicates == []
+
+
+def test_the_html_report_shows_each_kind_side_by_side_in_a_browser(planted, tmp_path, browser, capsys):
+    """`tl-keras check DATA --report FILE.html` on the planted copies, opened in headless Chromium:
+    each group's copies are shown as decoded thumbnails side by side, named by their paths, and a
+    skipped file is listed with its reason. The page stands alone (no file beside it)."""
+    from selenium.webdriver.common.by import By
+
+    from tl_keras.cli import main
+
+    root, first = planted
+    (root / "train" / "bees" / "notes.jpg").write_text("not a photo")
+    report = tmp_path / "out" / "check.html"
+    assert main(["check", str(root), "--report", str(report), "--quiet"]) == 0
+    assert f"report: {report}" in capsys.readouterr().out
+    assert os.listdir(report.parent) == ["check.html"]
+    browser.get(report.as_uri())
+    images = shown_images(browser)
+    assert len(images) == 6 and all(i["ok"] for i in images), images  # 3 groups of 2 copies, every thumbnail decoded
+    for kind, copies in (("conflicts", {first[1].name, "also_a_bee.jpg"}), ("leaks", {first[0].name, "leaked_copy.jpg"}),
+                         ("duplicates", {first[2].name, "twice.jpg"})):
+        groups = browser.find_elements(By.CSS_SELECTOR, f"div.group.{kind}")
+        assert len(groups) == 1, kind
+        captions = [c.text for c in groups[0].find_elements(By.TAG_NAME, "figcaption")]
+        assert {os.path.basename(c) for c in captions} == copies, (kind, captions)
+    assert "classes ants, bees" in browser.find_element(By.CSS_SELECTOR, "div.group.conflicts").text
+    assert "splits train, val" in browser.find_element(By.CSS_SELECTOR, "div.group.leaks").text
+    skipped = browser.find_elements(By.CSS_SELECTOR, "tr.skipped")
+    assert len(skipped) == 1 and "notes.jpg" in skipped[0].text and "not" in skipped[0].text.split("notes.jpg")[1]
+    assert "not checked" in browser.find_element(By.ID, "label-issues").find_element(By.XPATH, "following-sibling::p").text

@@ -48,8 +48,9 @@ def test_train_predict_evaluate(tmp_path, capsys):
     code, out = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", asset(HUB_035), "--image-size", "64",
                       "--batch-size", "32", "--head-epochs", "2", "--fine-tune-epochs", "1", "--unfreeze-blocks", "1,2",
                       "--learning-rate", "0.001", "--dropout", "0.2", "--seed", "3", "--output", str(tmp_path / "ants_bees"),
-                      "--metrics-json", str(metrics_path), "--tta")
+                      "--metrics-json", str(metrics_path), "--tta", "--report", str(tmp_path / "data.html"))
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
+    assert f"data report       {tmp_path / 'data.html'}" in out
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
     assert "on cached boundary activations [2, 2, " in out and "of 2 augmented views per training image" in out
     assert "(phase 2: " in out and " over the head" in out
@@ -71,6 +72,8 @@ def test_train_predict_evaluate(tmp_path, capsys):
     assert metrics["export_dir"] == str(tmp_path / "ants_bees" / "1")
     assert metrics["num_train_images"] + metrics["num_val_images"] + len(metrics["skipped_files"]) == 398
     assert metrics["val_accuracy"] > HYMENOPTERA_MAJORITY + MARGIN
+    issues = metrics["data_check"]["label_issues"]  # the report shows the label check train ran on its features
+    assert (tmp_path / "data.html").read_text().count("<tr class='label-issue'>") == min(len(issues), 200)
 
     image = os.path.join(asset(HYMENOPTERA), "val", "bees", sorted(os.listdir(os.path.join(HYMENOPTERA, "val", "bees")))[0])
     code, out = _main(capsys, "predict", metrics["export_dir"], image, "--top-k", "2", "--json")

@@ -173,16 +173,21 @@ def test_a_kaggle_label_file_reads_through_its_columns(tmp_path, tiny_hub, capsy
 
 
 def test_a_wrong_column_fails_in_the_cli_before_tensorflow_is_imported(tmp_path):
+    """train, check, advise and lr-find read a label file through the same column flags, checked by
+    listing: a wrong column fails with the fix before TensorFlow is imported."""
     import subprocess
     import sys
 
     path = _kaggle_labels(tmp_path, present=2, missing=0)
     code = ("import sys\nfrom tl_keras.cli import main\n"
-            "rc = main(['train', sys.argv[1]] + sys.argv[2:])\n"
+            "rc = main(sys.argv[1:])\n"
             "print(rc, 'tensorflow' in sys.modules)\n")
-    for flags, message in (([], "path missing (found: id, breed)"),
-                           (["--path-column", "id", "--label-column", "dog"], "no column label_column='dog'"),
-                           (["--path-column", "id", "--label-column", "breed", "--path-format", "train/x.jpg"], "must hold `{}` once")):
-        done = subprocess.run([sys.executable, "-c", code, path, *flags], capture_output=True, text=True, timeout=120)
-        assert done.stdout.split()[-2:] == ["2", "False"], (flags, done.stdout, done.stderr[-2000:])
-        assert message in done.stderr, (flags, done.stderr[-2000:])
+    cases = [("train", [], "path missing (found: id, breed)"),
+             ("train", ["--path-column", "id", "--label-column", "dog"], "no column label_column='dog'"),
+             ("train", ["--path-column", "id", "--label-column", "breed", "--path-format", "train/x.jpg"], "must hold `{}` once")]
+    cases += [(command, ["--path-column", "id", "--label-column", "dog"], "no column label_column='dog'")
+              for command in ("check", "advise", "lr-find")]
+    for command, flags, message in cases:
+        done = subprocess.run([sys.executable, "-c", code, command, path, *flags], capture_output=True, text=True, timeout=120)
+        assert done.stdout.split()[-2:] == ["2", "False"], (command, flags, done.stdout, done.stderr[-2000:])
+        assert message in done.stderr, (command, flags, done.stderr[-2000:])

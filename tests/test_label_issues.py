@@ -53,10 +53,12 @@ def test_without_cleanlab_the_check_says_which_extra(monkeypatch, flowers_result
     assert any("tl_keras[labels]" in line for line in checked.lines())
 
 
-def test_check_command_with_a_backbone_finds_planted_label_errors(tmp_path, capsys):
+def test_check_command_with_a_backbone_finds_planted_label_errors(tmp_path, capsys, browser):
     """`tl-keras check LABELS.csv --backbone B`: every hymenoptera photo, 8 training bees given as ants
     in the label file; the check computes the features itself and flags more than half of the 8 (measured: 5, among 53
-    flagged in all by this weak 96 px, 0.35-backbone head; 8 of 396 photos are planted, 2%)."""
+    flagged in all by this weak 96 px, 0.35-backbone head; 8 of 396 photos are planted, 2%). Its HTML
+    report, in headless Chromium, shows each flagged photo with its given and predicted class and
+    confidence, in the JSON's order."""
     import json
     import os
 
@@ -75,9 +77,23 @@ def test_check_command_with_a_backbone_finds_planted_label_errors(tmp_path, caps
                 rows.append(f"{path},{'ants' if wrong else cls},{split}")
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(rows) + "\n")
-    assert main(["check", str(labels), "--backbone", asset(HUB_035), "--image-size", "96", "--json", "--quiet"]) == 0
+    report = tmp_path / "check.html"
+    assert main(["check", str(labels), "--backbone", asset(HUB_035), "--image-size", "96", "--json", "--quiet",
+                 "--report", str(report)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["num_used"] >= 390 and out["label_check"].startswith(f"cleanlab on out-of-fold probabilities of {out['num_used']} ")
     flagged = {i["path"] for i in out["label_issues"]}
     assert len(flagged & set(planted)) >= 5, (len(flagged & set(planted)), len(flagged))
     assert all(i["given"] == "ants" and i["predicted"] == "bees" for i in out["label_issues"] if i["path"] in planted)
+
+    from selenium.webdriver.common.by import By
+
+    from conftest import shown_images
+
+    browser.get(report.as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.label-issue")
+    assert len(rows) == len(out["label_issues"]) and all(i["ok"] for i in shown_images(browser))
+    for row, issue in zip(rows, out["label_issues"]):
+        given, predicted, confidence = (row.find_element(By.CLASS_NAME, c).text for c in ("given", "predicted", "confidence"))
+        assert (given, predicted, float(confidence)) == (issue["given"], issue["predicted"], round(issue["confidence"], 2))
+        assert os.path.basename(issue["path"]) in row.find_element(By.TAG_NAME, "figcaption").text

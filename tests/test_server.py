@@ -144,52 +144,30 @@ def test_tf_serving_rest_api_over_http(server, hymenoptera_result):
     assert _call(root + "/labels.json") == (200, {"model": "hymenoptera", "version": 1, "class_names": ["ants", "bees"]})
 
 
-def _chromium():
-    """Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`; `.ci/run` installs
-    them). Outside CI a machine without them skips the browser test, saying why; in CI it fails."""
-    found = shutil.which("chromium"), shutil.which("chromedriver")
-    if not all(found):
-        message = "the page test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server):
+def test_a_person_drops_a_photo_on_the_page_and_sees_the_top_classes(server, browser):
     """The page at / in a real headless Chromium: a photo picked in its file field is sent to the
     server and the classes appear, best first; a file that is no image shows the server's error."""
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = _chromium()
     _, root, _ = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-    try:
-        driver.get(root + "/")
-        assert driver.find_element(By.ID, "name").text == "hymenoptera"
-        photo = _photos(n=2)[1]  # a bee
-        driver.find_element(By.ID, "file").send_keys(photo)
-        rows = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.result"))
-        shown = [(r.find_elements(By.TAG_NAME, "td")[0].text, float(r.find_elements(By.TAG_NAME, "td")[1].text)) for r in rows]
-        status, answer = _call(f"{root}/v1/models/hymenoptera:predict",
-                               {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64(photo)}]})
-        probabilities = answer["predictions"][0]["probabilities"]
-        expected = sorted(zip(["ants", "bees"], probabilities), key=lambda x: -x[1])
-        assert [name for name, _ in shown] == [name for name, _ in expected]
-        assert all(abs(p - q) < 1e-3 for (_, p), (_, q) in zip(shown, expected))
-        assert driver.find_element(By.ID, "version").text == "version 1"  # the shared server keeps version 1 only
-        driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
-        error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
-        assert "is not a JPEG, PNG, GIF, BMP or WebP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
-    finally:
-        driver.quit()
+    driver = browser
+    driver.get(root + "/")
+    assert driver.find_element(By.ID, "name").text == "hymenoptera"
+    photo = _photos(n=2)[1]  # a bee
+    driver.find_element(By.ID, "file").send_keys(photo)
+    rows = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.result"))
+    shown = [(r.find_elements(By.TAG_NAME, "td")[0].text, float(r.find_elements(By.TAG_NAME, "td")[1].text)) for r in rows]
+    status, answer = _call(f"{root}/v1/models/hymenoptera:predict",
+                           {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64(photo)}]})
+    probabilities = answer["predictions"][0]["probabilities"]
+    expected = sorted(zip(["ants", "bees"], probabilities), key=lambda x: -x[1])
+    assert [name for name, _ in shown] == [name for name, _ in expected]
+    assert all(abs(p - q) < 1e-3 for (_, p), (_, q) in zip(shown, expected))
+    assert driver.find_element(By.ID, "version").text == "version 1"  # the shared server keeps version 1 only
+    driver.find_element(By.ID, "file").send_keys(os.path.abspath(__file__))  # a Python file, not an image
+    error = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "error").text)
+    assert "is not a JPEG, PNG, GIF, BMP or WebP image" in error and not driver.find_elements(By.CSS_SELECTOR, "tr.result")
 
 
 def test_concurrent_valid_and_invalid_requests_then_a_new_version_then_a_graceful_stop(own_server):

@@ -112,6 +112,7 @@ def train(
     evaluate: bool = True,
     plots_dir: str | None = None,
     tensorboard_dir: str | None = None,
+    report: str | None = None,
     checkpoint_dir: str | None = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
@@ -142,6 +143,9 @@ def train(
         plots_dir: write PNGs there (needs matplotlib): `curves.png` (both phases), and per split
             `confusion_<split>.png` and `misclassified_<split>.png`. Defaults to None.
         tensorboard_dir: write TensorBoard logs of both phases there. Defaults to None.
+        report: write the data check (copies side by side, likely label errors with given and
+            predicted class, skipped files; `metrics["data_check"]`) to this `.html` file, with
+            thumbnails (needs Pillow, the `report` extra). Defaults to None.
         checkpoint_dir: where the run saves its state at every epoch's end; running the same call
             again after a crash or kill resumes it (see `tl_keras.training.checkpoint`). `"auto"` (default):
             `.checkpoint/` inside the export folder `NAME/`; None: no checkpoints. Deleted once the
@@ -160,7 +164,7 @@ def train(
     data_dir = _data_source(data_dir, dataset, val_dataset, class_names)
     config, strategy = settle(config, backbone, overrides, data_dir)
     data_dir = source_for(data_dir, config)
-    _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir)
+    _require_outputs(plots_dir=plots_dir, tensorboard_dir=tensorboard_dir, report=report)
     strategy = get_strategy(strategy)  # first, before any TensorFlow op: multi-worker collectives need it
     run = _prepare(data_dir, config, strategy)
     base = output or os.path.join(DEFAULT_OUTPUT_ROOT, source_name(data_dir))
@@ -168,8 +172,11 @@ def train(
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
-    if features is not None and run.data_check is not None:  # label errors, judged on the features phase 1 cached
-        run.data_check = check_labels(run.data_check, run.folder, features.train[0], features.val)
+    run.data_check = _label_check(run, features)
+    if report and is_chief() and run.data_check is not None:
+        from tl_keras.data.check_report import write_report
+
+        write_report(report, run.folder, run.data_check)
     final = {"accuracy": history.final("val_accuracy"), "loss": history.final("val_loss")}  # the weights exported
     train_seconds = time.perf_counter() - run.started
     evaluation, thresholds = _evaluation(run, evaluate)
@@ -413,12 +420,22 @@ def _compare_scratch(run: _Run, train_ds, val_ds, history: FineTuneHistory, verb
     }
 
 
+def _label_check(run: _Run, features) -> DataCheck:
+    """The data check with the likely label errors, judged on the features phase 1 cached; or why not."""
+    if not run.config.label_check:
+        return dataclasses.replace(run.data_check, label_check="label issues not checked: label_check=False")
+    if features is None:
+        return dataclasses.replace(run.data_check, label_check="label issues not checked: phase 1 cached no features "
+                                   "(cache_features); tl-keras check DATA --backbone B computes them")
+    return check_labels(run.data_check, run.folder, features.train[0], features.val)
+
+
 def _require_outputs(**paths: str | None) -> None:
     """Fails before any work when an optional package an output needs is missing."""
     import importlib.util
 
     needs = {"plots_dir": ("matplotlib", "plots"), "plot": ("matplotlib", "plots"),
-             "tensorboard_dir": ("tensorboard", "tensorboard")}
+             "tensorboard_dir": ("tensorboard", "tensorboard"), "report": ("PIL", "report")}
     for name, path in paths.items():
         module, extra = needs[name]
         if path and importlib.util.find_spec(module) is None:

@@ -67,6 +67,16 @@ def _settings(args) -> TrainConfig:
     return config.replace(**given)
 
 
+def _checked_source(args, config: TrainConfig):
+    """DATA_DIR read through the label-file column flags, its layout or label rows checked by listing:
+    a wrong path or column fails here, before TensorFlow is imported or any image is read."""
+    from tl_keras.data.sources import check_source, with_columns
+
+    source = with_columns(args.data_dir, config.path_column, config.label_column, config.path_format)
+    check_source(source)
+    return source
+
+
 def _cross_validate(args, config: TrainConfig) -> int:
     from tl_keras.api import cross_validate
 
@@ -92,21 +102,20 @@ def _train(args) -> int:
         config.save(args.save_config)
         print(f"config written to {args.save_config} (run it: tl-keras train {args.data_dir} --config {args.save_config})")
         return 0
-    # The data's layout and a label file's columns are checked by listing, before TensorFlow is imported.
-    from tl_keras.data.sources import check_source, with_columns
-
-    check_source(with_columns(args.data_dir, config.path_column, config.label_column, config.path_format))
+    _checked_source(args, config)
     if args.folds:
         return _cross_validate(args, config)
     from tl_keras.api import train
 
     result = train(
-        args.data_dir, config=config, tensorboard_dir=args.tensorboard, plots_dir=args.plots, output=args.output,
+        args.data_dir, config=config, tensorboard_dir=args.tensorboard, plots_dir=args.plots, report=args.report, output=args.output,
         checkpoint_dir=None if args.no_checkpoint else (args.checkpoint_dir or "auto"), evaluate=not args.no_evaluate,
     )
     _print_train_summary(result.metrics)
     if args.plots:
         print(f"pictures          {args.plots}")
+    if args.report:
+        print(f"data report       {args.report}")
     if args.metrics_json:
         from tl_keras.distribute import is_chief
 
@@ -121,20 +130,25 @@ def _train(args) -> int:
 
 
 def _check(args) -> int:
-    from tl_keras.data.check import checked_folder
-    from tl_keras.data.sources import check_source, load_data, with_columns
-
     config = _settings(args)
-    source = with_columns(args.data_dir, config.path_column, config.label_column, config.path_format)
-    check_source(source)  # a wrong path or column, before any image is read
+    source = _checked_source(args, config)
+    if args.report:
+        from tl_keras.data.check_report import require_pillow, write_report
+
+        require_pillow()
     if any(name in vars(args) for name in ("backbone", "weights", "image_size")):  # label errors on the features
         from tl_keras.inspection import check
 
         folder, checked = check(args.data_dir, config=config)
-    else:  # by content only, without TensorFlow
+    else:  # by content only, without a backbone
+        from tl_keras.data.check import checked_folder
+        from tl_keras.data.sources import load_data
+
         folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
                            exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
         folder, checked = checked_folder(folder, config.on_leak, config.on_conflict)
+    if args.report:
+        write_report(args.report, folder, checked, title=f"tl-keras check {args.data_dir}")
     if args.json:
         print(json.dumps({"data_dir": args.data_dir, "num_files_found": folder.num_found, "num_used": folder.num_used,
                           "skipped_files": [{"path": p, "reason": r} for p, r in folder.skipped], **checked.to_dict()},
@@ -149,14 +163,17 @@ def _check(args) -> int:
         print(f"{split:6} " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
     for line in checked.lines(first=10):
         print(line)
+    if args.report:
+        print(f"report: {args.report}")
     return 0
 
 
 def _advise(args) -> int:
+    config = _settings(args)
+    source = _checked_source(args, config)
     from tl_keras.tuning.advisor import advise
 
-    config = _settings(args)
-    advice = advise(args.data_dir, config.backbone, weights=config.weights, image_size=config.image_size,
+    advice = advise(source, config.backbone, weights=config.weights, image_size=config.image_size,
                     crop_to_aspect_ratio=config.crop_to_aspect_ratio, per_class=args.per_class, seed=config.seed)
     if args.json:
         print(json.dumps(advice.to_dict(), indent=2, ensure_ascii=False))
@@ -171,9 +188,11 @@ def _advise(args) -> int:
 
 
 def _lr_find(args) -> int:
+    config = _settings(args)
+    _checked_source(args, config)
     from tl_keras.api import lr_find
 
-    found = lr_find(args.data_dir, config=_settings(args), min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+    found = lr_find(args.data_dir, config=config, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
                     plot=args.plot)
     if args.json:
         print(json.dumps(found.to_dict(), indent=2))

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-evaluate", action="store_true", help="skip the final report (per-class metrics, confusion matrix, confident errors)")
     t.add_argument("--plots", metavar="DIR", help="write PNGs (needs matplotlib): training curves, confusion matrices, misclassified images")
     t.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs of both phases to DIR")
+    t.add_argument("--report", metavar="FILE.html", help="write the data check as a one-file HTML report with thumbnails (needs Pillow: the report extra)")
     t.add_argument("--checkpoint-dir", metavar="DIR", help="per-epoch state for resuming a killed run by running the same command again (default: OUTPUT/.checkpoint, deleted after export)")
     t.add_argument("--no-checkpoint", action="store_true", help="do not save per-epoch state")
     t.add_argument("--quiet", action="store_true", help="no progress lines on stderr while listing, checking and decoding images")
@@ -42,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(c, only=("validation_split", "seed", "path_column", "label_column", "path_format", "exif_orientation",
                            "on_leak", "on_conflict", "backbone", "weights", "image_size", "crop_to_aspect_ratio"))
     c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--report", metavar="FILE.html", help="also write a one-file HTML report with thumbnails: copies side by side, likely label errors, skipped files (needs Pillow: the report extra)")
     c.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     a = sub.add_parser("advise", help="measure an image folder's size and similarity to the backbone's pretraining; recommend a strategy",
                        description="Counts training images per class, probes the frozen backbone's features at three depths with a linear classifier, and maps size x similarity to head-only, cut, top-blocks or fine-tune-all, with the reason.")
     a.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
-    _config_flags(a, only=("backbone", "weights", "image_size", "crop_to_aspect_ratio", "seed"))
+    _config_flags(a, only=("backbone", "weights", "image_size", "crop_to_aspect_ratio", "seed", "path_column", "label_column",
+                           "path_format"))
     a.add_argument("--per-class", type=_positive_int, default=100, help="images per class and split decoded for the probes (default: 100)")
     a.add_argument("--json", action="store_true", help="print JSON")
 
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Ramps the learning rate exponentially over a few batches for phase 1 (head) and phase 2 (top blocks unfrozen, after a short head training) and suggests a tenth of the largest rate at which the smoothed loss is within 20% of its minimum.")
     r.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
     _config_flags(r, only=("backbone", "weights", "image_size", "crop_to_aspect_ratio", "cut", "hidden_units", "dropout", "unfreeze_blocks",
-                           "layer_decay", "batch_size", "seed", "cache_features"))
+                           "layer_decay", "batch_size", "seed", "cache_features", "path_column", "label_column", "path_format"))
     r.add_argument("--steps", type=_positive_int, default=100, help="batches per ramp (default: 100)")
     r.add_argument("--min-lr", type=float, default=1e-7)
     r.add_argument("--max-lr", type=float, default=1.0)
