@@ -15,7 +15,8 @@ from tl_keras.data.folder import load_image_folder
 @pytest.fixture
 def planted(tmp_path):
     """Real ants/bees photos in train/ and val/, with a train photo copied into val/ (a leak), the same
-    photo under ants/ and bees/ (a conflict), and one photo twice in one class (a duplicate)."""
+    photo under ants/ and bees/ (a conflict), one photo twice in one class (a duplicate), and a train
+    photo re-saved smaller at JPEG quality 75 into val/ (a near-duplicate: other bytes)."""
     root = tmp_path / "data"
     for split, n in (("train", 6), ("val", 3)):
         for cls in ("ants", "bees"):
@@ -27,6 +28,10 @@ def planted(tmp_path):
     shutil.copy(first[0], root / "val" / "ants" / "leaked_copy.jpg")
     shutil.copy(first[1], root / "train" / "bees" / "also_a_bee.jpg")
     shutil.copy(first[2], root / "train" / "ants" / "twice.jpg")
+    from PIL import Image
+
+    with Image.open(first[3]) as photo:
+        photo.resize((photo.width * 6 // 10, photo.height * 6 // 10)).save(root / "val" / "ants" / "resaved.jpg", quality=75)
     return root, first
 
 
@@ -39,8 +44,40 @@ def test_each_kind_is_found_by_content_whatever_the_name(planted):
     assert [g["classes"] for g in checked.conflicts] == [["ants", "bees"]]
     assert [sorted(os.path.basename(p) for p in g["paths"]) for g in checked.duplicates] == [sorted([first[2].name, "twice.jpg"])]
     assert checked.class_counts["train"] == {"ants": 7, "bees": 7} and checked.small_classes == ["ants", "bees"]
+    assert checked.near_duplicates is None  # check_data compares bytes; checked_folder adds the near-duplicates
     assert checked.imbalance == 1.0
     assert len(check_data(load_image_folder(asset(HYMENOPTERA), image_size=32)).leaks) == 0  # the real set is clean
+
+
+def test_a_resaved_copy_across_splits_is_a_near_duplicate_and_an_exact_copy_is_not_reported_twice(planted):
+    from tl_keras.data.check import checked_folder
+
+    root, first = planted
+    folder, checked = checked_folder(load_image_folder(str(root), image_size=32))
+    assert [[os.path.basename(p) for p in g["paths"]] for g in checked.near_duplicates] == [["resaved.jpg", first[3].name]]
+    assert checked.near_duplicates[0]["splits"] == ["val", "train"] and checked.near_duplicates[0]["distance"] <= 8
+    assert "near-duplicate (val, train" in "\n".join(checked.lines())
+    _, off = checked_folder(folder, near_duplicates=False)
+    assert off.near_duplicates is None and "near_duplicate_check=False" in off.near_duplicate_check
+
+
+def test_without_imagehash_the_check_names_the_extra(planted, monkeypatch):
+    import sys
+
+    from tl_keras.data.check import checked_folder
+
+    monkeypatch.setitem(sys.modules, "imagehash", None)
+    _, checked = checked_folder(load_image_folder(str(planted[0]), image_size=32))
+    assert checked.near_duplicates is None and "tl_keras[dedup]" in checked.near_duplicate_check
+    assert any("tl_keras[dedup]" in line for line in checked.lines()) and len(checked.leaks) == 1
+
+
+def test_train_finds_the_two_near_duplicate_pairs_in_flowers_and_nothing_else(flowers_result):
+    """flowers holds two photos in val whose re-toned copies are in train (a sunflower against the sky,
+    tulips in a vase by a window: looked at); no other pair comes within the threshold."""
+    found = flowers_result.metrics["data_check"]["near_duplicates"]
+    assert [[os.path.basename(p) for p in f["paths"]] for f in found] == [
+        ["2344751399_71620039f2_n.jpg", "2333321040_3960b9d67e_n.jpg"], ["14925398441_107f3e0304_n.jpg", "14741866338_bdc8bfc8d5_n.jpg"]]
 
 
 def test_drop_removes_a_leaks_train_copy_and_every_copy_of_a_conflict_and_says_so(planted):
@@ -70,7 +107,7 @@ def test_train_reports_the_check_and_the_check_command_prints_it(planted, tiny_h
                             evaluate=False, checkpoint_dir=None, verbose=0, on_leak="drop", report=str(tmp_path / "data.html"),
                             label_check=False)
     page = (tmp_path / "data.html").read_text()  # the HTML view of metrics["data_check"] (a browser opens it below)
-    assert page.count("class='group conflicts'") == 1 and page.count("<img") == 6  # 3 groups of 2 copies
+    assert page.count("class='group conflicts'") == 1 and page.count("<img") == 8  # 4 groups of 2 copies
     assert "dropped" in page and "on_leak=drop" in page
     report = result.metrics["data_check"]
     assert report["label_issues"] is None and report["label_check"] == "label issues not checked: label_check=False"
@@ -121,9 +158,9 @@ def test_the_html_report_shows_each_kind_side_by_side_in_a_browser(planted, tmp_
     assert os.listdir(report.parent) == ["check.html"]
     browser.get(report.as_uri())
     images = shown_images(browser)
-    assert len(images) == 6 and all(i["ok"] for i in images), images  # 3 groups of 2 copies, every thumbnail decoded
+    assert len(images) == 8 and all(i["ok"] for i in images), images  # 4 groups of 2 copies, every thumbnail decoded
     for kind, copies in (("conflicts", {first[1].name, "also_a_bee.jpg"}), ("leaks", {first[0].name, "leaked_copy.jpg"}),
-                         ("duplicates", {first[2].name, "twice.jpg"})):
+                         ("duplicates", {first[2].name, "twice.jpg"}), ("near-duplicates", {"resaved.jpg", first[3].name})):
         groups = browser.find_elements(By.CSS_SELECTOR, f"div.group.{kind}")
         assert len(groups) == 1, kind
         captions = [c.text for c in groups[0].find_elements(By.TAG_NAME, "figcaption")]

@@ -216,7 +216,7 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
     resolved, advice = resolve_plan(config, data_root(data_dir), spec)
     spec = spec.replace(cut=resolved.cut)
     folder = load_folder(data_dir, config, spec)
-    folder, checked = checked_folder(folder, config.on_leak, config.on_conflict)  # duplicates, leaks, conflicts
+    folder, checked = checked_folder(folder, config.on_leak, config.on_conflict, config.near_duplicate_check)  # duplicates, leaks, conflicts
     run = _Run(resolved, config, spec, strategy, folder, advice, started, data_check=checked)
     if folder.multi_label and config.class_weight is not None:
         raise ValueError("`class_weight` weighs each image by its one class; this data is multi-label "

@@ -229,6 +229,7 @@ class TrainConfig:
     validation_split: float = setting(0.2, "held-out fraction when there is no val/ folder", lambda n, v: _number(n, v, 0.0, 1.0, open_low=True, open_high=True), read="float")
     on_leak: str = setting("warn", "an image in train and in val/test (the same bytes): warn (report it), drop (its train copies) or error", lambda n, v: _one_of(n, v, DATA_POLICIES), read="str", choices=DATA_POLICIES)
     on_conflict: str = setting("warn", "an image under two classes (the same bytes): warn, drop (every copy) or error", lambda n, v: _one_of(n, v, DATA_POLICIES), read="str", choices=DATA_POLICIES)
+    near_duplicate_check: bool = setting(True, "report val/test images that look like a training image without being the same bytes (re-saved, resized, re-toned copies; a perceptual hash, the dedup extra); --no-near-duplicate-check skips it", _bool, switch="both")
     label_check: bool = setting(True, "list likely label errors (cleanlab, the labels extra) from out-of-fold probabilities of a linear head on the features phase 1 caches (measured: 5 s on 20,000 images, 45 s on 100,000); --no-label-check skips it", _bool, switch="both")
     path_column: str | None = setting(None, "a label file's column naming each image (default: path); Kaggle's labels.csv: id", _optional(_text), read="str", metavar="COL")
     label_column: str | None = setting(None, "a label file's column holding each image's label (default: label); Kaggle's dog breeds: breed", _optional(_text), read="str", metavar="COL")

@@ -47,7 +47,7 @@ def check(data_dir: str | ImageFolder, backbone: str | None = None, *, config: T
     data_dir = source_for(data_dir, config)
     spec = resolve_spec(data_dir, config.replace(cut=None))
     folder = load_folder(data_dir, config, spec)
-    folder, found = checked_folder(folder, config.on_leak, config.on_conflict)
+    folder, found = checked_folder(folder, config.on_leak, config.on_conflict, config.near_duplicate_check)
     model = build_model(spec, folder, config)
     try:
         features = compute_features(model, folder, batch_size=config.batch_size)

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(cleanlab, the labels extra), as train does on its cached features.")
     c.add_argument("data_dir", metavar="DATA_DIR", help="an image folder or a .csv label file")
     _config_flags(c, only=("validation_split", "seed", "path_column", "label_column", "path_format", "exif_orientation",
-                           "on_leak", "on_conflict", "backbone", "weights", "image_size", "crop_to_aspect_ratio"))
+                           "on_leak", "on_conflict", "near_duplicate_check", "backbone", "weights", "image_size", "crop_to_aspect_ratio"))
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--report", metavar="FILE.html", help="also write a one-file HTML report with thumbnails: copies side by side, likely label errors, skipped files (needs Pillow: the report extra)")
     c.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

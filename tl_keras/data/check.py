@@ -44,6 +44,10 @@ class DataCheck:
         small_classes: classes with fewer than `MIN_PER_CLASS` training images.
         imbalance: the largest training class over the smallest.
         dropped: `(path, reason)` for each file a policy removed.
+        near_duplicates: `{"paths", "splits", "distance"}`: a val or test image and a training image
+            that look the same without being the same bytes (a perceptual hash at most
+            `distance` of 256 bits apart; see `tl_keras.data.near_duplicates`); None when not
+            checked, and `near_duplicate_check` says why.
         label_issues: images whose given class is likely wrong (`{"path", "given", "predicted",
             "confidence"}`, see `tl_keras.data.label_issues`), found on the features a run caches;
             None when not checked, and `label_check` says why.
@@ -56,6 +60,8 @@ class DataCheck:
     small_classes: list[str]
     imbalance: float | None
     dropped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    near_duplicates: list[dict] | None = None
+    near_duplicate_check: str | None = None
     label_issues: list[dict] | None = None
     label_check: str | None = None
 
@@ -63,6 +69,7 @@ class DataCheck:
         return {"duplicates": self.duplicates, "conflicts": self.conflicts, "leaks": self.leaks,
                 "class_counts": self.class_counts, "small_classes": self.small_classes, "imbalance": self.imbalance,
                 "dropped": [{"path": p, "reason": r} for p, r in self.dropped],
+                "near_duplicates": self.near_duplicates, "near_duplicate_check": self.near_duplicate_check,
                 "label_issues": self.label_issues, "label_check": self.label_check}
 
     @classmethod
@@ -70,6 +77,7 @@ class DataCheck:
         """The inverse of `to_dict` (e.g. from `metrics["data_check"]`)."""
         fields = {k: data[k] for k in ("duplicates", "conflicts", "leaks", "class_counts", "small_classes", "imbalance")}
         return cls(**fields, dropped=[(d["path"], d["reason"]) for d in data.get("dropped", [])],
+                   near_duplicates=data.get("near_duplicates"), near_duplicate_check=data.get("near_duplicate_check"),
                    label_issues=data.get("label_issues"), label_check=data.get("label_check"))
 
     def lines(self, first: int = 3) -> list[str]:
@@ -82,6 +90,12 @@ class DataCheck:
                     for g in groups[:first]]
             if len(groups) > first:
                 out.append(f"  ... {len(groups) - first} more {kind}s (metrics['data_check'] lists them all)")
+        if self.near_duplicates is not None:
+            out.append(f"  {len(self.near_duplicates)} near-duplicates across splits ({self.near_duplicate_check})")
+            out += [f"  near-duplicate ({', '.join(g['splits'])}, {g['distance']} bits): {', '.join(g['paths'])}"
+                    for g in self.near_duplicates[:first]]
+        elif self.near_duplicate_check:
+            out.append(f"  {self.near_duplicate_check}")
         if self.label_issues is not None:
             out.append(f"  {len(self.label_issues)} likely label errors ({self.label_check})")
             out += [f"  label? {i['path']}: given {i['given']}, looks like {i['predicted']} ({i['confidence']:.2f})"
@@ -184,11 +198,30 @@ def apply_policies(folder: ImageFolder, check: DataCheck, on_leak: str = "warn",
     return dataclasses.replace(folder, splits=splits, skipped=folder.skipped + dropped)
 
 
-def checked_folder(folder: ImageFolder, on_leak: str = "warn", on_conflict: str = "warn") -> tuple[ImageFolder, DataCheck]:
-    """`check_data` on `folder`, then the policies applied (`apply_policies`): what `train`,
-    `tl_keras.check` and `tl-keras check` run on the data they load."""
+def checked_folder(folder: ImageFolder, on_leak: str = "warn", on_conflict: str = "warn",
+                   near_duplicates: bool = True) -> tuple[ImageFolder, DataCheck]:
+    """`check_data` on `folder`, then the policies applied (`apply_policies`), then (unless
+    `near_duplicates=False`) the near-duplicates across splits (`check_near_duplicates`): what
+    `train`, `tl_keras.check` and `tl-keras check` run on the data they load."""
     check = check_data(folder)
-    return apply_policies(folder, check, on_leak, on_conflict), check
+    folder = apply_policies(folder, check, on_leak, on_conflict)
+    if not near_duplicates:
+        return folder, dataclasses.replace(check, near_duplicate_check="near-duplicates not checked: near_duplicate_check=False")
+    return folder, check_near_duplicates(check, folder)
+
+
+def check_near_duplicates(check: DataCheck, folder: ImageFolder) -> DataCheck:
+    """`check` with the near-duplicates of `folder` across splits (reported, never dropped: a person
+    judges them, e.g. in the HTML report); a missing `imagehash` is reported in `near_duplicate_check`."""
+    from tl_keras.data.near_duplicates import MAX_DISTANCE, find_near_duplicates, missing_library
+
+    why_not = missing_library()
+    if why_not is not None:
+        return dataclasses.replace(check, near_duplicate_check=why_not)
+    exact = {frozenset((a, b)) for group in check.leaks for a in group["paths"] for b in group["paths"] if a != b}
+    found = find_near_duplicates(folder, exact=exact)
+    return dataclasses.replace(check, near_duplicates=found, near_duplicate_check=(
+        f"perceptual hash within {MAX_DISTANCE} of 256 bits of a training image; reported, not dropped"))
 
 
 def check_labels(check: DataCheck, folder: ImageFolder, train_features: np.ndarray, val_features: np.ndarray) -> DataCheck:

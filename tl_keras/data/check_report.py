@@ -1,7 +1,8 @@
 """The data check as one HTML file a person opens in a browser: the copies of each duplicate group,
-label conflict and train/val leak side by side, the likely label errors with their given and
-predicted class and the head's confidence, the skipped files with their reasons and the classes'
-sizes. Thumbnails are embedded (JPEG, base64), so the file stands alone: mail it, open it offline.
+label conflict, train/val leak and near-duplicate pair side by side, the likely label errors with
+their given and predicted class and the head's confidence, the skipped files with their reasons and
+the classes' sizes. Thumbnails are embedded (JPEG, base64), so the file stands alone: mail it, open
+it offline.
 
 Needs Pillow for the thumbnails (`pip install "tl_keras[report]"`); imports no TensorFlow.
 
@@ -68,6 +69,13 @@ def write_report(path: str, folder: ImageFolder, check: DataCheck, title: str | 
                      lambda g: "classes " + ", ".join(g["classes"]))
     parts += _groups("leaks", "Leaks: the same image in training and in val/test", check.leaks, thumb,
                      lambda g: "splits " + ", ".join(g["splits"]))
+    if check.near_duplicates is None:
+        parts += ["<h2 id='near-duplicates'>Near-duplicates across splits</h2>",
+                  f"<p class='none'>{_e(check.near_duplicate_check or 'not checked')}</p>"]
+    else:
+        parts += _groups("near-duplicates", "Near-duplicates: a val/test image that looks like a training image",
+                         check.near_duplicates, thumb, lambda g: f"splits {', '.join(g['splits'])}; "
+                         f"perceptual hashes {g['distance']} of 256 bits apart (0: the same picture)")
     parts += _groups("duplicates", "Duplicates: the same image twice in one class", check.duplicates, thumb,
                      lambda g: f"class {g['class']}, {g['split']}")
     parts += _label_issues(check, thumb)
@@ -137,6 +145,7 @@ def _summary(folder: ImageFolder, check: DataCheck) -> str:
     items = [(f"{len(folder.class_names)} classes; found {folder.num_found} files, used {folder.num_used}, "
               f"skipped {len(folder.skipped)}"),
              f"{len(check.duplicates)} duplicate groups, {len(check.conflicts)} label conflicts, {len(check.leaks)} leaks"
+             + (f", {len(check.near_duplicates)} near-duplicates across splits" if check.near_duplicates is not None else "")
              + (f"; imbalance {check.imbalance:.1f}x" if check.imbalance else "")]
     if check.label_issues is not None:
         items.append(f"{len(check.label_issues)} likely label errors ({check.label_check})")
