@@ -23,7 +23,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
+from _common import ALL_DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
 ARMS = {
     "defaults": {},
@@ -100,7 +100,7 @@ def _stats(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=list(ALL_DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS)[:4], choices=list(ARMS))
     parser.add_argument("--defaults-from", metavar="JSON", help="the defaults arm's results of an earlier run of "
@@ -119,7 +119,7 @@ def main() -> None:
     arms = ([] if args.without_defaults else ["defaults"]) + [a for a in args.arms if a != "defaults"]
     rows, gains, saved = [], [], {}
     for name in args.datasets:
-        data_dir = require(DATASETS[name])
+        data_dir = require(ALL_DATASETS[name])
         warm_file_cache(data_dir)
         runs = {}
         if args.defaults_from:
