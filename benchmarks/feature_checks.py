@@ -11,9 +11,13 @@ Symmetry. A head (logistic regression on the training features) classifies the v
 rotated by 90, 180 and 270 degrees, and flipped upside down: a domain without an "up" keeps its
 accuracy on the turned views; photos lose it.
 
+The rule `symmetry="auto"` applies (tl_keras.tuning.symmetry): a ridge probe's accuracy above
+chance on views turned 90 degrees and upside down over upright, on every val image and over samples
+of 512 (the most a run measures), and what the rule chooses.
+
 Run:  python benchmarks/feature_checks.py [--datasets hymenoptera flowers aerial_aid ...]
-Prints one row per set: the nearest-distinct quantiles, the edited copies' quantiles, and the
-upright vs turned val accuracy of the frozen features.
+Prints one row per set: the nearest-distinct quantiles, the edited copies' quantiles, the upright vs
+turned val accuracy of the frozen features, and the symmetry rule's ratio and choice.
 """
 
 from __future__ import annotations
@@ -109,7 +113,29 @@ def measure(data: str) -> dict:
         "upright acc": f"{accuracy['upright']:.3f}",
         "turned acc: mean (min)": f"{np.mean(turned):.3f} ({min(turned):.3f})",
         "turned / upright": f"{np.mean(turned) / accuracy['upright']:.3f}",
+        **_symmetry_rule(train, folder.train.labels, views, folder.val.labels, len(folder.class_names)),
     }
+
+
+def _symmetry_rule(train, labels, views: dict, val_labels, classes: int) -> dict:
+    """The measure `symmetry="auto"` decides on (tl_keras.tuning.symmetry): a ridge probe's accuracy
+    above chance, turned 90 degrees and upside down over upright, here on every val image, and the
+    spread of that ratio over 300 samples of 512 (what a run measures on larger sets)."""
+    from tl_keras.tuning.symmetry import MIN_IMAGES, TURNED_OVER_UPRIGHT, ridge_fit
+
+    predict, chance = ridge_fit(train, labels, classes), 1.0 / classes
+    right = {k: predict(views[k]) == val_labels for k in ("upright", "rot90", "vflip")}
+
+    def ratio(rows) -> float:
+        turned = (right["rot90"][rows].mean() + right["vflip"][rows].mean()) / 2
+        return (turned - chance) / (right["upright"][rows].mean() - chance)
+
+    rng = np.random.default_rng(0)
+    sampled = [ratio(rng.permutation(len(val_labels))[:512]) for _ in range(300)]
+    whole = ratio(np.arange(len(val_labels)))
+    return {"rule: ridge ratio above chance": f"{whole:.3f}",
+            "over 512-image samples, 5-95%": f"{np.quantile(sampled, .05):.3f}-{np.quantile(sampled, .95):.3f}",
+            "auto chooses": "dihedral" if whole >= TURNED_OVER_UPRIGHT and len(val_labels) >= MIN_IMAGES else "flip"}
 
 
 def main() -> None:

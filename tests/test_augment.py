@@ -53,6 +53,26 @@ def test_each_policy_changes_training_images_as_it_says(folder):
     assert np.mean(strong_change > light_change) > 0.7 and strong_change.mean() > 1.5 * light_change.mean()
 
 
+def test_dihedral_symmetry_turns_the_light_views_every_way(folder):
+    """symmetry="dihedral" adds `+turns` to the policy: each training image is its light view (the same
+    flip and crop) turned by a multiple of 90 degrees and maybe flipped upside down, and over 32
+    photos every one of the 8 turns of a square is drawn."""
+    config = TrainConfig(symmetry="dihedral")
+    assert (config.augmentation, config.replace(augment="none").augmentation) == ("light+turns", "none")
+    assert TrainConfig(symmetry="flip").augmentation == "light" and TrainConfig().symmetry == "auto"
+    with pytest.raises(ValueError, match="`symmetry` must be one of 'auto', 'flip', 'dihedral'"):
+        TrainConfig(symmetry="rotate")
+    light, _ = _pass(folder.dataset("train", batch_size=64, training=True, augment="light", shuffle=False))
+    turned, _ = _pass(folder.dataset("train", batch_size=64, training=True, augment=config.augmentation, shuffle=False))
+    drawn = set()
+    for view, out in zip(light, turned):
+        turns = [(k, upside) for k in range(4) for upside in (False, True)
+                 if np.allclose(np.flipud(np.rot90(view, k)) if upside else np.rot90(view, k), out, atol=1e-3)]
+        assert turns, "a turned view is not a turn of the light view"
+        drawn.add(turns[0])
+    assert len(drawn) == 8, drawn
+
+
 def test_strong_draws_are_a_function_of_seed_and_epoch_only(folder):
     """What lets a resumed strong run repeat an uninterrupted one."""
     ds = folder.dataset("train", batch_size=64, training=True, augment="strong")

@@ -51,6 +51,7 @@ def test_train_predict_evaluate(tmp_path, capsys):
                       "--metrics-json", str(metrics_path), "--tta", "--report", str(tmp_path / "data.html"))
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
     assert f"data report       {tmp_path / 'data.html'}" in out
+    assert "symmetry          flip (not measured: 153 val images, fewer than the 200" in out
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
     assert "on cached boundary activations [2, 2, " in out and "of 2 augmented views per training image" in out
     assert "(phase 2: " in out and " over the head" in out

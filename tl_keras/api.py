@@ -50,12 +50,13 @@ from tl_keras.models.preamble import (
     source_for,
 )
 from tl_keras.models.registry import BackboneSpec
-from tl_keras.training.caches import compute_features
+from tl_keras.training.caches import FeatureSet, compute_features
 from tl_keras.training.checkpoint import RunCheckpoint
 from tl_keras.training.compile import balanced_class_weights
 from tl_keras.training.history import FineTuneHistory
 from tl_keras.training.phases import adapt_feature_norm, fine_tune, train_from_scratch
 from tl_keras.tuning.advisor import Advice, resolve_plan
+from tl_keras.tuning.symmetry import SymmetryCheck, measure_symmetry
 from tl_keras.utils.batches import run_batches
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
@@ -89,13 +90,14 @@ class _Run:
     model: ImageClassifier | None = None
     class_weight: dict[int, float] | None = None
     data_check: DataCheck | None = None
+    symmetry: SymmetryCheck | None = None
 
     @property
     def global_batch(self) -> int:
         return self.config.batch_size * self.strategy.num_replicas_in_sync
 
     def datasets(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        return (self.folder.dataset("train", batch_size=self.global_batch, training=True, augment=self.config.augment),
+        return (self.folder.dataset("train", batch_size=self.global_batch, training=True, augment=self.config.augmentation),
                 self.folder.dataset("val", batch_size=self.global_batch))
 
 
@@ -169,9 +171,11 @@ def train(
     run = _prepare(data_dir, config, strategy)
     base = output or os.path.join(DEFAULT_OUTPUT_ROOT, source_name(data_dir))
     run.model = _build(run)
+    features = _phase_one_features(run)
+    _choose_symmetry(run, features)
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
-    history, features, resumed = _fit(run, train_ds, val_ds, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
+    history, resumed = _fit(run, train_ds, val_ds, features, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
     run.data_check = _label_check(run, features)
     if report and is_chief() and run.data_check is not None:
         from tl_keras.data.check_report import write_report
@@ -232,13 +236,33 @@ def _build(run: _Run) -> ImageClassifier:
     return build_model(run.spec, run.folder, run.config, run.strategy)
 
 
-def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verbose) -> tuple[FineTuneHistory, object, bool]:
-    """Both phases: cached features for phase 1 when they save passes, resumable from `run_dir`."""
+def _phase_one_features(run: _Run) -> FeatureSet | None:
+    """The backbone's features phase 1 trains on, computed once, when they save passes."""
+    config = run.config
+    if not _use_feature_cache(config):
+        return None
+    return compute_features(run.model, run.folder, copies=config.feature_copies, batch_size=run.global_batch,
+                            store=config.feature_cache_dir, augment=config.augmentation)
+
+
+def _choose_symmetry(run: _Run, features: FeatureSet | None) -> None:
+    """`symmetry="auto"` resolved from the cached features (`tl_keras.tuning.symmetry`), before any
+    training pipeline is made; what was measured goes to the metrics."""
+    if run.config.symmetry != "auto":
+        run.symmetry = SymmetryCheck(run.config.symmetry, reason=f"set: symmetry={run.config.symmetry!r}")
+    elif run.config.augment == "none":
+        run.symmetry = SymmetryCheck("flip", reason="not measured: the run does not augment (augment='none')")
+    elif features is None:
+        run.symmetry = SymmetryCheck("flip", reason="not measured: phase 1 cached no features (cache_features)")
+    else:
+        run.symmetry = measure_symmetry(run.model, run.folder, features)
+    run.config = run.config.replace(symmetry=run.symmetry.chosen)
+
+
+def _fit(run: _Run, train_ds, val_ds, features: FeatureSet | None, run_dir: str | None, callbacks: list,
+         verbose) -> tuple[FineTuneHistory, bool]:
+    """Both phases (phase 1 on `features` when given), resumable from `run_dir`."""
     config, folder = run.config, run.folder
-    features = None
-    if _use_feature_cache(config):
-        features = compute_features(run.model, folder, copies=config.feature_copies, batch_size=run.global_batch,
-                                    store=config.feature_cache_dir, augment=config.augment)
     checkpoint, resumed = None, False
     if run_dir is not None:
         resumed = os.path.exists(os.path.join(run_dir, "run.json"))
@@ -250,7 +274,7 @@ def _fit(run: _Run, train_ds, val_ds, run_dir: str | None, callbacks: list, verb
         })
     history = fine_tune(run.model, train_ds, val_ds, config.replace(class_weight=run.class_weight), features=features,
                         folder=folder, checkpoint=checkpoint, callbacks=callbacks, verbose=verbose)
-    return history, features, resumed
+    return history, resumed
 
 
 def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict, scratch: dict | None, features,
@@ -278,7 +302,8 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "dtype_policy": run.model.dtype_policy.name, "num_replicas": run.strategy.num_replicas_in_sync,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
-        "multi_label": folder.multi_label, "data_check": run.data_check.to_dict() if run.data_check else None, **multi,
+        "multi_label": folder.multi_label, "data_check": run.data_check.to_dict() if run.data_check else None,
+        "symmetry": run.symmetry.to_dict() if run.symmetry else None, **multi,
     }
 
 
@@ -383,7 +408,7 @@ def lr_find(data_dir: str, backbone: str | None = None, *, config: TrainConfig |
     folder = load_folder(data_dir, config, spec)
     model = build_model(spec, folder, config, strategy)
     batch = config.batch_size * strategy.num_replicas_in_sync
-    train_ds = folder.dataset("train", batch_size=batch, training=True, augment=config.augment)
+    train_ds = folder.dataset("train", batch_size=batch, training=True, augment=config.augmentation)
     features = compute_features(model, folder, batch_size=batch) if config.cache_features is not False else None
     adapt_feature_norm(model, train_ds, features)
     depth = None if is_search(config.unfreeze_blocks) else config.unfreeze_blocks  # a search: test the default depth

@@ -48,6 +48,11 @@ TRANSFERS = ("auto",) + tuple(PLANS)
 # object was passed to `train`, which no name rebuilds (tl_keras.distribute.distribution_name).
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi-worker")
 AUGMENTS = ("none", "light", "strong")
+# Which turns of an image keep its class: "flip" (a mirror image: photos, which have an up),
+# "dihedral" (also 90-degree turns and upside down: aerial scenes, micrographs, textures), or "auto"
+# (measured by the run: see tl_keras.tuning.symmetry). Dihedral adds TURNS to the augment policy.
+SYMMETRIES = ("auto", "flip", "dihedral")
+TURNS = "+turns"
 DATA_POLICIES = ("warn", "drop", "error")  # what to do with leaks and label conflicts: see tl_keras.data.check  # see tl_keras.data.augment
 
 
@@ -91,6 +96,8 @@ def augment_policy(value: Any, name: str = "augment") -> str:
     """An augmentation policy by name; `True` (the older boolean setting) is `"light"`, `False` `"none"`."""
     if value is True or value is False:
         return "light" if value else "none"
+    if isinstance(value, str) and value.endswith(TURNS) and value != "none" + TURNS:  # what `augmentation` composes
+        return _one_of(name, value[: -len(TURNS)], AUGMENTS) + TURNS
     return _one_of(name, value, AUGMENTS)
 
 
@@ -235,6 +242,7 @@ class TrainConfig:
     label_column: str | None = setting(None, "a label file's column holding each image's label (default: label); Kaggle's dog breeds: breed", _optional(_text), read="str", metavar="COL")
     path_format: str | None = setting(None, "how a path-column value becomes an image path relative to the label file, {} for the value, e.g. 'train/{}.jpg'", _optional(_text), read="str", metavar="FMT")
     augment: str = setting("light", "training augmentation: none; light (flip, a crop of 0.8-1.0 of the side); strong (light, then Keras RandAugment per image and MixUp or CutMix per batch; see tl_keras.data.augment). --augment alone is light, --no-augment none", lambda n, v: augment_policy(v, n), read="str", choices=AUGMENTS, switch="policy")
+    symmetry: str = setting("auto", "which turns keep an image's class, added to the augmentation: flip (a mirror image, for photos), dihedral (also 90-degree turns and upside down: aerial, microscopy, textures); auto measures it (frozen features of turned val images still classified as upright ones: dihedral, see tl_keras.tuning.symmetry)", lambda n, v: _one_of(n, v, SYMMETRIES), read="str", choices=SYMMETRIES)
     seed: int = setting(42, "random seed; with op determinism two runs give identical weights on CPU", require_int, read="int")
     deterministic: bool = setting(True, "TensorFlow op determinism (some GPU ops have no deterministic kernel: turn it off there)", _bool, switch="both")
     tta: bool = setting(False, "test-time augmentation: the final report and the exported signatures average each image's probabilities with its mirror image's (twice the compute)", _bool, switch="both")
@@ -274,6 +282,12 @@ class TrainConfig:
         if self.fine_tune_learning_rate is not None:
             return self.fine_tune_learning_rate
         return self.learning_rate * FINE_TUNE_LR_FACTOR
+
+    @property
+    def augmentation(self) -> str:
+        """The policy the training pipelines run: `augment`, with 90-degree turns and vertical flips
+        added (`"+turns"`) when `symmetry` is `"dihedral"` and the run augments."""
+        return self.augment + TURNS if self.symmetry == "dihedral" and self.augment != "none" else self.augment
 
     def replace(self, **overrides) -> "TrainConfig":
         """A copy with `overrides` applied (validated). `strategy=` is the older name of `transfer=`

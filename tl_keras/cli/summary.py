@@ -31,6 +31,8 @@ def _print_train_summary(metrics: dict) -> None:
     if metrics.get("data_check"):
         for line in DataCheck.from_dict(metrics["data_check"]).lines():
             print(f"  {line}")
+    if metrics.get("symmetry"):
+        print(f"symmetry          {metrics['symmetry']['description']}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
     cache = metrics["feature_cache"]
     if cache["used"]:

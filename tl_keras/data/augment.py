@@ -2,6 +2,9 @@
 
 - `light` (the default): a horizontal flip and a random square crop of 80-100% of the side, resized
   back: changes that keep any photo's class.
+- `+turns` after either (`"light+turns"`, what `TrainConfig(symmetry="dihedral").augmentation` gives):
+  then a random multiple of 90 degrees and a random upside-down flip: with the horizontal flip, any
+  of the 8 symmetries of a square, for images without an "up" (aerial scenes, micrographs).
 - `strong`: `light`, then Keras 3's own `keras.layers.RandAugment` on each image (2 of its operations
   per image, magnitude up to 0.5), and per batch Keras' `keras.layers.MixUp` or `keras.layers.CutMix`
   (one of the two at random), which blend two images and their labels (soft labels: the loss and the
@@ -34,7 +37,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tl_keras.config import AUGMENTS, augment_policy
+from tl_keras.config import AUGMENTS, TURNS, augment_policy
 from tl_keras.data.epochs import epoch_variable, record_epoch
 
 __all__ = ["AUGMENTS", "augment_policy", "augment_image", "StrongAugment", "mix_batches"]
@@ -44,14 +47,19 @@ MIX_ALPHA = dict(mix_up=0.2, cut_mix=1.0)  # Keras' defaults
 
 
 def augment_image(image: tf.Tensor, seed: tf.Tensor, image_size: int, policy: str = "light") -> tf.Tensor:
-    """The per-image part every policy but `none` shares: flip and crop, drawn from `seed` (int32 [2])."""
+    """The per-image part every policy but `none` shares: flip and crop, drawn from `seed` (int32
+    [2]); with `+turns`, then a turn by a multiple of 90 degrees and an upside-down flip."""
     if policy == "none":
         return image
     image = tf.image.stateless_random_flip_left_right(image, seed)
     scale = tf.random.stateless_uniform([], seed + 1, 0.8, 1.0)
     side = tf.cast(tf.cast(image_size, tf.float32) * scale, tf.int32)
     crop = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed + 2)
-    return tf.image.resize(crop, (image_size, image_size))
+    image = tf.image.resize(crop, (image_size, image_size))
+    if policy.endswith(TURNS):
+        quarter_turns = tf.random.stateless_uniform([], seed + 3, 0, 4, dtype=tf.int32)
+        image = tf.image.stateless_random_flip_up_down(tf.image.rot90(image, quarter_turns), seed + 4)
+    return image
 
 
 def _seedable(layer: keras.layers.Layer) -> keras.layers.Layer:

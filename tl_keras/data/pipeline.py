@@ -81,7 +81,7 @@ def make_dataset(
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     ds = epoch_indices(len(split), seed, shuffle, epoch).map(element, num_parallel_calls=tf.data.AUTOTUNE)
-    if policy == "strong":
+    if policy.startswith("strong"):
         ds = ds.map(StrongAugment(seed))  # one call at a time: its calls share a random state
     ds = finish(ds.map(lambda image, label, *_: (image, label)), batch_size)
     record_epoch(ds, epoch)

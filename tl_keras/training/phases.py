@@ -245,7 +245,7 @@ def _boundary_cache(model, folder: ImageFolder | None, config: TrainConfig, feat
         augmenting = config.augment != "none"
         try:
             found, reason = compute_boundary(model, folder, views=config.boundary_views if augmenting else 0,
-                                             augment=config.augment, batch_size=batch), None
+                                             augment=config.augmentation, batch_size=batch), None
         except BoundaryUnavailable as err:
             found, reason = None, str(err)
         # Every worker of a cluster must train the same model: the memory check may differ per machine.
