@@ -42,6 +42,9 @@ ARMS = {
     # An experiment, not a tl_keras setting: every photo cut to its central square of 87.5% of its
     # short side before the 224 px resize (ImageNet's evaluation crop, zoomed in 1.14x).
     "224 px, centre crop 87.5%": {"centre_crop": 0.875},
+    # Issue 29: the turns that keep a class. Before symmetry="auto", every run was "flip" (mirror images only).
+    "symmetry flip": {"symmetry": "flip"},
+    "symmetry dihedral": {"symmetry": "dihedral"},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
