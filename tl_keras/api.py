@@ -55,6 +55,7 @@ from tl_keras.training.checkpoint import RunCheckpoint
 from tl_keras.training.compile import balanced_class_weights
 from tl_keras.training.history import FineTuneHistory
 from tl_keras.training.phases import adapt_feature_norm, fine_tune, train_from_scratch
+from tl_keras.training.prototypes import head_init_for
 from tl_keras.tuning.advisor import Advice, resolve_plan
 from tl_keras.tuning.symmetry import SymmetryCheck, measure_symmetry
 from tl_keras.utils.batches import run_batches
@@ -91,6 +92,7 @@ class _Run:
     class_weight: dict[int, float] | None = None
     data_check: DataCheck | None = None
     symmetry: SymmetryCheck | None = None
+    head_init: dict | None = None
 
     @property
     def global_batch(self) -> int:
@@ -173,6 +175,7 @@ def train(
     run.model = _build(run)
     features = _phase_one_features(run)
     _choose_symmetry(run, features)
+    _choose_head_init(run, features)
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, resumed = _fit(run, train_ds, val_ds, features, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
@@ -259,6 +262,15 @@ def _choose_symmetry(run: _Run, features: FeatureSet | None) -> None:
     run.config = run.config.replace(symmetry=run.symmetry.chosen)
 
 
+def _choose_head_init(run: _Run, features: FeatureSet | None) -> None:
+    """`head_init="auto"` resolved from the classes' sizes (`tl_keras.training.prototypes`)."""
+    folder = run.folder
+    counts = None if features is None or folder.multi_label else np.bincount(folder.train.labels, minlength=len(folder.class_names))
+    chosen, why = head_init_for(run.config, counts, run.config.hidden_units, folder.multi_label)
+    run.head_init = {"chosen": chosen, "reason": why}
+    run.config = run.config.replace(head_init=chosen)
+
+
 def _fit(run: _Run, train_ds, val_ds, features: FeatureSet | None, run_dir: str | None, callbacks: list,
          verbose) -> tuple[FineTuneHistory, bool]:
     """Both phases (phase 1 on `features` when given), resumable from `run_dir`."""
@@ -303,7 +315,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
         "multi_label": folder.multi_label, "data_check": run.data_check.to_dict() if run.data_check else None,
-        "symmetry": run.symmetry.to_dict() if run.symmetry else None, **multi,
+        "symmetry": run.symmetry.to_dict() if run.symmetry else None, "head_init": run.head_init, **multi,
     }
 
 

@@ -34,6 +34,8 @@ def _print_train_summary(metrics: dict) -> None:
     if metrics.get("symmetry"):
         print(f"symmetry          {metrics['symmetry']['description']}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
+    if metrics.get("head_init"):
+        print(f"  head started from {metrics['head_init']['chosen']} weights: {metrics['head_init']['reason']}")
     cache = metrics["feature_cache"]
     if cache["used"]:
         variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"
