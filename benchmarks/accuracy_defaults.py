@@ -45,6 +45,9 @@ ARMS = {
     # Issue 29: the turns that keep a class. Before symmetry="auto", every run was "flip" (mirror images only).
     "symmetry flip": {"symmetry": "flip"},
     "symmetry dihedral": {"symmetry": "dihedral"},
+    # Phase 1 trains on cached features, so its epochs cost little; the far sets' heads hit the cap of 20.
+    "head 60 epochs": {"head_epochs": 60},
+    "phase 2 warmup-cosine": {"fine_tune_schedule": "warmup-cosine"},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
