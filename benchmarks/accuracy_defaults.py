@@ -46,8 +46,8 @@ ARMS = {
     "symmetry flip": {"symmetry": "flip"},
     "symmetry dihedral": {"symmetry": "dihedral"},
     # Phase 1 trains on cached features, so its epochs cost little; the far sets' heads hit the cap of 20.
-    "head 60 epochs": {"head_epochs": 60},
-    "phase 2 warmup-cosine": {"fine_tune_schedule": "warmup-cosine"},
+    "head 60 epochs": {"head_epochs": 60, "symmetry": "flip"},  # the lever alone (auto would turn aerial scenes)
+    "phase 2 warmup-cosine": {"fine_tune_schedule": "warmup-cosine", "symmetry": "flip"},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
