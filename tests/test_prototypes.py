@@ -9,7 +9,8 @@ from tl_keras.training.prototypes import FEW_SHOT_PER_CLASS, head_init_for, init
 
 
 def test_auto_starts_from_prototypes_only_for_small_classes_of_a_plain_softmax_head():
-    config = TrainConfig()
+    config = TrainConfig(head_init="auto")
+    assert TrainConfig().head_init == "random"  # the default: prototypes did not pay on the few-shot benchmark
     assert head_init_for(config, [6, 9], None, False)[0] == "prototypes"
     assert head_init_for(config, [FEW_SHOT_PER_CLASS, 500], None, False)[0] == "random"
     assert head_init_for(config, None, None, False) == ("random", "phase 1 caches no features to compute the prototypes from")
@@ -59,6 +60,6 @@ def test_train_says_how_the_head_started(tiny_hub, tmp_path):
 
     labels = hymenoptera_subset(tmp_path / "labels.csv", train=8, val=8)
     result = tl_keras.train(labels, backbone=tiny_hub, image_size=32, head_epochs=2, fine_tune_epochs=0, export=False,
-                            evaluate=False, checkpoint_dir=None, verbose=0)
+                            evaluate=False, checkpoint_dir=None, verbose=0, head_init="auto")
     assert result.metrics["head_init"] == {"chosen": "prototypes", "reason": "the smallest class has 8 training images (< 20)"}
     assert result.metrics["config"]["head_init"] == "prototypes"

@@ -220,7 +220,7 @@ class TrainConfig:
     normalize_features: bool | None = setting(None, "standardise the backbone's features (training mean and variance) before the head (default: on for a cut backbone)", _optional(_bool), switch="both")
     dropout: float = setting(0.2, "dropout before the output layer", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     l2: float = setting(0.0, "L2 penalty on the output layer", lambda n, v: _number(n, v, 0.0, text=">= 0"), read="float")
-    head_init: str = setting("auto", "how phase 1's softmax head starts: random (Keras' initialisation), prototypes (each class's weights from its mean cached feature: the nearest-class-mean classifier, for classes with few images), auto (prototypes when the smallest class has fewer than 20 training images; see tl_keras.training.prototypes)", lambda n, v: _one_of(n, v, HEAD_INITS), read="str", choices=HEAD_INITS)
+    head_init: str = setting("random", "how phase 1's softmax head starts: random (Keras' initialisation), prototypes (each class's weights from its mean cached feature: the nearest-class-mean classifier, for classes with few images), auto (prototypes when the smallest class has fewer than 20 training images; measured not to pay on average, see docs/benchmarks/accuracy.md)", lambda n, v: _one_of(n, v, HEAD_INITS), read="str", choices=HEAD_INITS)
     label_smoothing: float = setting(0.0, "label smoothing", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     # The two phases.
     head_epochs: int = setting(20, "phase 1 epochs, backbone frozen", require_int, read="int")

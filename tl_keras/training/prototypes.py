@@ -7,7 +7,9 @@ per-dimension variance `s2` of the features around their class means, its bias `
 (the log-likelihood of a Gaussian per class with one shared spherical covariance, as few-shot
 learning's prototype classifiers use). Training then goes on from there as usual.
 
-`"auto"` (the default) starts from prototypes when the smallest class has fewer than
+`"random"` is the default: on 35 classes of 6 images (benchmarks/few_shot.py, 3 seeds) prototypes
+raised the head's val accuracy from 0.610 to 0.632 but the final one moved -0.002 +- 0.075.
+`"auto"` starts from prototypes when the smallest class has fewer than
 `FEW_SHOT_PER_CLASS` training images and phase 1 trains on cached features (the prototypes are
 computed from them); else from Keras' random initialisation. A head with hidden layers or for
 multi-label data always starts random.
