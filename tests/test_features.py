@@ -170,7 +170,7 @@ def test_train_uses_the_cache_by_default_and_reports_it(tmp_path, tiny_hub):
 
 
 def test_auto_rule_caches_only_when_it_saves_backbone_passes():
-    from tl_keras.api import _use_feature_cache
+    from tl_keras.training.caches import use_feature_cache as _use_feature_cache
     from tl_keras.config import TrainConfig
 
     def uses(cache, head_epochs, copies, cache_dir):

@@ -47,8 +47,10 @@ def test_without_cleanlab_the_check_says_which_extra(monkeypatch, flowers_result
     monkeypatch.setitem(sys.modules, "cleanlab.filter", None)
     assert 'tl_keras[labels]' in missing_library()
     folder = flowers_result.data
-    empty = np.zeros((len(folder.train), 4)), np.zeros((len(folder.val), 4))
-    checked = check_labels(check_data(folder), folder, *empty)
+    from types import SimpleNamespace
+
+    empty = SimpleNamespace(train=np.zeros((1, len(folder.train), 4)), val=np.zeros((len(folder.val), 4)))  # a FeatureSet's arrays
+    checked = check_labels(check_data(folder), folder, empty)
     assert checked.label_issues is None and "tl_keras[labels]" in checked.label_check
     assert any("tl_keras[labels]" in line for line in checked.lines())
 

@@ -50,14 +50,14 @@ from tl_keras.models.preamble import (
     source_for,
 )
 from tl_keras.models.registry import BackboneSpec
-from tl_keras.training.caches import FeatureSet, compute_features
+from tl_keras.training.caches import FeatureSet, compute_features, phase_one_features
 from tl_keras.training.checkpoint import RunCheckpoint
 from tl_keras.training.compile import balanced_class_weights
 from tl_keras.training.history import FineTuneHistory
 from tl_keras.training.phases import adapt_feature_norm, fine_tune, train_from_scratch
-from tl_keras.training.prototypes import head_init_for
+from tl_keras.training.prototypes import head_init_of
 from tl_keras.tuning.advisor import Advice, resolve_plan
-from tl_keras.tuning.symmetry import SymmetryCheck, measure_symmetry
+from tl_keras.tuning.symmetry import SymmetryCheck, choose_symmetry
 from tl_keras.utils.batches import run_batches
 
 DEFAULT_OUTPUT_ROOT = "saved_models"
@@ -173,13 +173,14 @@ def train(
     run = _prepare(data_dir, config, strategy)
     base = output or os.path.join(DEFAULT_OUTPUT_ROOT, source_name(data_dir))
     run.model = _build(run)
-    features = _phase_one_features(run)
-    _choose_symmetry(run, features)
-    _choose_head_init(run, features)
+    features = phase_one_features(run.model, run.folder, run.config, run.global_batch)
+    run.symmetry = choose_symmetry(run.config, run.model, run.folder, features)  # before any training pipeline is made
+    head_init = dict(zip(("chosen", "reason"), head_init_of(run.config, run.model, features)))
+    run.config, run.head_init = run.config.replace(symmetry=run.symmetry.chosen, head_init=head_init["chosen"]), head_init
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, resumed = _fit(run, train_ds, val_ds, features, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)
-    run.data_check = _label_check(run, features)
+    run.data_check = check_labels(run.data_check, run.folder, features, run.config.label_check)  # on phase 1's features
     if report and is_chief() and run.data_check is not None:
         from tl_keras.data.check_report import write_report
 
@@ -237,38 +238,6 @@ def _prepare(data_dir: str | ImageFolder, config: TrainConfig, strategy: tf.dist
 
 def _build(run: _Run) -> ImageClassifier:
     return build_model(run.spec, run.folder, run.config, run.strategy)
-
-
-def _phase_one_features(run: _Run) -> FeatureSet | None:
-    """The backbone's features phase 1 trains on, computed once, when they save passes."""
-    config = run.config
-    if not _use_feature_cache(config):
-        return None
-    return compute_features(run.model, run.folder, copies=config.feature_copies, batch_size=run.global_batch,
-                            store=config.feature_cache_dir, augment=config.augmentation)
-
-
-def _choose_symmetry(run: _Run, features: FeatureSet | None) -> None:
-    """`symmetry="auto"` resolved from the cached features (`tl_keras.tuning.symmetry`), before any
-    training pipeline is made; what was measured goes to the metrics."""
-    if run.config.symmetry != "auto":
-        run.symmetry = SymmetryCheck(run.config.symmetry, reason=f"set: symmetry={run.config.symmetry!r}")
-    elif run.config.augment == "none":
-        run.symmetry = SymmetryCheck("flip", reason="not measured: the run does not augment (augment='none')")
-    elif features is None:
-        run.symmetry = SymmetryCheck("flip", reason="not measured: phase 1 cached no features (cache_features)")
-    else:
-        run.symmetry = measure_symmetry(run.model, run.folder, features)
-    run.config = run.config.replace(symmetry=run.symmetry.chosen)
-
-
-def _choose_head_init(run: _Run, features: FeatureSet | None) -> None:
-    """`head_init="auto"` resolved from the classes' sizes (`tl_keras.training.prototypes`)."""
-    folder = run.folder
-    counts = None if features is None or folder.multi_label else np.bincount(folder.train.labels, minlength=len(folder.class_names))
-    chosen, why = head_init_for(run.config, counts, run.config.hidden_units, folder.multi_label)
-    run.head_init = {"chosen": chosen, "reason": why}
-    run.config = run.config.replace(head_init=chosen)
 
 
 def _fit(run: _Run, train_ds, val_ds, features: FeatureSet | None, run_dir: str | None, callbacks: list,
@@ -457,16 +426,6 @@ def _compare_scratch(run: _Run, train_ds, val_ds, history: FineTuneHistory, verb
     }
 
 
-def _label_check(run: _Run, features) -> DataCheck:
-    """The data check with the likely label errors, judged on the features phase 1 cached; or why not."""
-    if not run.config.label_check:
-        return dataclasses.replace(run.data_check, label_check="label issues not checked: label_check=False")
-    if features is None:
-        return dataclasses.replace(run.data_check, label_check="label issues not checked: phase 1 cached no features "
-                                   "(cache_features); tl-keras check DATA --backbone B computes them")
-    return check_labels(run.data_check, run.folder, features.train[0], features.val)
-
-
 def _require_outputs(**paths: str | None) -> None:
     """Fails before any work when an optional package an output needs is missing."""
     import importlib.util
@@ -532,14 +491,6 @@ def _checkpoint_dir(checkpoint_dir: str | None, base: str) -> str | None:
     if checkpoint_dir is None:
         return None
     return os.path.join(base, ".checkpoint") if checkpoint_dir == "auto" else checkpoint_dir
-
-
-def _use_feature_cache(config: TrainConfig) -> bool:
-    """Phase 1 on cached features: asked for, or (`"auto"`) whenever it saves backbone passes."""
-    if config.head_epochs == 0 or config.cache_features is False:
-        return False
-    return (config.cache_features is True or config.feature_cache_dir is not None
-            or config.head_epochs > max(1, config.feature_copies))
 
 
 def _export(model: ImageClassifier, class_names: list[str], base: str, config: TrainConfig,

@@ -53,4 +53,4 @@ def check(data_dir: str | ImageFolder, backbone: str | None = None, *, config: T
         features = compute_features(model, folder, batch_size=config.batch_size)
     finally:
         release(model)
-    return folder, check_labels(found, folder, features.train[0], features.val)
+    return folder, check_labels(found, folder, features)

@@ -147,7 +147,7 @@ def _check(args) -> int:
         folder = load_data(source, image_size=32, validation_split=config.validation_split, seed=config.seed,
                            exif_orientation=config.exif_orientation)  # every file decoded once: used or skipped with its reason
         folder, checked = checked_folder(folder, config.on_leak, config.on_conflict, config.near_duplicate_check)
-    if args.report:
+    if args.report:  # written with --json too; only the text output names it
         write_report(args.report, folder, checked, title=f"tl-keras check {args.data_dir}")
     if args.json:
         print(json.dumps({"data_dir": args.data_dir, "num_files_found": folder.num_found, "num_used": folder.num_used,

@@ -124,9 +124,8 @@ def _digest(split, i: int) -> str | None:
         return sample.digest
     if os.path.isfile(path):
         return file_digest(path)
-    if split.images is not None:
-        return "pixels:" + hashlib.sha1(np.ascontiguousarray(split.images[i]).tobytes()).hexdigest()
-    return None
+    pixels = split.held_pixels(i)
+    return None if pixels is None else "pixels:" + hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
 def check_data(folder: ImageFolder) -> DataCheck:
@@ -224,19 +223,25 @@ def check_near_duplicates(check: DataCheck, folder: ImageFolder) -> DataCheck:
         f"perceptual hash within {MAX_DISTANCE} of 256 bits of a training image; reported, not dropped"))
 
 
-def check_labels(check: DataCheck, folder: ImageFolder, train_features: np.ndarray, val_features: np.ndarray) -> DataCheck:
-    """`check` with the likely label errors of `folder`'s train and val images, judged on their
-    backbone features (rows in the splits' order; see `tl_keras.data.label_issues`). Multi-label data
-    and a missing `cleanlab` are reported in `label_check`, not raised."""
+def check_labels(check: DataCheck, folder: ImageFolder, features, enabled: bool = True) -> DataCheck:
+    """`check` with the likely label errors of `folder`'s train and val images, judged on their cached
+    backbone features (a `tl_keras.training.caches.FeatureSet`; see `tl_keras.data.label_issues`).
+    Not checking (`enabled=False`, no features, multi-label data, no `cleanlab`) is reported in
+    `label_check`, not raised."""
     from tl_keras.data.label_issues import find_label_issues, missing_library
 
-    why_not = "label issues not checked: multi-label data" if folder.multi_label else missing_library()
+    if not enabled:
+        why_not = "label issues not checked: label_check=False"
+    elif features is None:
+        why_not = ("label issues not checked: phase 1 cached no features (cache_features); "
+                   "tl-keras check DATA --backbone B computes them")
+    else:
+        why_not = "label issues not checked: multi-label data" if folder.multi_label else missing_library()
     if why_not is not None:
         return dataclasses.replace(check, label_check=why_not)
-    features = np.concatenate([train_features, val_features])
     labels = np.concatenate([np.asarray(folder.train.labels), np.asarray(folder.val.labels)])
-    issues = find_label_issues(features, labels, folder.class_names, folder.train.paths + folder.val.paths,
-                               seed=folder.seed)
+    issues = find_label_issues(np.concatenate([features.train[0], features.val]), labels, folder.class_names,
+                               folder.train.paths + folder.val.paths, seed=folder.seed)
     for issue in issues:
         del issue["index"]
     return dataclasses.replace(check, label_issues=issues,

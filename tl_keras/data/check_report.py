@@ -26,6 +26,7 @@ import numpy as np
 
 from tl_keras.data.check import MIN_PER_CLASS, DataCheck
 from tl_keras.data.folder import ImageFolder
+from tl_keras.images.pillow import open_reduced
 
 EXTRA = 'pip install "tl_keras[report]"'
 THUMBNAIL = 160  # pixels, the longer side
@@ -62,7 +63,7 @@ def write_report(path: str, folder: ImageFolder, check: DataCheck, title: str | 
     pixels = _in_memory(folder)
 
     def thumb(path: str) -> str:
-        return _figure(path, pixels, caption=_where(folder, path))
+        return _figure(path, pixels, _where(folder, path), folder.exif_orientation)
 
     parts = [f"<h1>{_e(title or f'Data check: {folder.root}')}</h1>", _summary(folder, check)]
     parts += _groups("conflicts", "Label conflicts: the same image under different classes", check.conflicts, thumb,
@@ -95,14 +96,8 @@ def _e(text) -> str:
 
 def _in_memory(folder: ImageFolder) -> dict[str, np.ndarray]:
     """path -> pixels, for images that are no file (tf.data elements, named like `train[3]`)."""
-    found = {}
-    for split in folder.splits.values():
-        if split.images is None:
-            continue
-        for sample, image in zip(split.samples, split.images):
-            if not os.path.isfile(sample.path):
-                found[sample.path] = image
-    return found
+    return {sample.path: pixels for split in folder.splits.values() for i, sample in enumerate(split.samples)
+            if (pixels := split.held_pixels(i)) is not None}
 
 
 def _where(folder: ImageFolder, path: str) -> str:
@@ -113,29 +108,18 @@ def _where(folder: ImageFolder, path: str) -> str:
         return path
 
 
-def _thumbnail(path: str, pixels: dict[str, np.ndarray]) -> str:
+def _thumbnail(path: str, pixels: dict[str, np.ndarray], exif_orientation: bool) -> str:
     """A data: URL of the image's JPEG thumbnail, turned upright by its EXIF orientation."""
-    from PIL import Image, ImageOps
-
-    if path in pixels:
-        image = Image.fromarray(np.asarray(pixels[path], np.uint8))
-    else:
-        if importlib.util.find_spec("pillow_heif") is not None:
-            import pillow_heif
-
-            pillow_heif.register_heif_opener()
-        with Image.open(path) as opened:
-            opened.draft("RGB", (THUMBNAIL, THUMBNAIL))  # JPEG: decoded reduced, so large photos stay cheap
-            image = ImageOps.exif_transpose(opened).convert("RGB")
+    image = open_reduced(path, "RGB", THUMBNAIL, exif_orientation, pixels.get(path))
     image.thumbnail((THUMBNAIL, THUMBNAIL))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def _figure(path: str, pixels: dict[str, np.ndarray], caption: str) -> str:
+def _figure(path: str, pixels: dict[str, np.ndarray], caption: str, exif_orientation: bool = True) -> str:
     try:
-        picture = f"<img src='{_thumbnail(path, pixels)}' alt='{_e(caption)}'>"
+        picture = f"<img src='{_thumbnail(path, pixels, exif_orientation)}' alt='{_e(caption)}'>"
     except (OSError, ValueError) as err:  # gone or unreadable since the check: said, not hidden
         picture = f"<div class='missing'>cannot show: {_e(err)}</div>"
     return f"<figure>{picture}<figcaption>{_e(caption)}</figcaption></figure>"

@@ -23,18 +23,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-EXTRA = 'pip install "tl_keras[labels]"'
+from tl_keras.utils.checks import missing_extra
+
 FOLDS = 5
 
 
 def missing_library() -> str | None:
     """Why the label check cannot run here (cleanlab or scikit-learn not installed), or None."""
-    try:
-        import cleanlab.filter  # noqa: F401
-        import sklearn.linear_model  # noqa: F401
-    except ImportError as error:
-        return f"label issues not checked: {error.name} is not installed ({EXTRA})"
-    return None
+    missing = missing_extra("labels", "cleanlab.filter", "sklearn.linear_model")
+    return missing and f"label issues not checked: {missing}"
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:

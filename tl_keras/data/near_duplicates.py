@@ -23,16 +23,16 @@ Examples:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from tl_keras.data.folder import ImageFolder
+from tl_keras.images.pillow import open_reduced
+from tl_keras.utils.checks import missing_extra
 from tl_keras.utils.progress import Progress
 
-EXTRA = 'pip install "tl_keras[dedup]"'
 HASH_SIZE = 16  # a 16x16 DCT block: 256 bits
 MAX_DISTANCE = 40  # bits of 256; see the module docstring for what it was measured on
 _CHUNK = 1024
@@ -40,12 +40,8 @@ _CHUNK = 1024
 
 def missing_library() -> str | None:
     """Why near-duplicates cannot be checked here (imagehash or Pillow not installed), or None."""
-    try:
-        import imagehash  # noqa: F401
-        import PIL  # noqa: F401
-    except ImportError as error:
-        return f"near-duplicates not checked: {error.name} is not installed ({EXTRA})"
-    return None
+    missing = missing_extra("dedup", "imagehash", "PIL")
+    return missing and f"near-duplicates not checked: {missing}"
 
 
 def image_hash(source, pixels: np.ndarray | None = None, exif_orientation: bool = True) -> np.ndarray | None:
@@ -53,19 +49,9 @@ def image_hash(source, pixels: np.ndarray | None = None, exif_orientation: bool 
     object; turned upright by its EXIF orientation unless `exif_orientation=False`) or from its
     `pixels` when given; None when it cannot be read."""
     import imagehash
-    from PIL import Image, ImageOps
 
     try:
-        if pixels is not None:
-            image = Image.fromarray(np.asarray(pixels, np.uint8))
-        else:
-            if importlib.util.find_spec("pillow_heif") is not None:
-                import pillow_heif
-
-                pillow_heif.register_heif_opener()
-            with Image.open(source) as opened:
-                opened.draft("L", (4 * HASH_SIZE * 4, 4 * HASH_SIZE * 4))  # JPEG: decoded reduced, at least 256 px
-                image = (ImageOps.exif_transpose(opened) if exif_orientation else opened).convert("L")
+        image = open_reduced(source, "L", 4 * HASH_SIZE * 4, exif_orientation, pixels)  # at least 256 px
         return imagehash.phash(image, hash_size=HASH_SIZE).hash.reshape(-1)
     except (OSError, ValueError):
         return None
@@ -74,10 +60,9 @@ def image_hash(source, pixels: np.ndarray | None = None, exif_orientation: bool 
 def _hashes(folder: ImageFolder, split: str, bar: Progress, pool: ThreadPoolExecutor) -> tuple[list[str], np.ndarray]:
     """The split's paths and their hashes as +-1 int16 rows (images that cannot be read are left out)."""
     data = folder.splits[split]
-    in_memory = [None if os.path.isfile(s.path) or data.images is None else data.images[i] for i, s in enumerate(data.samples)]
 
     def one(i: int):
-        found = image_hash(data.samples[i].path, in_memory[i], folder.exif_orientation)
+        found = image_hash(data.samples[i].path, data.held_pixels(i), folder.exif_orientation)
         bar.advance()
         return found
 

@@ -4,6 +4,7 @@ flags) and a `Split` (the samples of one split, with their decoded pixels when h
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -32,6 +33,13 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def held_pixels(self, i: int) -> np.ndarray | None:
+        """The `i`-th image's pixels when it is no file (a tf.data element, named like `train[3]`)
+        and the split holds them; else None (read it from its file)."""
+        if self.images is None or os.path.isfile(self.samples[i].path):
+            return None
+        return self.images[i]
 
     @property
     def labels(self) -> np.ndarray:

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.config import TrainConfig
 from tl_keras.data.epochs import epoch_indices, record_epoch
 from tl_keras.data.folder import ImageFolder
 from tl_keras.data.pipeline import finish
@@ -278,6 +279,23 @@ def compute_features(
         batch_size=batch_size, augmented=copies > 0, seed=folder.seed,
         computed=computed + c, loaded=loaded + l, seconds=time.perf_counter() - started,
     )
+
+
+def use_feature_cache(config: TrainConfig) -> bool:
+    """Phase 1 on cached features: asked for, or (`"auto"`) whenever it saves backbone passes."""
+    if config.head_epochs == 0 or config.cache_features is False:
+        return False
+    return (config.cache_features is True or config.feature_cache_dir is not None
+            or config.head_epochs > max(1, config.feature_copies))
+
+
+def phase_one_features(model: keras.Model, folder: ImageFolder, config: TrainConfig, batch_size: int) -> FeatureSet | None:
+    """The features phase 1 of a `config` run trains on, computed once (None when caching would not
+    save backbone passes): what `train` computes before both phases."""
+    if not use_feature_cache(config):
+        return None
+    return compute_features(model, folder, copies=config.feature_copies, batch_size=batch_size,
+                            store=config.feature_cache_dir, augment=config.augmentation)
 
 
 # --- Phase 2 on cached boundary activations -------------------------------------------------------

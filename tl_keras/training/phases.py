@@ -39,7 +39,7 @@ from tl_keras.training.compile import (
     phase_schedule,
 )
 from tl_keras.training.history import FineTuneHistory
-from tl_keras.training.prototypes import head_init_for, init_from_prototypes
+from tl_keras.training.prototypes import head_init_of, init_from_prototypes
 from tl_keras.utils.checks import require_int
 
 
@@ -267,10 +267,7 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
     if phase == 1:
         model.backbone.set_trainable_blocks(0)
         adapt_feature_norm(model, train_data, features)
-        multi_label = bool(getattr(model, "multi_label", False))
-        counts = (None if features is None or multi_label
-                  else np.bincount(features.train_labels, minlength=int(model.output.shape[-1])))
-        if head_init_for(config, counts, getattr(model, "hidden_units", ()), multi_label)[0] == "prototypes":
+        if head_init_of(config, model, features)[0] == "prototypes":
             init_from_prototypes(model, features)
         if features is not None:  # the head's own layers, trained on the cached vectors
             trainee = head_model(model)

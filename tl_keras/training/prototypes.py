@@ -57,6 +57,13 @@ def head_init_for(config: TrainConfig, counts: Sequence[int] | None, hidden_unit
     return "prototypes", f"the smallest class has {smallest} training images (< {FEW_SHOT_PER_CLASS})"
 
 
+def head_init_of(config: TrainConfig, model: keras.Model, features: FeatureSet | None) -> tuple[str, str]:
+    """`head_init_for` for a classifier and the phase-1 features it trains on (None: not cached)."""
+    multi_label = bool(getattr(model, "multi_label", False))
+    counts = None if features is None or multi_label else np.bincount(features.train_labels, minlength=int(model.output.shape[-1]))
+    return head_init_for(config, counts, getattr(model, "hidden_units", ()), multi_label)
+
+
 def init_from_prototypes(model: keras.Model, features: FeatureSet) -> None:
     """Sets the classifier's `predictions` layer to the class-prototype classifier of the cached
     (un-augmented) training features, seen as the layer sees them (after `feature_norm`)."""

@@ -36,6 +36,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tl_keras.config import TrainConfig
 from tl_keras.data.folder import ImageFolder
 from tl_keras.training.caches import FeatureSet, feature_extractor
 
@@ -77,6 +78,18 @@ class SymmetryCheck:
         return (f"{self.chosen}: a linear probe on the frozen features scored {self.images} val images {self.upright:.3f} "
                 f"upright, {turned}; turned / upright above chance {self.ratio:.3f} "
                 f"({'>=' if self.chosen == 'dihedral' else '<'} {TURNED_OVER_UPRIGHT})")
+
+
+def choose_symmetry(config: TrainConfig, model, folder: ImageFolder, features: FeatureSet | None) -> SymmetryCheck:
+    """`config.symmetry` resolved: `"auto"` measured on `features` (`measure_symmetry`) when the run
+    augments and caches them; a set value, or why it was not measured, recorded as it is."""
+    if config.symmetry != "auto":
+        return SymmetryCheck(config.symmetry, reason=f"set: symmetry={config.symmetry!r}")
+    if config.augment == "none":
+        return SymmetryCheck("flip", reason="not measured: the run does not augment (augment='none')")
+    if features is None:
+        return SymmetryCheck("flip", reason="not measured: phase 1 cached no features (cache_features)")
+    return measure_symmetry(model, folder, features)
 
 
 def ridge_fit(features: np.ndarray, labels: np.ndarray, num_classes: int, penalty: float = 1.0):

@@ -9,6 +9,7 @@ ValueError: `batch_size` must be a positive integer. Received: batch_size=0
 
 from __future__ import annotations
 
+import importlib
 import numbers
 from typing import Any
 
@@ -19,3 +20,14 @@ def require_int(name: str, value: Any, minimum: int = 0) -> int:
         kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
         raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
     return int(value)
+
+
+def missing_extra(extra: str, *modules: str) -> str | None:
+    """`"<module> is not installed (pip install "tl_keras[<extra>]")"` for the first of `modules` that
+    cannot be imported, or None when all can."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            return f'{error.name or module} is not installed (pip install "tl_keras[{extra}]")'
+    return None
