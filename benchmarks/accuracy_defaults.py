@@ -48,6 +48,10 @@ ARMS = {
     # Phase 1 trains on cached features, so its epochs cost little; the far sets' heads hit the cap of 20.
     "head 60 epochs": {"head_epochs": 60, "symmetry": "flip"},  # the lever alone (auto would turn aerial scenes)
     "phase 2 warmup-cosine": {"fine_tune_schedule": "warmup-cosine", "symmetry": "flip"},
+    # Phase 2's start: a constant rate a hundredth of the head's, or a tenth reached by a warm-up and decayed
+    # to 0 with no early stop (the decay is what settles it; restore_best still keeps the head if it loses).
+    "phase 2 rate 1e-5": {"fine_tune_learning_rate": 1e-5, "symmetry": "flip"},
+    "phase 2 warmup-cosine, no patience": {"fine_tune_schedule": "warmup-cosine", "fine_tune_patience": 0, "symmetry": "flip"},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
@@ -128,9 +132,9 @@ def main() -> None:
         data_dir = require(ALL_DATASETS[name])
         warm_file_cache(data_dir)
         runs = {}
-        if args.defaults_from:
+        if args.defaults_from:  # the sets it holds; the others run their defaults
             with open(args.defaults_from) as f:
-                runs["defaults"] = json.load(f)[name]["defaults"]
+                runs.update({k: v for k, v in json.load(f).get(name, {}).items() if k == "defaults"})
         for arm in arms:
             if arm in runs:
                 continue

@@ -166,3 +166,25 @@ def test_unfreeze_blocks_takes_a_depth_search_and_the_ladder_is_around_the_defau
     assert search_depths("search", 8, 17) == [4, 8, 12]  # MobileNetV2: half, the default, one and a half
     assert search_depths("search", "all", 4) == [2, 4] and search_depths((2, 30), 8, 17) == [2, 17]
     assert search_depths(5, 8, 17) == [5] and search_depths(None, 8, 17) == [None]
+
+
+def test_phase_two_patience_follows_the_schedule_unless_given():
+    # A constant rate stops early as phase 1 does; a schedule that decays to 0 runs to its end (its last
+    # epochs settle the weights), unless fine_tune_patience says otherwise; 0 means never in both.
+    assert TrainConfig().patience(1) == 3 and TrainConfig(fine_tune_schedule="constant").patience(2) == 3
+    assert TrainConfig(fine_tune_schedule="warmup-cosine").patience(2) is None
+    assert TrainConfig(fine_tune_schedule="warmup-cosine").patience(1) == 3
+    assert TrainConfig(fine_tune_schedule="cosine", fine_tune_patience=2).patience(2) == 2
+    assert TrainConfig(fine_tune_patience=0).patience(2) is None
+    assert TrainConfig(early_stopping_patience=0, fine_tune_schedule="constant").patience(2) is None
+    with pytest.raises(ValueError, match="`fine_tune_patience` must be a non-negative integer"):
+        TrainConfig(fine_tune_patience=-1)
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    import tl_keras.config
+
+    result = doctest.testmod(tl_keras.config)
+    assert result.attempted >= 5 and result.failed == 0

@@ -86,6 +86,20 @@ def test_early_stopping_and_label_smoothing(tiny):
     assert float(loss(np.array([0]), y_pred)) == pytest.approx(float(expected), rel=1e-5)
 
 
+
+def test_phase_two_under_a_decaying_schedule_runs_to_its_end(tiny):
+    # The same phase 2 (a rate far too high, so val_loss does not improve for long) stops early at the
+    # constant rate and runs every epoch under warmup-cosine, whose decay to 0 is what settles it.
+    folder, train_ds, val_ds, build = tiny
+    epochs = {}
+    for schedule in ("constant", "warmup-cosine"):
+        keras.utils.set_random_seed(3)
+        history = fine_tune(build(), train_ds, val_ds, head_epochs=1, fine_tune_epochs=6, learning_rate=1e-2,
+                            fine_tune_learning_rate=1.0, fine_tune_schedule=schedule, early_stopping_patience=1,
+                            restore_best=False, verbose=0)
+        epochs[schedule] = history.fine_tune_epochs
+    assert epochs["constant"] < 6 and epochs["warmup-cosine"] == 6
+
 def test_argument_errors(tiny):
     model = tiny[3]()
     with pytest.raises(ValueError, match="nothing to train"):

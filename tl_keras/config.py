@@ -8,8 +8,8 @@ flags from the field metadata). This module imports no TensorFlow.
 Examples:
     >>> from tl_keras.config import TrainConfig
     >>> config = TrainConfig(head_epochs=10, image_size=160)
-    >>> config.replace(learning_rate=3e-4).fine_tune_lr
-    3e-05
+    >>> config.replace(learning_rate=5e-4).fine_tune_lr
+    5e-05
     >>> TrainConfig.from_dict(config.to_dict()) == config
     True
     >>> TrainConfig(dropout=1.5)
@@ -230,7 +230,8 @@ class TrainConfig:
     fine_tune_learning_rate: float | None = setting(None, "phase 2 learning rate (default: learning rate / 10)", _optional(lambda n, v: _number(n, v, 0.0, open_low=True, text="> 0")), read="float")
     fine_tune_schedule: str = setting("constant", "phase 2 learning rate schedule", lambda n, v: _one_of(n, v, SCHEDULES), read="str", choices=SCHEDULES)
     layer_decay: float | None = setting(None, "phase 2 discriminative learning rates: each block below the top at D times the rate of the one above; 0 trains the top block only", _optional(lambda n, v: _number(n, v, 0.0, 1.0)), read="float", metavar="D")
-    early_stopping_patience: int | None = setting(3, "stop a phase after PATIENCE epochs without a better val_loss (0: never)", _optional(lambda n, v: require_int(n, v, 0)), read="int", flag="--early-stopping", metavar="PATIENCE")
+    early_stopping_patience: int | None = setting(3, "stop a phase after PATIENCE epochs without a better val_loss (0: never; phase 2: see --fine-tune-patience)", _optional(lambda n, v: require_int(n, v, 0)), read="int", flag="--early-stopping", metavar="PATIENCE")
+    fine_tune_patience: int | None = setting(None, "phase 2's patience (0: never stop early; default: early_stopping_patience with the constant schedule, none with a schedule that decays the rate to 0, whose last epochs settle it: see patience())", _optional(lambda n, v: require_int(n, v, 0)), read="int", metavar="PATIENCE")
     restore_best: bool = setting(True, "end each phase with its best epoch's weights by val_loss; phase 2 is kept only if it beats the head's best", _bool, switch="both")
     class_weight: str | dict | None = setting(None, "auto: weigh classes by n / (classes * count) for imbalanced folders (the API also takes a dict)", _optional(_class_weight), read="str", choices=("auto",))
     # Data.
@@ -284,6 +285,22 @@ class TrainConfig:
         if self.fine_tune_learning_rate is not None:
             return self.fine_tune_learning_rate
         return self.learning_rate * FINE_TUNE_LR_FACTOR
+
+    def patience(self, phase: int) -> int | None:
+        """Phase `phase`'s early-stopping patience, None for none. Phase 2 takes `fine_tune_patience`,
+        else none under a decaying schedule: its rate falls to 0 at the end, where it settles (measured
+        on aerial scenes: val_loss rises for 3 epochs after unfreezing, then falls below the head's),
+        so an early stop would end it before it gains; `restore_best` still keeps the head if it loses.
+
+        Examples:
+            >>> TrainConfig(fine_tune_schedule="cosine").patience(2), TrainConfig(fine_tune_schedule="constant").patience(2)
+            (None, 3)
+        """
+        if phase == 2 and self.fine_tune_patience is not None:
+            return self.fine_tune_patience or None
+        if phase == 2 and self.fine_tune_schedule != "constant":
+            return None
+        return self.early_stopping_patience or None
 
     @property
     def augmentation(self) -> str:

@@ -93,8 +93,8 @@ def fine_tune(
             several counts: phase 2 runs at each depth from the head's weights and the model keeps
             the one with the lowest `val_loss`, see `FineTuneHistory.depth_search`), `learning_rate`,
             `fine_tune_learning_rate` (None: a tenth), `fine_tune_schedule`, `layer_decay`,
-            `label_smoothing`, `early_stopping_patience` (stop a phase after this many epochs
-            without a better `val_loss`; 0: never), `restore_best` (each phase ends with its best
+            `label_smoothing`, `early_stopping_patience` and `fine_tune_patience` (stop a phase
+            after this many epochs without a better `val_loss`; see `TrainConfig.patience`), `restore_best` (each phase ends with its best
             epoch's weights, and phase 2 is kept only if it beats the head: see `BestEpoch`),
             `class_weight` (a dict: see `balanced_class_weights`), `jit_compile`, and for `folder`
             `cache_boundary` and `boundary_views`). Defaults to `TrainConfig()`.
@@ -324,8 +324,8 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     if epoch_variable(fit_train) is not None:
         phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
     best = None
-    if fit_val is not None and (config.restore_best or config.early_stopping_patience):
-        best = BestEpoch(config.early_stopping_patience or None, baseline if config.restore_best else None)
+    if fit_val is not None and (config.restore_best or config.patience(phase)):
+        best = BestEpoch(config.patience(phase), baseline if config.restore_best else None)
         phase_callbacks.append(best)
     build_optimizer(trainee)
     resume_at = initial_epoch
