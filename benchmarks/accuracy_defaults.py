@@ -9,8 +9,10 @@ val split; a change is worth making when it helps on both sets.
 
 Run:  python benchmarks/accuracy_defaults.py [--datasets hymenoptera flowers] [--seeds 0 1 2]
                                              [--arms defaults "label smoothing 0.1" ...]
+                                             [--baseline "before issue 29"] [--reuse earlier.json ...]
 Prints one row per (dataset, arm): mean +- std of head, final and final+TTA val accuracy, the
-mean gain over `defaults` on the same seeds, and seconds; the gains are printed last. For the
+mean gain over the `--baseline` arm (default `defaults`) on the same seeds, and seconds; the gains
+are printed last. For the
 `depth search` arm (`unfreeze_blocks="search"`), also what each depth tried scored on each seed and
 which one the run chose.
 """
@@ -25,6 +27,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALL_DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
+# The defaults before issue 29 (tl_keras 0.1): mirror images only; phase 2 at a constant rate, stopped early.
+BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3}
 ARMS = {
     "defaults": {},
     "label smoothing 0.1": {"label_smoothing": 0.1},
@@ -42,16 +46,21 @@ ARMS = {
     # An experiment, not a tl_keras setting: every photo cut to its central square of 87.5% of its
     # short side before the 224 px resize (ImageNet's evaluation crop, zoomed in 1.14x).
     "224 px, centre crop 87.5%": {"centre_crop": 0.875},
-    # Issue 29: the turns that keep a class. Before symmetry="auto", every run was "flip" (mirror images only).
+    # Issue 29. Each lever alone on top of the defaults before it: mirror images only, phase 2 at a
+    # constant tenth of the head's rate with early stopping.
+    "before issue 29": BEFORE_29,
     "symmetry flip": {"symmetry": "flip"},
-    "symmetry dihedral": {"symmetry": "dihedral"},
+    "symmetry dihedral": {**BEFORE_29, "symmetry": "dihedral"},
     # Phase 1 trains on cached features, so its epochs cost little; the far sets' heads hit the cap of 20.
-    "head 60 epochs": {"head_epochs": 60, "symmetry": "flip"},  # the lever alone (auto would turn aerial scenes)
-    "phase 2 warmup-cosine": {"fine_tune_schedule": "warmup-cosine", "symmetry": "flip"},
+    "head 60 epochs": {**BEFORE_29, "head_epochs": 60},
+    "phase 2 warmup-cosine, patience 3": {**BEFORE_29, "fine_tune_schedule": "warmup-cosine", "fine_tune_patience": 3},
     # Phase 2's start: a constant rate a hundredth of the head's, or a tenth reached by a warm-up and decayed
     # to 0 with no early stop (the decay is what settles it; restore_best still keeps the head if it loses).
-    "phase 2 rate 1e-5": {"fine_tune_learning_rate": 1e-5, "symmetry": "flip"},
-    "phase 2 warmup-cosine, no patience": {"fine_tune_schedule": "warmup-cosine", "fine_tune_patience": 0, "symmetry": "flip"},
+    "phase 2 rate 1e-5": {**BEFORE_29, "fine_tune_learning_rate": 1e-5},
+    "phase 2 warmup-cosine, no patience": {**BEFORE_29, "fine_tune_schedule": "warmup-cosine", "fine_tune_patience": 0},
+    # The two levers that paid, together, spelled out (so the arm stays what it is when the defaults move).
+    "auto symmetry + phase 2 warmup-cosine": {"symmetry": "auto", "fine_tune_schedule": "warmup-cosine",
+                                              "fine_tune_patience": None},
 }
 RUN_SETTINGS = dict(evaluate=False, checkpoint_dir=None, export=False, verbose=0)
 
@@ -80,7 +89,8 @@ def train_arm(data: str, seed: int, overrides: dict) -> dict:
     m = result.metrics
     return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": accuracy(plain),
             "tta": accuracy(flip_averaged(plain)), "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}",
-            "depth_search": m["depth_search"]}
+            "depth_search": m["depth_search"], "fine_tune_kept": m["fine_tune_kept"],
+            "symmetry": (m["symmetry"] or {}).get("chosen")}
 
 
 def _crop_before_resize(fraction: float) -> None:
@@ -113,11 +123,15 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=list(ALL_DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS)[:4], choices=list(ARMS))
-    parser.add_argument("--defaults-from", metavar="JSON", help="the defaults arm's results of an earlier run of "
-                        "this script (--save), instead of running it again: runs are deterministic on one machine")
+    parser.add_argument("--reuse", nargs="+", default=[], metavar="JSON",
+                        help="earlier runs of this script (--save): the arms (and sets) they hold with the same "
+                        "seeds are not run again (runs are deterministic on one machine); never their `defaults`, "
+                        "which may have been other settings then")
+    parser.add_argument("--baseline", default="defaults", choices=list(ARMS),
+                        help="the arm the gains are measured against (default: defaults)")
     parser.add_argument("--save", metavar="JSON", help="write every arm's per-seed results here")
     parser.add_argument("--without-defaults", action="store_true", help="run only --arms (no gains over the "
-                        "defaults are printed): for the depth search, whose records hold the default depth's score")
+                        "baseline are printed): for the depth search, whose records hold the default depth's score")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: one arm, in this fresh process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -126,29 +140,30 @@ def main() -> None:
         print(json.dumps(train_arm(args.data, args.seed, ARMS[args.arm])))
         return
     require(HUB_100)
-    arms = ([] if args.without_defaults else ["defaults"]) + [a for a in args.arms if a != "defaults"]
+    arms = ([] if args.without_defaults else [args.baseline]) + [a for a in args.arms if a != args.baseline]
     rows, gains, saved = [], [], {}
     for name in args.datasets:
         data_dir = require(ALL_DATASETS[name])
         warm_file_cache(data_dir)
         runs = {}
-        if args.defaults_from:  # the sets it holds; the others run their defaults
-            with open(args.defaults_from) as f:
-                runs.update({k: v for k, v in json.load(f).get(name, {}).items() if k == "defaults"})
+        for path in args.reuse:
+            with open(path) as f:
+                runs.update({k: v for k, v in json.load(f).get(name, {}).items()
+                             if k in arms and k != "defaults" and len(v) == len(args.seeds) and k not in runs})
         for arm in arms:
             if arm in runs:
                 continue
             runs[arm] = [run_arm(__file__, "--arm", arm, "--data", data_dir, "--seed", str(seed)) for seed in args.seeds]
             print(f"{name} {arm}: {[(r['final'], r['tta']) for r in runs[arm]]}", file=sys.stderr, flush=True)
         for arm, results in runs.items():
-            base = runs.get("defaults", [{"final": float("nan")}] * len(results))
+            base = runs.get(args.baseline, [{"final": float("nan")}] * len(results))
             gain = [r["final"] - d["final"] for r, d in zip(results, base)]
             gain_tta = [r["tta"] - d["final"] for r, d in zip(results, base)]
             rows.append({"dataset": name, "arm": arm, "epochs": " ".join(r["epochs"] for r in results),
                          "head val acc": _stats([r["head"] for r in results]),
                          "final val acc": _stats([r["final"] for r in results]),
                          "final + flip TTA": _stats([r["tta"] for r in results]),
-                         "gain vs defaults": "" if arm == "defaults" else _stats(gain),
+                         "gain": "" if arm == args.baseline else _stats(gain),
                          "gain with TTA": _stats(gain_tta),
                          "seconds (mean)": f"{sum(r['seconds'] for r in results) / len(results):.1f}"})
             gains.append(f"{name} {arm}: {sum(gain) / len(gain):+.4f} (with TTA {sum(gain_tta) / len(gain_tta):+.4f})")
@@ -158,8 +173,8 @@ def main() -> None:
             json.dump(saved, f, indent=2)
     print(f"seeds {args.seeds}; Hub MobileNetV2 1.0, 224 px unless an arm says; arms: {[ (a, ARMS[a]) for a in arms]}")
     print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
-                       "gain vs defaults", "gain with TTA", "seconds (mean)"]))
-    print("mean gain over defaults (final val accuracy): " + "; ".join(gains))
+                       "gain", "gain with TTA", "seconds (mean)"]))
+    print(f"mean gain over {args.baseline} (final val accuracy): " + "; ".join(gains))
     searched = [(name, seed, r) for name, runs in saved.items() for arm, results in runs.items()
                 for seed, r in zip(args.seeds, results) if r.get("depth_search")]
     if searched:
