@@ -52,6 +52,7 @@ def test_train_predict_evaluate(tmp_path, capsys):
     assert code == 0 and "Epoch 1/2" in out  # Keras progress
     assert f"data report       {tmp_path / 'data.html'}" in out
     assert "symmetry          flip (not measured: 153 val images, fewer than the 200" in out
+    assert "epochs at lr 0.0001, constant schedule" in out  # auto: constant where the turns were not chosen
     assert "tl-keras train summary" in out and "imageNotFound.gif" in out
     assert "on cached boundary activations [2, 2, " in out and "of 2 augmented views per training image" in out
     assert "(phase 2: " in out and " over the head" in out

@@ -35,7 +35,7 @@ def test_defaults_round_trip_through_json():
     ({"layer_decay": 2.0}, "`layer_decay` must be in [0, 1]"),
     ({"learning_rate": 0.0}, "`learning_rate` must be > 0"),
     ({"validation_split": 1.0}, "`validation_split` must be in (0, 1)"),
-    ({"fine_tune_schedule": "linear"}, "`fine_tune_schedule` must be one of 'constant', 'cosine', 'warmup-cosine'"),
+    ({"fine_tune_schedule": "linear"}, "`fine_tune_schedule` must be one of 'auto', 'constant', 'cosine', 'warmup-cosine'"),
     ({"class_weight": "balanced"}, "`class_weight` must be None, 'auto' or a dict"),
     ({"cache_features": 1}, "`cache_features` must be one of True, False, 'auto'"),
     ({"hidden_units": (512, 0)}, "`hidden_units` must be positive integers"),
@@ -179,6 +179,20 @@ def test_phase_two_patience_follows_the_schedule_unless_given():
     assert TrainConfig(early_stopping_patience=0, fine_tune_schedule="constant").patience(2) is None
     with pytest.raises(ValueError, match="`fine_tune_patience` must be a non-negative integer"):
         TrainConfig(fine_tune_patience=-1)
+
+
+def test_phase_two_schedule_follows_the_measured_symmetry_unless_given():
+    # auto: a decaying schedule (and so no early stop) only where the run found a domain with no "up".
+    assert TrainConfig().fine_tune_schedule == "auto" and TrainConfig().phase_two_schedule == "constant"
+    far, photos = TrainConfig(symmetry="dihedral"), TrainConfig(symmetry="flip")
+    assert (far.phase_two_schedule, far.patience(2)) == ("warmup-cosine", None)
+    assert (photos.phase_two_schedule, photos.patience(2)) == ("constant", 3)
+    assert TrainConfig(symmetry="dihedral", fine_tune_schedule="constant").phase_two_schedule == "constant"
+    assert TrainConfig(symmetry="flip", fine_tune_schedule="cosine").phase_two_schedule == "cosine"
+    from tl_keras.training.compile import phase_schedule
+
+    with pytest.raises(ValueError, match="phase_two_schedule"):
+        phase_schedule("auto", 1e-4, 10, 2)
 
 
 def test_the_module_examples_run():

@@ -55,7 +55,7 @@ def test_phase_one_trains_only_the_head_and_phase_two_the_top_blocks(data):
     backbone = model.backbone
     recorder = _Recorder()
     history = fine_tune(model, train_ds, val_ds, head_epochs=2, fine_tune_epochs=1, unfreeze_blocks=2,
-                        learning_rate=1e-3, restore_best=False, callbacks=[recorder], verbose=0)  # keep the last weights
+                        learning_rate=1e-3, fine_tune_schedule="constant", restore_best=False, callbacks=[recorder], verbose=0)  # keep the last weights
     assert recorder.rates == pytest.approx([1e-3, 1e-4])  # phase 2 at a tenth
     start, after_head = recorder.snapshots
     assert all(np.array_equal(a, b) for a, b in zip(start, after_head)), "phase 1 must not touch the backbone"

@@ -143,6 +143,8 @@ def phase_schedule(
     """The phase-2 learning rate: `"constant"`, `"cosine"` (decays to 0 over the phase) or
     `"warmup-cosine"` (rises linearly from 0 over the first epoch, then decays to 0)."""
     TrainConfig.check("fine_tune_schedule", kind)
+    if kind == "auto":
+        raise ValueError("phase_schedule takes a resolved schedule: pass `TrainConfig.phase_two_schedule`, not 'auto'.")
     total = max(1, steps_per_epoch * epochs)
     if kind == "constant":
         return learning_rate

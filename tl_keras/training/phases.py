@@ -277,8 +277,8 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
         fit_train, fit_val = features.datasets()
     fit_val = fit_val if validation_data is not None else None
     lr = config.learning_rate if phase == 1 else phase_schedule(
-        config.fine_tune_schedule, config.fine_tune_lr,
-        _steps_per_epoch(fit_train) if config.fine_tune_schedule != "constant" else 1, config.fine_tune_epochs)
+        config.phase_two_schedule, config.fine_tune_lr,
+        _steps_per_epoch(fit_train) if config.phase_two_schedule != "constant" else 1, config.fine_tune_epochs)
     return trainee, fit_train, fit_val, lr
 
 
