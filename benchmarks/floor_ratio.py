@@ -7,13 +7,16 @@ how many of those passes a run costs. Arms, each in a fresh process, side by sid
 - `inference`: the pass (decode included, as in the training arms);
 - `defaults`: `tl_keras.train` at its defaults (phase 2 on the cached boundary activations);
 - `streaming` (with `--streaming`): the same with `cache_boundary=False`, phase 2 running every
-  image through the whole backbone every epoch (the code before boundary caching).
+  image through the whole backbone every epoch (the code before boundary caching);
+- `before issue 29` (with `--before-29`): the defaults before issue 29 (mirror images only, phase 2 at a
+  constant rate with early stopping), to see what the adaptive defaults cost.
 
 The issue's target is a mean over seeds: `--seeds 0 1 2` runs the pair (inference pass, then the
 training arms) once per seed, each pair back to back, and adds a row per dataset with the mean and
 spread of the per-seed ratios and the ratio of the mean seconds.
 
 Run:  python benchmarks/floor_ratio.py [--datasets hymenoptera flowers] [--seed 42 | --seeds 0 1 2] [--streaming]
+                                       [--before-29]
 Prints a table: seconds, ratio to the inference pass, val accuracy (head phase, final).
 """
 
@@ -27,7 +30,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
+from _common import ALL_DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
 
 def inference_arm(data: str) -> dict:
@@ -45,12 +48,16 @@ def inference_arm(data: str) -> dict:
     return {"seconds": t.seconds, "images": len(folder.train) + len(folder.val)}
 
 
-def train_arm(data: str, seed: int, streaming: bool) -> dict:
+BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3}
+
+
+def train_arm(data: str, seed: int, arm: str) -> dict:
     import tl_keras
 
+    overrides = BEFORE_29 if arm == "before issue 29" else {"cache_boundary": arm != "streaming" and "auto"}
     with Timer() as t:
-        result = tl_keras.train(data, backbone=HUB_100, seed=seed, cache_boundary=not streaming and "auto",
-                                export=False, evaluate=False, checkpoint_dir=None, verbose=0)
+        result = tl_keras.train(data, backbone=HUB_100, seed=seed, export=False, evaluate=False, checkpoint_dir=None,
+                                verbose=0, **overrides)
     m = result.metrics
     return {"seconds": t.seconds, "head": m["head_val_accuracy"], "final": m["val_accuracy"],
             "epochs": f"{m['head_epochs']}+{m['fine_tune_epochs']}", "boundary": m["boundary_cache"]}
@@ -58,24 +65,25 @@ def train_arm(data: str, seed: int, streaming: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"], choices=sorted(ALL_DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, help="one run per seed, and their mean (default: --seed)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--streaming", action="store_true", help="also time phase 2 without the boundary cache")
+    parser.add_argument("--before-29", action="store_true", help="also time the defaults before issue 29")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm, print its JSON
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.arm:
-        arm = inference_arm(args.data) if args.arm == "inference" else train_arm(args.data, args.seed, args.arm == "streaming")
+        arm = inference_arm(args.data) if args.arm == "inference" else train_arm(args.data, args.seed, args.arm)
         print(json.dumps(arm))
         return
     require(HUB_100)
     args.seeds = args.seeds or [args.seed]
     rows = []
     for name in args.datasets:
-        data = require(DATASETS[name])
+        data = require(ALL_DATASETS[name])
         warm_file_cache(data)
-        arms = ["inference", "defaults"] + (["streaming"] if args.streaming else [])
+        arms = ["inference", "defaults"] + (["streaming"] if args.streaming else []) + (["before issue 29"] if args.before_29 else [])
         seconds: dict[str, list[float]] = {arm: [] for arm in arms}
         for seed in args.seeds:
             results = {arm: run_arm(__file__, "--arm", arm, "--data", data, "--seed", str(seed)) for arm in arms}
