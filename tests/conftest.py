@@ -213,3 +213,52 @@ def flowers_result(tmp_path_factory):
     )
     result.plots_dir, result.tensorboard_dir = str(out / "plots"), str(out / "tb")
     return result
+
+
+# Loading a Hub SavedModel costs seconds (restoring hundreds of functions), and most tests build a
+# model on one of the same two folders. `tl_keras`' own module pool (`ModulePool`: a released module
+# comes back with the values it was loaded with, tested in test_hub.py) lets each test process reuse
+# them: the modules a test's own body loaded are handed back once the test, its teardown included, is
+# over. Modules that fixtures load (session and module fixtures live on) are never handed back, so a
+# model a later test still uses never shares its module.
+_ACQUIRED: list | None = None
+
+
+def _module_pool():
+    """tl_keras' module pool, its `acquire` recording into `_ACQUIRED` (patched once per process)."""
+    from tl_keras.models.backbones import hub
+
+    pool = hub.MODULE_POOL
+    if not getattr(pool.acquire, "_tl_recording", False):
+        acquire = pool.acquire
+
+        def recorded(path):
+            module = acquire(path)
+            if _ACQUIRED is not None:
+                _ACQUIRED.append((module, path))
+            return module
+
+        recorded._tl_recording = True
+        pool.acquire = recorded
+    return pool
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    global _ACQUIRED
+    _module_pool()
+    _ACQUIRED = []
+    try:
+        yield
+    finally:
+        item._tl_acquired, _ACQUIRED = _ACQUIRED, None
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    seen = set()
+    for module, path in getattr(item, "_tl_acquired", ()):
+        if id(module) not in seen:
+            seen.add(id(module))
+            _module_pool().release(module, path)
