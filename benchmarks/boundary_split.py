@@ -37,18 +37,16 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    import keras
     import tensorflow as tf
 
     from tl_keras.models.classifier import build_classifier
-    from tl_keras.training.caches import feature_extractor
+    from tl_keras.training.caches import boundary_pass, feature_extractor
 
     model = build_classifier(require(HUB_100), 10, image_size=224)
     full = feature_extractor(model)
     model.backbone.set_trainable_blocks(args.blocks)
     bottom, top = model.backbone.split_at_trainable()
-    pixels = keras.Model(model.inputs, model.get_layer("pixel_range").output)
-    run_bottom = tf.function(lambda x: bottom(pixels(x, training=False)), reduce_retracing=True)
+    run_bottom = boundary_pass(model, bottom)  # what compute_boundary runs
     run_top = tf.function(top, reduce_retracing=True)
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype("float32"))
     activations = run_bottom(images)

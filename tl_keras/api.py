@@ -176,8 +176,8 @@ def train(
     features = phase_one_features(run.model, run.folder, run.config, run.global_batch)
     run.symmetry = choose_symmetry(run.config, run.model, run.folder, features)  # before any training pipeline is made
     head_init = dict(zip(("chosen", "reason"), head_init_of(run.config, run.model, features)))
-    run.config = run.config.replace(symmetry=run.symmetry.chosen, head_init=head_init["chosen"])
-    run.config, run.head_init = run.config.replace(fine_tune_schedule=run.config.phase_two_schedule), head_init
+    run.config, run.head_init = run.config.replace(symmetry=run.symmetry.chosen, head_init=head_init["chosen"]), head_init
+    run.config = run.config.replace(fine_tune_schedule=run.config.phase_two_schedule)  # "auto" follows the symmetry
     train_ds, val_ds = run.datasets()
     run_dir = _checkpoint_dir(checkpoint_dir, base)
     history, resumed = _fit(run, train_ds, val_ds, features, run_dir, _callbacks(callbacks, tensorboard_dir), verbose)

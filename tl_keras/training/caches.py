@@ -365,6 +365,18 @@ class BoundarySet(FeatureSet):
         return {**super().describe(), "views": self.copies if self.augmented else 0, "shape": list(self.train.shape[2:])}
 
 
+def boundary_pass(model: keras.Model, bottom) -> Callable:
+    """A compiled function `images (0-255) -> boundary activations`: `model`'s pixel scaling, then
+    `bottom`, the frozen part of its backbone (from `split_at_trainable`), in inference mode."""
+    pixels = keras.Model(model.inputs, model.get_layer("pixel_range").output, name="boundary_input")
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        return bottom(pixels(images, training=False))
+
+    return run
+
+
 def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0, augment: str = "light",
                      batch_size: int = DEFAULT_BATCH_SIZE, limit_megabytes: float | None = None):
     """Runs the frozen part of `model`'s backbone (everything below its trainable blocks) once over
@@ -399,11 +411,7 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
     if megabytes > limit:
         raise BoundaryUnavailable(f"the activations need {megabytes:,.0f} MB, more than the {limit:,.0f} MB allowed")
     started = time.perf_counter()
-    pixels = keras.Model(model.inputs, model.get_layer("pixel_range").output, name="boundary_input")
-
-    @tf.function(reduce_retracing=True)
-    def run(images):
-        return bottom(pixels(images, training=False))
+    run = boundary_pass(model, bottom)
 
     def over(dataset):
         return run_batches(run, dataset, shape, inputs_only=True, progress="computing the boundary cache")
