@@ -8,6 +8,7 @@ Sniffing a file's format without decoding it is `tl_keras.images.sniff`'s.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 
@@ -105,6 +106,24 @@ def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_asp
     become RGB; a GIF gives its first frame), optionally resized to `image_size` squared as
     `resize_uint8` does. A JPEG over `REDUCE_PIXELS` (a 108-megapixel phone photo) is decoded
     reduced. TIFF, HEIC and AVIF need `decode_file` (eager, through Pillow)."""
+    if tf.executing_eagerly():  # a file decoded on its own: the same ops, chosen in Python
+        image = _decode_eager(contents.numpy() if isinstance(contents, tf.Tensor) else bytes(contents))
+        return image if image_size is None else resize_uint8(image.numpy(), image_size, crop_to_aspect_ratio)
+    return _decode_image(contents, image_size, crop_to_aspect_ratio)
+
+
+def _decode_eager(raw: bytes) -> tf.Tensor:
+    """`_decode_image` without a resize, eagerly: one or two ops instead of the graph's fifteen
+    (eager ops, one by one, hold the GIL, so a thread pool of decoders barely overlaps)."""
+    if raw[:3] == b"\xff\xd8\xff":
+        height, width = (int(v) for v in tf.image.extract_jpeg_shape(raw)[:2].numpy())
+        pixels = height * width
+        ratio = next((r for r, limit in ((1, 1), (2, 4), (4, 16)) if pixels <= limit * REDUCE_PIXELS), 8)
+        return tf.io.decode_jpeg(raw, channels=3, ratio=ratio)
+    return tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
+
+
+def _decode_image(contents, image_size: int | None, crop_to_aspect_ratio: bool) -> tf.Tensor:
     contents = tf.convert_to_tensor(contents, tf.string)
     is_jpeg = tf.equal(tf.strings.substr(tf.strings.join([contents, b"\0\0\0"]), 0, 3), b"\xff\xd8\xff")
     image = tf.cond(is_jpeg, lambda: _decode_jpeg(contents),
@@ -131,10 +150,26 @@ def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> t
     `crop_to_aspect_ratio` (the default) the image is first cut to its centred square, the full short
     side (`centre_square`), so shapes keep their proportions; else it is squeezed whole. Then bilinear,
     antialiased, to `image_size` squared, rounded back to uint8."""
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8 and tf.executing_eagerly():
+        # A decoded file: one graph call, not one eager op after another (see `_decode_eager`).
+        if crop_to_aspect_ratio:
+            image = centre_square(image)
+        return _compiled_resize(image_size)(image)
+    return _resize(image, image_size, crop_to_aspect_ratio)
+
+
+def _resize(image, image_size: int, crop_to_aspect_ratio: bool) -> tf.Tensor:
     if crop_to_aspect_ratio:
         image = centre_square(image)
     resized = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+@functools.cache
+def _compiled_resize(image_size: int):
+    """`resize_uint8` of an already framed `[h, w, 3]` uint8 image as one graph per size."""
+    return tf.function(lambda image: _resize(image, image_size, False),
+                       input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)], autograph=False)
 
 
 def centre_square(image) -> tf.Tensor:
