@@ -135,12 +135,17 @@ def encoded_images(tmp_path_factory):
     return {"jpeg": jpeg, "gif": gif, "png": tf.io.encode_png(pixels).numpy(), "bmp": _bmp(pixels), "webp": webp.getvalue()}
 
 
-BYTES_CLIENT = """
+# A client with plain TensorFlow only: serving_default on a float batch, then serving_bytes on files.
+PLAIN_CLIENT = """
 import json, sys, numpy as np, tensorflow as tf
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_bytes"]
-blobs = [open(path, "rb").read() for path in sys.argv[2:]]
+loaded = tf.saved_model.load(sys.argv[1])
+out = loaded.signatures["serving_default"](images=tf.constant(np.load(sys.argv[2]), tf.float32))
+report = {"float": {"probabilities": out["probabilities"].numpy().tolist(),
+                    "labels": [x.decode() for x in out["label"].numpy()]}}
+serve = loaded.signatures["serving_bytes"]
+blobs = [open(path, "rb").read() for path in sys.argv[3:]]
 out = serve(image_bytes=tf.constant(blobs))
-report = {"labels": [l.decode() for l in out["label"].numpy()], "probabilities": out["probabilities"].numpy().tolist()}
+report.update({"labels": [l.decode() for l in out["label"].numpy()], "probabilities": out["probabilities"].numpy().tolist()})
 for bad in (b"this is not an image", b"", blobs[0][:200]):
     try:
         serve(image_bytes=tf.constant([blobs[0], bad]))
@@ -148,11 +153,13 @@ for bad in (b"this is not an image", b"", blobs[0][:200]):
     except tf.errors.InvalidArgumentError as err:
         report.setdefault("errors", []).append(err.message)
 report["after_errors"] = serve(image_bytes=tf.constant(blobs[:1]))["label"].numpy()[0].decode()
+report["tl_keras_loaded"] = "tl_keras" in sys.modules
 print(json.dumps(report))
 """
 
 
-def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result, encoded_images, tmp_path):
+def test_a_fresh_plain_tensorflow_process_reproduces_probabilities_from_arrays_and_bytes(
+        hymenoptera_result, encoded_images, tmp_path):
     import json
 
     from conftest import run_python
@@ -164,7 +171,15 @@ def test_bytes_signature_in_a_fresh_plain_tensorflow_process(hymenoptera_result,
         paths.append(str(tmp_path / f"image.{name}"))
         with open(paths[-1], "wb") as f:
             f.write(blob)
-    report = json.loads(run_python(BYTES_CLIENT, hymenoptera_result.export_dir, *paths).stdout.strip().splitlines()[-1])
+    images = hymenoptera_result.data.val.images[:6].astype("float32")
+    np.save(tmp_path / "batch.npy", images)
+    report = json.loads(run_python(PLAIN_CLIENT, hymenoptera_result.export_dir, str(tmp_path / "batch.npy"), *paths)
+                        .stdout.strip().splitlines()[-1])
+    assert report["tl_keras_loaded"] is False  # serving needs TensorFlow only
+    # serving_default on float pixels: the trained Keras model's probabilities.
+    expected = hymenoptera_result.model.predict(images, verbose=0)
+    np.testing.assert_allclose(np.array(report["float"]["probabilities"]), expected, atol=1e-5)
+    assert report["float"]["labels"] == [["ants", "bees"][i] for i in expected.argmax(axis=1)]
     # Same outputs as serving_default on the images decoded the way training decodes them.
     serve = tf.saved_model.load(hymenoptera_result.export_dir).signatures["serving_default"]
     expected = np.concatenate([serve(images=tf.cast(decode_image(blob, 96), tf.float32)[None])["probabilities"].numpy()

@@ -149,7 +149,7 @@ def run_demo(
     scratch = _classifier_on(digits_backbone("scratch_backbone"), len(TARGET_CLASSES))
     compile_for_phase(scratch, scratch_learning_rate)
     train_ds = result.data.dataset("train", batch_size=batch_size, training=True, augment=False)
-    val_ds = result.data.dataset("val", batch_size=64)
+    val_ds = result.data.dataset("val", batch_size=512)  # one step an epoch: the scratch run validates 150 times
     scratch.fit(train_ds, validation_data=val_ds, epochs=scratch_epochs, callbacks=[BestEpoch()], verbose=0)
     scratch_accuracy = float(scratch.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
 
