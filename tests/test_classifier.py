@@ -51,7 +51,9 @@ def test_invalid_arguments_are_rejected_with_their_name(kwargs, match):
         build_classifier(asset(HUB_035), image_size=64, **kwargs)
 
 
-def test_keras_load_model_needs_only_import_tl_keras(tmp_path):
+def test_keras_load_model_needs_only_import_tl_keras_and_local_hub_backbones_never_import_tf_keras(tmp_path):
+    """In a fresh process: a saved classifier loads with `import tl_keras` alone, and neither loading
+    it nor building one on a local Hub folder imports tf_keras or tensorflow_hub."""
     from conftest import run_python
 
     model = build_classifier(asset(HUB_035), 2, image_size=64, class_names=["ants", "bees"])
@@ -60,10 +62,13 @@ def test_keras_load_model_needs_only_import_tl_keras(tmp_path):
     out = run_python(
         "import sys, numpy as np, keras, tl_keras\n"
         "m = keras.saving.load_model(sys.argv[1])\n"  # safe_mode stays on: no code in the config
-        "print(type(m).__name__, m.class_names, m.predict(np.zeros((1, 50, 70, 3)), verbose=0).shape)\n",
+        "print(type(m).__name__, m.class_names, m.predict(np.zeros((1, 50, 70, 3)), verbose=0).shape)\n"
+        f"built = tl_keras.build_classifier({asset(HUB_035)!r}, 2, image_size=64)\n"
+        "built.predict(np.zeros((1, 64, 64, 3), 'float32'), verbose=0)\n"
+        "print('tf_keras' in sys.modules, 'tensorflow_hub' in sys.modules)\n",
         path,
     )
-    assert out.stdout.strip().splitlines()[-1] == "ImageClassifier ['ants', 'bees'] (1, 2)"
+    assert out.stdout.strip().splitlines()[-2:] == ["ImageClassifier ['ants', 'bees'] (1, 2)", "False False"]
 
 
 def test_load_classifier_runs_no_code_from_the_file(tmp_path):
