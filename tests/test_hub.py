@@ -238,19 +238,20 @@ def test_split_at_trainable_computes_the_module_and_its_gradients_through_one_bo
         free.split_at_trainable()
 
 
-def test_a_released_module_is_reused_with_its_pretrained_weights(monkeypatch):
+def test_a_released_module_is_reused_with_its_pretrained_weights(monkeypatch, tiny_hub):
     """A module goes back to the pool only when its layer is released, never because the garbage
     collector ran: the next layer of the same folder takes the one released last, with the pretrained
-    values put back; a module still in use is never shared, and a released layer cannot run."""
+    values put back; a module still in use is never shared, and a released layer cannot run. (The
+    pool's mechanics, on the small stand-in module: it loads in a fraction of the ImageNet one's time.)"""
     import gc
 
     from tl_keras.models.backbones import hub
 
     MODULE_POOL = hub.ModulePool()  # this test's own: what other tests released does not count
     monkeypatch.setattr(hub, "MODULE_POOL", MODULE_POOL)
-    first = HubBackbone(asset(HUB_035))
+    first = HubBackbone(tiny_hub)
     pretrained = [v.numpy().copy() for v in first.hub_variables]
-    second = HubBackbone(asset(HUB_035))  # the first is in use: its own module
+    second = HubBackbone(tiny_hub)  # the first is in use: its own module
     assert second.module is not first.module
     first.reinitialize(seed=0)  # the first layer's weights change ...
     assert all(np.array_equal(a.numpy(), b) for a, b in zip(second.hub_variables, pretrained))  # ... not the second's
@@ -259,10 +260,10 @@ def test_a_released_module_is_reused_with_its_pretrained_weights(monkeypatch):
     unreleased = second.module
     del second
     gc.collect()  # unreachable but not released: not handed out
-    third = HubBackbone(asset(HUB_035))
+    third = HubBackbone(tiny_hub)
     assert MODULE_POOL.loads == loads + 1 and third.module is not module and third.module is not unreleased
     assert first.release() and not first.release()  # once
-    fourth = HubBackbone(asset(HUB_035))  # the released module: no load, weights as loaded
+    fourth = HubBackbone(tiny_hub)  # the released module: no load, weights as loaded
     assert MODULE_POOL.loads == loads + 1 and fourth.module is module
     assert all(np.array_equal(a.numpy(), b) for a, b in zip(fourth.hub_variables, pretrained))
     x = tf.constant(_images(2))
