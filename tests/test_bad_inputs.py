@@ -408,3 +408,10 @@ def test_a_108_megapixel_phone_photo_is_decoded_reduced(tmp_path):
     split = next(s for s in folder.splits.values() if str(big) in s.paths)
     assert np.abs(split.images[split.paths.index(str(big))] - reference).mean() < 10
     assert np.abs(read_images([str(big)], 32)[0] - reference).mean() < 10
+    # The eager path (a file on its own, reduction chosen in Python) and the graph path (tf.data,
+    # the export's bytes signature) decode it to the same pixels.
+    from tl_keras.images.codec import decode_image
+
+    raw = tf.constant(big.read_bytes())
+    in_graph = tf.function(lambda contents: decode_image(contents, 32))(raw)
+    np.testing.assert_array_equal(decode_image(raw, 32).numpy(), in_graph.numpy())
