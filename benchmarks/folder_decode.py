@@ -17,6 +17,7 @@ Run:  python benchmarks/folder_decode.py [--datasets hymenoptera flowers] [--ima
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -26,20 +27,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALL_DATASETS, Timer, require, table, warm_file_cache  # noqa: E402
 
 
-def _op_by_op(enabled: bool) -> None:
-    """Switches the decoders to running the graph code eagerly, op by op (the code before), or back."""
+@contextlib.contextmanager
+def _op_by_op():
+    """Within: the decoders run their graph code eagerly, op by op (the code before)."""
     from tl_keras.images import codec, quality
 
-    if not hasattr(_op_by_op, "saved"):
-        _op_by_op.saved = (codec.decode_image, codec.resize_uint8, quality.resize_uint8)
-    if enabled:
-        def resize(image, image_size, crop_to_aspect_ratio=True):
-            return codec._resize(image, image_size, crop_to_aspect_ratio)
-
-        codec.decode_image = lambda contents, image_size=None, crop=True: codec._decode_image(contents, image_size, crop)
-        codec.resize_uint8 = quality.resize_uint8 = resize
-    else:
-        codec.decode_image, codec.resize_uint8, quality.resize_uint8 = _op_by_op.saved
+    saved = codec.decode_image, codec.resize_uint8, quality.resize_uint8
+    codec.decode_image = lambda contents, image_size=None, crop=True: codec._decode_image(contents, image_size, crop)
+    codec.resize_uint8 = quality.resize_uint8 = lambda image, image_size, crop=True: codec._resize(image, image_size, crop)
+    try:
+        yield
+    finally:
+        codec.decode_image, codec.resize_uint8, quality.resize_uint8 = saved
 
 
 def main() -> None:
@@ -60,12 +59,10 @@ def main() -> None:
         pixels = {}
         for _ in range(args.repeats):
             for arm in seconds:
-                _op_by_op(arm == "op by op")
-                with Timer() as t:
+                with _op_by_op() if arm == "op by op" else contextlib.nullcontext(), Timer() as t:
                     folder = load_image_folder(data, image_size=args.image_size)
                 seconds[arm].append(t.seconds)
                 pixels[arm] = np.concatenate([folder.train.images, folder.val.images])
-        _op_by_op(False)
         new, old = (float(np.median(seconds[a])) for a in ("one call", "op by op"))
         rows.append({"dataset": name, "images": len(pixels["one call"]), "size": args.image_size,
                      "op by op s": f"{old:.2f}", "one call s": f"{new:.2f}", "speed-up": f"{old / new:.2f}x",

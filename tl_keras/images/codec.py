@@ -99,8 +99,8 @@ def orient(image, value):
 # over 64 times this (past what 1/8 brings under it) is a decompression bomb, never decoded.
 REDUCE_PIXELS = 100 * 10**6
 JPEG_BOMB_PIXELS = 64 * REDUCE_PIXELS
-# The decoder's reductions below 1/8, each with the most pixels (in REDUCE_PIXELS) it takes.
-_JPEG_RATIOS = ((1, 1), (2, 4), (4, 16))
+# The decoder's reductions tried before 1/8: ratio r takes up to r * r * REDUCE_PIXELS.
+_JPEG_RATIOS = (1, 2, 4)
 
 
 def decode_image(contents: tf.Tensor, image_size: int | None = None, crop_to_aspect_ratio: bool = True) -> tf.Tensor:
@@ -120,7 +120,7 @@ def _decode_eager(raw: bytes) -> tf.Tensor:
     if raw[:3] == b"\xff\xd8\xff":
         height, width = (int(v) for v in tf.image.extract_jpeg_shape(raw)[:2].numpy())
         pixels = height * width
-        ratio = next((r for r, limit in _JPEG_RATIOS if pixels <= limit * REDUCE_PIXELS), 8)
+        ratio = next((r for r in _JPEG_RATIOS if pixels <= r * r * REDUCE_PIXELS), 8)
         return tf.io.decode_jpeg(raw, channels=3, ratio=ratio)
     return tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
 
@@ -143,7 +143,7 @@ def _decode_jpeg(contents: tf.Tensor) -> tf.Tensor:
     def at(ratio: int):
         return lambda: tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
 
-    return tf.case([(pixels <= limit * REDUCE_PIXELS, at(ratio)) for ratio, limit in _JPEG_RATIOS],
+    return tf.case([(pixels <= ratio * ratio * REDUCE_PIXELS, at(ratio)) for ratio in _JPEG_RATIOS],
                     default=at(8), exclusive=False)
 
 
