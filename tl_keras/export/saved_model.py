@@ -132,9 +132,11 @@ class _ServingModule(tf.Module):
         features = model.backbone(model.get_layer("pixel_range")(images), training=False)
         return tf.cast(model.classify_features(features), tf.float32)
 
+    # The uint8 and bytes signatures call serve_float's function: the model is traced once for the
+    # three, and the SavedModel holds its graph once (each signature adds a cast or the decoder).
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_uint8(self, images):
-        return self._outputs(images)
+        return self.serve_float(tf.cast(images, tf.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
@@ -155,7 +157,7 @@ class _ServingModule(tf.Module):
 
         images = tf.map_fn(decode, tf.range(tf.shape(image_bytes)[0]),
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return self._outputs(images)
+        return self.serve_float(images)
 
 
 def export_saved_model(
