@@ -29,6 +29,16 @@ def _finish(output, backbone, data):
         return json.load(f), proc.stdout
 
 
+def _uninterrupted(output, backbone, data):
+    """The command run to its end in this process (a run in a new process gives the same weights, bit for
+    bit: tests/test_cli.py reruns an export's config): its metrics."""
+    from tl_keras.cli.commands import main
+
+    assert main([*_command(backbone, data), "--output", str(output), "--metrics-json", str(output) + ".json"]) == 0
+    with open(str(output) + ".json") as f:
+        return json.load(f)
+
+
 # The same run through the API, SIGKILLed by a callback in the middle of epoch EPOCH (0-based, both
 # phases counted: phase 2 starts at 3), after its third batch: exactly where the test wants it, in
 # phase 1 on the cached features or in phase 2 on the cached boundary activations.
@@ -69,9 +79,9 @@ def _weights(export_dir):
 
 def test_sigkilled_in_both_phases_then_rerun_ends_with_the_uninterrupted_weights(tmp_path, tiny_hub):
     # The mechanics do not depend on pretrained weights: a small Hub module and 48 + 40 photos per class
-    # (6 batches an epoch) keep the four runs short.
+    # (6 batches an epoch) keep the four runs short; the uninterrupted one runs in this process.
     data = hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40)
-    reference, _ = _finish(tmp_path / "reference", tiny_hub, data)
+    reference = _uninterrupted(tmp_path / "reference", tiny_hub, data)
     assert not reference["resumed"]
     # The default path: phase 1 on cached features, phase 2 on cached boundary activations.
     assert reference["feature_cache"]["used"] and reference["boundary_cache"]["used"], reference["boundary_cache"]

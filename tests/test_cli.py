@@ -13,6 +13,7 @@ from conftest import (
     HYMENOPTERA_POOLED_MAJORITY,
     MARGIN,
     asset,
+    hymenoptera_subset,
 )
 
 CLI = [sys.executable, "-m", "tl_keras.cli"]
@@ -101,14 +102,15 @@ def test_an_exports_config_reruns_its_training_in_a_new_process(tmp_path, capsys
     command, reruns the run: same seed, same history, same weights. (The mechanics on the small
     stand-in module; test_train_predict_evaluate checks the record on the real backbone.)"""
     metrics_path = tmp_path / "metrics.json"
-    code, _ = _main(capsys, "train", asset(HYMENOPTERA), "--backbone", tiny_hub, "--image-size", "32", "--head-epochs", "2",
+    data = hymenoptera_subset(tmp_path / "labels.csv", train=48, val=40)
+    code, _ = _main(capsys, "train", data, "--backbone", tiny_hub, "--image-size", "32", "--head-epochs", "2",
                     "--fine-tune-epochs", "2", "--unfreeze-blocks", "1", "--seed", "3", "--output", str(tmp_path / "first"),
                     "--metrics-json", str(metrics_path), "--no-evaluate")
     metrics = json.loads(metrics_path.read_text())
     recorded = os.path.join(metrics["export_dir"], "assets", "tl_keras.json")
     assert code == 0 and json.load(open(recorded))["config"] == metrics["config"]
     again_path = tmp_path / "again.json"
-    _run("train", asset(HYMENOPTERA), "--config", recorded, "--output", str(tmp_path / "again"),
+    _run("train", data, "--config", recorded, "--output", str(tmp_path / "again"),
          "--metrics-json", str(again_path), "--no-evaluate")
     again = json.loads(again_path.read_text())
     assert again["history"] == metrics["history"] and again["config"] == metrics["config"]
