@@ -47,10 +47,26 @@ TWO_LOGICAL_CPUS = """
 import json, sys, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
 import tl_keras
+
+class Moved(keras.callbacks.Callback):  # how far each fit moved the backbone weights it trained (0 when none)
+    def __init__(self):
+        super().__init__()
+        self.moved = []
+
+    def on_train_begin(self, logs=None):
+        self.trained = [v for v in self.model.trainable_variables if v.name.startswith("block_")]
+        self.start = [v.numpy().copy() for v in self.trained]
+
+    def on_train_end(self, logs=None):
+        self.moved.append(max((float(np.abs(v.numpy() - s).max()) for v, s in zip(self.trained, self.start)), default=0.0))
+
+moved = Moved()
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 result = tl_keras.train(sys.argv[1], backbone=sys.argv[2], image_size=64, batch_size=16, head_epochs=2,
-                        fine_tune_epochs=1, unfreeze_blocks=2, strategy=strategy, output=sys.argv[3], verbose=0)
+                        fine_tune_epochs=1, unfreeze_blocks=2, strategy=strategy, output=sys.argv[3], verbose=0,
+                        callbacks=[moved])
 backbone = result.model.backbone
 kinds = sorted({type(v.value).__name__ for v in backbone.hub_variables})
 full = result.model.evaluate(result.data.dataset("val", batch_size=32), verbose=0, return_dict=True)
@@ -61,7 +77,7 @@ print(json.dumps({"replicas": result.metrics["num_replicas"], "batch": result.me
                   "boundary": result.metrics["boundary_cache"]["used"], "kept": result.metrics["fine_tune_kept"],
                   "unfrozen": result.metrics["unfrozen_blocks"], "head_epochs": result.metrics["head_epochs"],
                   "val_losses": result.metrics["history"]["val_loss"], "val_loss": result.metrics["val_loss"], "full_loss": full["loss"],
-                  "trained": len(trained), "devices": sorted({c.device for v in trained for c in v.values}),
+                  "trained": len(trained), "moved": moved.moved, "devices": sorted({c.device for v in trained for c in v.values}),
                   "replica_gap": max(float(np.abs(a - b).max()) for a, b in copies)}))
 """
 
@@ -93,6 +109,7 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_exports(two_logical_
     # Phase 2 trained the top blocks' pieces of the split module (the ones a cut backbone is made of)
     # on both devices, and each replica's copy of every trained variable ends the same, bit for bit.
     assert report["trained"] > 0 and len(report["devices"]) == 2 and report["replica_gap"] == 0.0
+    assert len(report["moved"]) == 2 and report["moved"][-1] > 1e-4  # phase 2's fit (the second) moved the blocks' weights
 
 
 # One cluster run as code, so each worker can report its weights; the same settings as CLUSTER_FLAGS.

@@ -141,6 +141,7 @@ def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_pat
     from tl_keras.models.classifier import build_classifier
     from tl_keras.models.registry import resolve_backbone
     from tl_keras.serving.client import ExportedModel
+    from tl_keras.training.caches import feature_extractor
 
     handle = resolve_backbone("resnet50").handle
     save_resnet_v2_50(str(tmp_path / "cache" / hashlib.sha1(handle.encode()).hexdigest()))
@@ -166,8 +167,8 @@ def test_the_resnet50_path_through_a_faithful_stand_in_of_the_hub_module(tmp_pat
     # backbone's export is served and compared in test_a_cut_backbone_with_layer_decay_....)
     cut = build_classifier("resnet50", 2, image_size=32, cut="block3/unit_6", class_names=["ants", "bees"])
     assert cut.backbone.block_names[-1] == "block3/unit_6" and cut.get_layer("predictions").kernel.shape[0] == 1024
-    pooled = cut.backbone(cut.get_layer("pixel_range")(cut.get_layer("resize")(images)))
-    assert pooled.shape == (8, 1024) and np.isfinite(pooled.numpy()).all()
+    pooled = feature_extractor(cut)(images).numpy()
+    assert pooled.shape == (8, 1024) and np.isfinite(pooled).all()
 
 
 def test_multi_label_side_by_side_flowers_end_to_end(tmp_path, capsys):
