@@ -58,6 +58,10 @@ ARMS = {
     # to 0 with no early stop (the decay is what settles it; restore_best still keeps the head if it loses).
     "phase 2 rate 1e-5": {**BEFORE_29, "fine_tune_learning_rate": 1e-5},
     "phase 2 warmup-cosine, no patience": {**BEFORE_29, "fine_tune_schedule": "warmup-cosine", "fine_tune_patience": 0},
+    # How phase 1's head starts: from Keras' random weights (the default before 2026-12-07) or from the
+    # ridge classifier of the cached features (`head_init="ridge"`, what the default "auto" now chooses).
+    "random head": {"head_init": "random"},
+    "ridge head": {"head_init": "ridge"},
     # The two levers that paid, together, spelled out (so the arm stays what it is when the defaults move).
     "auto symmetry + phase 2 warmup-cosine": {"symmetry": "auto", "fine_tune_schedule": "warmup-cosine",
                                               "fine_tune_patience": None},

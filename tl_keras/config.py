@@ -53,7 +53,7 @@ AUGMENTS = ("none", "light", "strong")
 # (measured by the run: see tl_keras.tuning.symmetry). Dihedral adds TURNS to the augment policy.
 SYMMETRIES = ("auto", "flip", "dihedral")
 TURNS = "+turns"
-HEAD_INITS = ("auto", "random", "prototypes")
+HEAD_INITS = ("auto", "ridge", "random", "prototypes")
 DATA_POLICIES = ("warn", "drop", "error")  # what to do with leaks and label conflicts: see tl_keras.data.check  # see tl_keras.data.augment
 
 
@@ -220,7 +220,7 @@ class TrainConfig:
     normalize_features: bool | None = setting(None, "standardise the backbone's features (training mean and variance) before the head (default: on for a cut backbone)", _optional(_bool), switch="both")
     dropout: float = setting(0.2, "dropout before the output layer", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     l2: float = setting(0.0, "L2 penalty on the output layer", lambda n, v: _number(n, v, 0.0, text=">= 0"), read="float")
-    head_init: str = setting("random", "how phase 1's softmax head starts: random (Keras' initialisation), prototypes (each class's weights from its mean cached feature: the nearest-class-mean classifier, for classes with few images), auto (prototypes when the smallest class has fewer than 20 training images; measured not to pay on average, see docs/benchmarks/accuracy.md)", lambda n, v: _one_of(n, v, HEAD_INITS), read="str", choices=HEAD_INITS)
+    head_init: str = setting("auto", "how phase 1's softmax head starts: ridge (the least-squares classifier of the cached features, its penalty and softmax temperature chosen by leave-one-out on the training images; see tl_keras.training.head_init), prototypes (each class's weights from its mean cached feature: the nearest-class-mean classifier), random (Keras' initialisation), auto (ridge where it applies: a softmax head without hidden layers on cached features; else random)", lambda n, v: _one_of(n, v, HEAD_INITS), read="str", choices=HEAD_INITS)
     label_smoothing: float = setting(0.0, "label smoothing", lambda n, v: _number(n, v, 0.0, 1.0, open_high=True), read="float")
     # The two phases.
     head_epochs: int = setting(20, "phase 1 epochs, backbone frozen", require_int, read="int")

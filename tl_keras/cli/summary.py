@@ -35,7 +35,10 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"symmetry          {metrics['symmetry']['description']}")
     print(f"phase 1 (head)    {metrics['head_epochs']} epochs at lr {metrics['learning_rates'][0]:g}: val accuracy {_fmt(metrics['head_val_accuracy'])}")
     if metrics.get("head_init"):
-        print(f"  head started from {metrics['head_init']['chosen']} weights: {metrics['head_init']['reason']}")
+        start = metrics["head_init"]
+        measured = (f"; leave-one-out accuracy {start['loo_accuracy']:.3f} on {start['rows']} training images at "
+                    f"penalty {start['penalty']:g}, softmax temperature {start['temperature']:g}") if "loo_accuracy" in start else ""
+        print(f"  head started from {start['chosen']} weights: {start['reason']}{measured}")
     cache = metrics["feature_cache"]
     if cache["used"]:
         variants = f"{cache['copies']} augmented variants per image" if cache["augmented"] else "un-augmented images (augmentation applies in phase 2)"

@@ -26,6 +26,9 @@ class FineTuneHistory:
             per depth tried: `unfreeze_blocks`, `epochs`, `val_loss` and `val_accuracy` at its
             lowest-`val_loss` epoch, `beat_head`, `chosen`, `seconds`, `boundary_cache`; else None.
             The other attributes describe the chosen depth.
+        head_start: how phase 1's head started (`tl_keras.training.head_init.start_head`): `chosen`,
+            `reason` and, for a ridge start, `penalty`, `loo_accuracy`, `temperature`, `rows`; None
+            without phase 1.
     """
 
     history: dict[str, list[float]]
@@ -36,6 +39,7 @@ class FineTuneHistory:
     boundary_cache: dict | None = None
     best_epochs: list[int | None] = dataclasses.field(default_factory=lambda: [None, None])
     depth_search: list[dict] | None = None
+    head_start: dict | None = None
 
     @property
     def epoch(self) -> list[int]:

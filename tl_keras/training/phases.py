@@ -39,7 +39,7 @@ from tl_keras.training.compile import (
     phase_schedule,
 )
 from tl_keras.training.history import FineTuneHistory
-from tl_keras.training.prototypes import head_init_of, init_from_prototypes
+from tl_keras.training.head_init import start_head
 from tl_keras.utils.checks import require_int
 
 
@@ -135,22 +135,27 @@ def fine_tune(
     if isinstance(checkpoint, str):
         checkpoint = RunCheckpoint(checkpoint, {"config": config.to_dict(), "cached_features": features is not None})
     history: dict[str, list[float]] = {}
-    head_run, head_best = 0, {}
+    head_run, head_best, head_start = 0, {}, None
     if config.head_epochs:
+        state = _phase_state(model, checkpoint, 1, 0)
+        model.backbone.set_trainable_blocks(0)
+        adapt_feature_norm(model, train_data, features)
+        head_start = start_head(model, config, features)
         phase_history, head_run, head_best = _run_phase(
-            model, 1, config, train_data, validation_data, _phase_state(model, checkpoint, 1, 0), features=features,
+            model, 1, config, train_data, validation_data, state, features=features,
             checkpoint=checkpoint, callbacks=callbacks, verbose=verbose, initial_epoch=0)
         _extend(history, phase_history)
     rates = (config.learning_rate, config.fine_tune_lr)
     if not config.fine_tune_epochs:
-        return FineTuneHistory(history, head_run, 0, [], rates, None, [head_best.get("best_epoch"), None])
+        return FineTuneHistory(history, head_run, 0, [], rates, None, [head_best.get("best_epoch"), None],
+                               head_start=head_start)
     depths = search_depths(config.unfreeze_blocks, getattr(model, "default_unfreeze_blocks", 3), len(backbone.block_names))
     trial, search = _fine_tune_depths(model, depths, config, train_data, validation_data, folder=folder, features=features,
                                       checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
                                       initial_epoch=head_run, baseline=head_best.get("best"))
     _extend(history, trial["history"])
     return FineTuneHistory(history, head_run, trial["epochs"], trial["unfrozen"], rates, trial["boundary"],
-                           [head_best.get("best_epoch"), trial["best"].get("best_epoch")], search)
+                           [head_best.get("best_epoch"), trial["best"].get("best_epoch")], search, head_start)
 
 
 def _extend(history: dict[str, list[float]], phase_history: dict) -> None:
@@ -264,11 +269,7 @@ def _trainee(model, phase: int, config: TrainConfig, train_data, validation_data
     """What phase `phase` (1 or 2) fits, on what: the classifier on the datasets, or (on cached data) the head or
     the boundary model sharing its weights; and the phase's learning rate."""
     trainee, fit_train, fit_val = model, train_data, validation_data
-    if phase == 1:
-        model.backbone.set_trainable_blocks(0)
-        adapt_feature_norm(model, train_data, features)
-        if head_init_of(config, model, features)[0] == "prototypes":
-            init_from_prototypes(model, features)
+    if phase == 1:  # the backbone frozen, the head started by `fine_tune`
         if features is not None:  # the head's own layers, trained on the cached vectors
             trainee = head_model(model)
             fit_train, fit_val = features.datasets()

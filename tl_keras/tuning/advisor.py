@@ -57,6 +57,7 @@ from tl_keras.models.registry import (
     default_unfreeze,
 )
 from tl_keras.utils.batches import run_batches, slices
+from tl_keras.utils.ridge import fit_ridge
 
 STRATEGIES = tuple(PLANS)
 SMALL_PER_CLASS = 500
@@ -144,27 +145,10 @@ def plan_for(transfer: str, cut: str | None = None, advice: "Advice | None" = No
 
 def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                 num_classes: int) -> float:
-    """Accuracy of a ridge (least-squares, one-hot targets) classifier trained on `train_x`.
-
-    Features are standardised with the training statistics; the penalty is picked from a grid by
-    the closed-form leave-one-out error on the training set, so the test set never chooses it.
-    """
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    a, b = (train_x - mean) / std, (test_x - mean) / std
-    targets = np.eye(num_classes)[train_y]
-    kernel = a @ a.T
-    scale = np.trace(kernel) / len(a)
-    best = None
-    for penalty in (0.01, 0.1, 1.0, 10.0):
-        inverse = np.linalg.inv(kernel + penalty * scale * np.eye(len(a)))
-        hat = kernel @ inverse
-        fitted = hat @ targets
-        loo = (fitted - np.diag(hat)[:, None] * targets) / (1.0 - np.diag(hat))[:, None]
-        errors = np.mean(loo.argmax(1) != train_y)
-        if best is None or errors < best[0]:
-            best = (errors, inverse)
-    dual = best[1] @ targets
-    return float(np.mean((b @ a.T @ dual).argmax(1) == test_y))
+    """Accuracy of a ridge (least-squares, one-hot targets) classifier trained on `train_x`
+    (`tl_keras.utils.ridge.fit_ridge`: standardised with the training statistics, the penalty picked
+    by the leave-one-out error on the training set, so the test set never chooses it)."""
+    return float(np.mean(fit_ridge(train_x, train_y, num_classes).predict(test_x) == test_y))
 
 
 def ridge_probe_cv(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5, seed: int = 0) -> float:

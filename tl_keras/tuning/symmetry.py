@@ -39,6 +39,7 @@ import tensorflow as tf
 from tl_keras.config import TrainConfig
 from tl_keras.data.folder import ImageFolder
 from tl_keras.training.caches import FeatureSet, feature_extractor
+from tl_keras.utils.ridge import fit_ridge
 
 TURNED_OVER_UPRIGHT = 0.965
 MAX_IMAGES = 512
@@ -94,12 +95,10 @@ def choose_symmetry(config: TrainConfig, model, folder: ImageFolder, features: F
 
 def ridge_fit(features: np.ndarray, labels: np.ndarray, num_classes: int, penalty: float = 1.0):
     """A ridge classifier (standardised features, one-hot targets, penalty scaled to the features'
-    variance), solved in closed form; returns `predict(features) -> class indices`."""
-    mean, std = features.mean(0), features.std(0) + 1e-6
-    a = ((features - mean) / std).astype(np.float64)
-    gram = a.T @ a
-    weights = np.linalg.solve(gram + penalty * np.trace(gram) / len(gram) * np.eye(len(gram)), a.T @ np.eye(num_classes)[labels])
-    return lambda x: (((x - mean) / std) @ weights).argmax(1)
+    variance per dimension: `tl_keras.utils.ridge.fit_ridge` at one penalty); returns
+    `predict(features) -> class indices`."""
+    rows, dim = np.shape(features)
+    return fit_ridge(features, labels, num_classes, penalties=(penalty * rows / dim,)).predict
 
 
 def measure_symmetry(model, folder: ImageFolder, features: FeatureSet, max_images: int = MAX_IMAGES) -> SymmetryCheck:
