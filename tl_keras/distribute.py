@@ -16,6 +16,7 @@ import warnings
 from typing import Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tl_keras._internals import TESTED_KERAS, check_keras_version  # noqa: F401  (TESTED_KERAS: its home was here)
@@ -135,6 +136,17 @@ def workers_agree(strategy: tf.distribute.Strategy, value: int) -> bool:
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(v)), axis=None).numpy()
     mean = total[0] / total[2]
     return abs(total[1] / total[2] - mean * mean) < 1e-9 and mean == value
+
+
+def workers_mean(strategy: tf.distribute.Strategy, value: np.ndarray) -> np.ndarray:
+    """`value` averaged over the workers (one all-reduce; `value` itself on one worker): weights each
+    worker computed from its own copy of the data start every replica from the same values even if
+    the machines' round-off differs."""
+    if not in_multi_worker_mode(strategy):
+        return value
+    v = tf.constant(value, tf.float64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(v)), axis=None)
+    return total.numpy() / strategy.num_replicas_in_sync
 
 
 class MultiWorkerFitMixin:

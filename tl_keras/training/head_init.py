@@ -22,6 +22,7 @@ from random weights; `"ridge"` or `"prototypes"` set where they cannot is an err
 
 Examples:
     >>> from tl_keras.config import TrainConfig
+from tl_keras.distribute import workers_mean
     >>> head_init_for(TrainConfig(), counts=[40, 35], hidden_units=(), multi_label=False)
     ('ridge', 'the default (auto)')
     >>> head_init_for(TrainConfig(), counts=None, hidden_units=(), multi_label=False)[0]
@@ -36,6 +37,7 @@ import keras
 import numpy as np
 
 from tl_keras.config import TrainConfig
+from tl_keras.distribute import workers_mean
 from tl_keras.training.caches import FeatureSet
 from tl_keras.utils.ridge import fit_ridge, softmax_temperature
 
@@ -77,8 +79,11 @@ def _seen_features(model: keras.Model, features: FeatureSet) -> np.ndarray:
 
 
 def _assign(model: keras.Model, kernel: np.ndarray, bias: np.ndarray) -> None:
+    """Sets the `predictions` layer; in a cluster, to the workers' mean (each computed it from its own features)."""
     layer = model.get_layer("predictions")
-    with model.distribute_strategy.scope():
+    strategy = model.distribute_strategy
+    kernel, bias = workers_mean(strategy, kernel), workers_mean(strategy, bias)
+    with strategy.scope():
         layer.kernel.assign(kernel.astype(np.float32))
         layer.bias.assign(bias.astype(np.float32))
 
