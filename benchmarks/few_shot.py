@@ -1,4 +1,4 @@
-"""(p) Many classes, few images each: does a head that starts from class prototypes pay?
+"""(p) Many classes, few images each: does a head that starts from class prototypes, or from the ridge classifier, pay?
 
 The set: every class of the five shared sets (35 classes: ants, bees; 5 flowers; 10 aerial scenes;
 8 blood cells; 10 materials), `--per-class` training images each (default 6, drawn per seed from the
@@ -6,7 +6,7 @@ class's train split) and the first 20 val images of each class (the same for eve
 `tl_keras.train` at its defaults (Hub MobileNetV2 1.0, 224 px, both phases) but for `head_init`, each
 (arm, seed) in a fresh process.
 
-Run:  python benchmarks/few_shot.py [--seeds 0 1 2] [--per-class 6]
+Run:  python benchmarks/few_shot.py [--seeds 0 1 2] [--per-class 6] [--arms "ridge start" ...]
 Prints one row per arm: mean +- std over the seeds of the head's and the final val accuracy, epochs,
 the gain over the random start on the same seeds, and seconds.
 """
@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALL_DATASETS, HUB_100, Timer, require, run_arm, table  # noqa: E402
 
-ARMS = {"random start": {"head_init": "random"}, "prototypes": {"head_init": "prototypes"}}
+ARMS = {"random start": {"head_init": "random"}, "prototypes": {"head_init": "prototypes"},
+        "ridge start": {"head_init": "ridge"}}
 VAL_PER_CLASS = 20
 
 
@@ -63,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--per-class", type=int, default=6)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="the arms to run (default: all; `random start` is always run, the gains are over it)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--labels", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -71,11 +74,12 @@ def main() -> None:
         print(json.dumps(train_arm(args.labels, args.seed, ARMS[args.arm])))
         return
     require(HUB_100)
-    runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    arms = ["random start"] + [a for a in args.arms if a != "random start"]
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             labels = write_labels(os.path.join(tmp, f"labels_{seed}.csv"), args.per_class, seed)
-            for arm in ARMS:
+            for arm in arms:
                 runs[arm].append(run_arm(__file__, "--arm", arm, "--labels", labels, "--seed", str(seed)))
                 print(f"seed {seed} {arm}: {runs[arm][-1]}", file=sys.stderr, flush=True)
     base = runs["random start"]
