@@ -243,6 +243,16 @@ def test_each_phase_ends_with_its_best_epoch_and_phase_two_is_kept_only_if_it_be
     assert history.fine_tune_kept is True and history.best_epochs[1] in (3, 4)
     assert history.final("val_loss") == min(history.history["val_loss"])
 
+    # restore_best=False: the same wrecking run only stops early, and ends with its last epoch's weights.
+    keras.utils.set_random_seed(4)
+    model = build()
+    history = fine_tune(model, train_ds, val_ds, head_epochs=3, fine_tune_epochs=2, unfreeze_blocks=1,
+                        fine_tune_learning_rate=0.5, folder=folder, restore_best=False, verbose=0)
+    full = model.evaluate(val_ds, verbose=0, return_dict=True)
+    assert history.best_epochs == [None, None] and history.fine_tune_kept is None  # not judged
+    assert history.history["val_loss"][-1] > min(history.history["val_loss"])  # the last epoch is not the best
+    assert full["loss"] == pytest.approx(history.history["val_loss"][-1], abs=1e-4) == history.final("val_loss")
+
 
 def test_depth_search_tries_each_depth_from_the_head_and_keeps_the_best(tiny):
     """unfreeze_blocks=(1, 3): each depth's record is what a run at that depth alone scores, and the

@@ -27,12 +27,14 @@ class BestEpoch(keras.callbacks.Callback):
 
     With `baseline` (phase 1's best `val_loss`), an epoch must beat it to count, and a phase that never
     does ends with the weights it started from: phase 2 is kept only if it improves on the head.
-    `state()` / `load_state()` let a checkpoint carry it across a restart.
+    With `restore=False` it only stops early: the phase ends with its last epoch's weights
+    (`restore_best=False`). `state()` / `load_state()` let a checkpoint carry it across a restart.
     """
 
-    def __init__(self, patience: int | None = None, baseline: float | None = None):
+    def __init__(self, patience: int | None = None, baseline: float | None = None, restore: bool = True):
         super().__init__()
         self.patience = patience
+        self.restore = restore
         self.best = float("inf") if baseline is None else float(baseline)
         self.best_epoch: int | None = None
         self.wait = 0
@@ -53,7 +55,8 @@ class BestEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.model.set_weights(self.weights)
+        if self.restore:
+            self.model.set_weights(self.weights)
 
     def state(self) -> tuple[dict, list]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}, self.weights

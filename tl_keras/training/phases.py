@@ -326,7 +326,7 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
         phase_callbacks.insert(0, EpochSeed(epoch_variable(fit_train)))
     best = None
     if fit_val is not None and (config.restore_best or config.patience(phase)):
-        best = BestEpoch(config.patience(phase), baseline if config.restore_best else None)
+        best = BestEpoch(config.patience(phase), baseline if config.restore_best else None, restore=config.restore_best)
         phase_callbacks.append(best)
     build_optimizer(trainee)
     resume_at = initial_epoch
@@ -339,7 +339,8 @@ def _run_phase(model, phase: int, config: TrainConfig, train_data, validation_da
     )
     phase_history = backup.history if backup is not None else result.history
     epochs_run = len(next(iter(phase_history.values()), []))
-    ended = best.state()[0] if best is not None else {}
+    # Without restore_best the phase ends with its last epoch's weights (it only stopped early): no best epoch to report.
+    ended = best.state()[0] if best is not None and config.restore_best else {}
     if checkpoint is not None:
         checkpoint.finish(stage, model, epochs_run, phase_history, best=ended)
     return phase_history, epochs_run, ended
