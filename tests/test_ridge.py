@@ -6,27 +6,31 @@ import pytest
 from tl_keras.utils.ridge import fit_ridge, softmax_temperature
 
 
-def _refit_without(features, labels, num_classes, penalty, row):
-    """The ridge fit of every row but `row`, at one penalty, solved directly (primal normal equations),
-    with the standardisation and penalty scale of the full set, scoring the left-out row."""
+def _refit_without(features, labels, num_classes, penalty, row, w):
+    """The weighted ridge fit of every row but `row`, at one penalty, solved directly (the primal
+    normal equations `(A' W A + penalty I) x = A' W T`), with the standardisation and penalty scale of
+    the full set, scoring the left-out row."""
     mean, std = features.mean(0), features.std(0) + 1e-6
     a = (features - mean) / std
-    scale = (a**2).sum() / len(a)
+    w = w / w.mean()
+    scale = (w[:, None] * a**2).sum() / len(a)
     keep = np.arange(len(a)) != row
     targets = np.eye(num_classes)[labels[keep]]
-    weights = np.linalg.solve(a[keep].T @ a[keep] + penalty * scale * np.eye(a.shape[1]), a[keep].T @ targets)
+    ak, wk = a[keep], w[keep][:, None]
+    weights = np.linalg.solve(ak.T @ (wk * ak) + penalty * scale * np.eye(a.shape[1]), ak.T @ (wk * targets))
     return a[row] @ weights
 
 
-@pytest.mark.parametrize("rows, dim", [(40, 6), (24, 50)])  # more rows than features, and fewer
-def test_leave_one_out_scores_equal_refits_without_each_row(rows, dim):
+@pytest.mark.parametrize("rows, dim, weighted", [(40, 6, False), (24, 50, False), (40, 6, True)])  # rows > dim, rows < dim
+def test_leave_one_out_scores_equal_refits_without_each_row(rows, dim, weighted):
     rng = np.random.default_rng(rows)
     labels = np.arange(rows) % 3
     features = rng.normal(size=(rows, dim)) + 1.5 * np.eye(3, dim)[labels]
-    fit = fit_ridge(features, labels, 3, penalties=(0.3,))
-    refits = np.stack([_refit_without(features, labels, 3, 0.3, i) for i in range(rows)])
+    w = np.where(labels == 0, 5.0, 1.0) if weighted else np.ones(rows)  # as class_weight={0: 5} weighs them
+    fit = fit_ridge(features, labels, 3, penalties=(0.3,), sample_weight=w if weighted else None)
+    refits = np.stack([_refit_without(features, labels, 3, 0.3, i, w) for i in range(rows)])
     np.testing.assert_allclose(fit.loo_scores, refits, rtol=1e-6, atol=1e-8)
-    assert fit.loo_accuracy == pytest.approx(np.mean(refits.argmax(1) == labels))
+    assert fit.loo_accuracy == pytest.approx(np.average(refits.argmax(1) == labels, weights=w))
 
 
 def test_the_penalty_is_the_one_with_fewest_leave_one_out_errors_and_predicts_held_out_rows():
@@ -59,6 +63,8 @@ def test_the_softmax_temperature_minimises_the_cross_entropy_of_the_scores():
     assert loss(t) < loss(t / 1.5) and loss(t) < loss(t * 1.5) and loss(t) < loss(1.0)
 
 
-def test_bad_shapes_are_refused():
+def test_bad_shapes_and_weights_are_refused():
     with pytest.raises(ValueError, match="features"):
         fit_ridge(np.zeros((5, 3)), np.zeros(4, int), 2)
+    with pytest.raises(ValueError, match="sample_weight"):
+        fit_ridge(np.ones((4, 3)), np.array([0, 1, 0, 1]), 2, sample_weight=np.array([1.0, 0.0, 1.0, 1.0]))

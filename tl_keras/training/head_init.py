@@ -99,17 +99,20 @@ def init_from_prototypes(model: keras.Model, features: FeatureSet) -> None:
     _assign(model, means.T / spread, -(means**2).sum(1) / (2 * spread))
 
 
-def init_from_ridge(model: keras.Model, features: FeatureSet, max_rows: int = MAX_RIDGE_ROWS) -> dict:
+def init_from_ridge(model: keras.Model, features: FeatureSet, max_rows: int = MAX_RIDGE_ROWS,
+                    class_weight: dict | None = None) -> dict:
     """Sets the classifier's `predictions` layer to the ridge classifier of the cached (un-augmented)
     training features (up to `max_rows` of them, a seeded sample), its scores times the softmax
-    temperature fitted on their leave-one-out scores. Returns what it measured: the penalty, the
-    leave-one-out accuracy and the temperature."""
+    temperature fitted on their leave-one-out scores; `class_weight` (class -> weight, as `fit` takes
+    it) weighs each image as training will. Returns what it measured: the penalty, the leave-one-out
+    accuracy and the temperature."""
     x, labels = _seen_features(model, features), np.asarray(features.train_labels)
     if len(x) > max_rows:
         rows = np.sort(np.random.default_rng(features.seed).permutation(len(x))[:max_rows])
         x, labels = x[rows], labels[rows]
-    fit = fit_ridge(x, labels, int(model.get_layer("predictions").units))
-    temperature = softmax_temperature(fit.loo_scores, labels)
+    weights = np.array([max(float(class_weight.get(int(c), 1.0)), 1e-6) for c in labels]) if class_weight else None
+    fit = fit_ridge(x, labels, int(model.get_layer("predictions").units), sample_weight=weights)
+    temperature = softmax_temperature(fit.loo_scores, labels, weights)
     _assign(model, fit.weights * temperature, fit.bias * temperature)
     return {"penalty": fit.penalty, "loo_accuracy": round(fit.loo_accuracy, 4), "temperature": round(temperature, 3),
             "rows": len(x)}
@@ -123,5 +126,5 @@ def start_head(model: keras.Model, config: TrainConfig, features: FeatureSet | N
     if chosen == "prototypes":
         init_from_prototypes(model, features)
     elif chosen == "ridge":
-        measured = init_from_ridge(model, features)
+        measured = init_from_ridge(model, features, class_weight=config.class_weight)
     return {"chosen": chosen, "reason": reason, **measured}

@@ -55,44 +55,52 @@ class RidgeFit:
 
 
 def fit_ridge(features: np.ndarray, labels: np.ndarray, num_classes: int,
-              penalties: Sequence[float] = PENALTIES) -> RidgeFit:
+              penalties: Sequence[float] = PENALTIES, sample_weight: np.ndarray | None = None) -> RidgeFit:
     """The ridge classifier of `features` `[rows, dim]` and integer `labels`, at the penalty of
-    `penalties` with the fewest leave-one-out errors (the smallest such penalty on a tie)."""
+    `penalties` with the fewest leave-one-out errors (the smallest such penalty on a tie).
+    `sample_weight` (one per row, > 0) weighs each row's squared error and its leave-one-out error,
+    as Keras' `class_weight` weighs its loss."""
     x = np.asarray(features, np.float64)
     labels = np.asarray(labels)
     if x.ndim != 2 or len(x) != len(labels) or len(x) < 2:
         raise ValueError(f"`features` must be [rows >= 2, dim] with one label per row. Received: features "
                          f"{x.shape}, labels {labels.shape}")
+    w = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if w.shape != (len(x),) or not np.all(w > 0):
+        raise ValueError(f"`sample_weight` must hold one weight > 0 per row ({len(x)}). Received: shape {w.shape}")
+    root = np.sqrt(w / w.mean())[:, None]
     mean, std = x.mean(0), x.std(0) + 1e-6
-    a = (x - mean) / std
+    a = root * (x - mean) / std  # weighted least squares: each row scaled by the root of its weight
     u, s, vt = np.linalg.svd(a, full_matrices=False)
     squares = s**2
     scale = squares.sum() / len(a)
-    targets = np.eye(num_classes)[labels]
+    targets = root * np.eye(num_classes)[labels]
     projected = u.T @ targets
     best = None
     for penalty in penalties:
         shrink = squares / (squares + penalty * scale)
         hat = (u**2) @ shrink
-        loo = (u @ (shrink[:, None] * projected) - hat[:, None] * targets) / (1.0 - hat)[:, None]
-        errors = int(np.sum(loo.argmax(1) != labels))
+        loo = (u @ (shrink[:, None] * projected) - hat[:, None] * targets) / ((1.0 - hat)[:, None] * root)
+        errors = float(np.sum(w * (loo.argmax(1) != labels)))
         if best is None or errors < best[0]:
             best = (errors, penalty, loo)
     errors, penalty, loo = best
     standardised = vt.T @ ((s / (squares + penalty * scale))[:, None] * projected)
     weights = standardised / std[:, None]
-    return RidgeFit(weights, -(mean / std) @ standardised, float(penalty), loo, 1.0 - errors / len(a))
+    return RidgeFit(weights, -(mean / std) @ standardised, float(penalty), loo, 1.0 - errors / w.sum())
 
 
-def softmax_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The factor `t` that makes `softmax(t * scores)` fit `labels` best (lowest mean cross-entropy),
-    searched on a log grid from 0.1 to 1000; pass held-out scores (`RidgeFit.loo_scores`)."""
+def softmax_temperature(scores: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """The factor `t` that makes `softmax(t * scores)` fit `labels` best (lowest mean cross-entropy,
+    weighted by `sample_weight`), searched on a log grid from 0.1 to 1000; pass held-out scores
+    (`RidgeFit.loo_scores`)."""
     rows = np.arange(len(labels))
+    w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, np.float64)
 
     def loss(t: float) -> float:
         z = t * scores
         z = z - z.max(1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(1)) - z[rows, labels]))
+        return float(np.average(np.log(np.exp(z).sum(1)) - z[rows, labels], weights=w))
 
     grid = np.geomspace(0.1, 1000.0, 161)
     return float(grid[int(np.argmin([loss(t) for t in grid]))])
