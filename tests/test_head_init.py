@@ -82,3 +82,14 @@ def test_train_says_how_the_head_started(tiny_hub, tmp_path):
     assert result.metrics["config"]["head_init"] == "ridge"
     result = tl_keras.train(labels, head_init="prototypes", **kwargs)
     assert result.metrics["head_init"] == {"chosen": "prototypes", "reason": "set: head_init='prototypes'"}
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    import tl_keras.training.head_init
+    import tl_keras.utils.ridge
+
+    for module in (tl_keras.training.head_init, tl_keras.utils.ridge):
+        result = doctest.testmod(module)
+        assert result.attempted >= 2 and result.failed == 0, module.__name__

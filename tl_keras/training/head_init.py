@@ -22,7 +22,6 @@ from random weights; `"ridge"` or `"prototypes"` set where they cannot is an err
 
 Examples:
     >>> from tl_keras.config import TrainConfig
-from tl_keras.distribute import workers_mean
     >>> head_init_for(TrainConfig(), counts=[40, 35], hidden_units=(), multi_label=False)
     ('ridge', 'the default (auto)')
     >>> head_init_for(TrainConfig(), counts=None, hidden_units=(), multi_label=False)[0]
@@ -43,7 +42,6 @@ from tl_keras.utils.ridge import fit_ridge, softmax_temperature
 
 # A sample this large keeps the ridge start's SVD to seconds (20,000 x 1,280 features).
 MAX_RIDGE_ROWS = 20_000
-
 
 
 def head_init_for(config: TrainConfig, counts: Sequence[int] | None, hidden_units: Sequence[int] | None,
