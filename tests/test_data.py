@@ -84,6 +84,14 @@ def test_images_are_framed_as_their_centred_square_unless_told_to_squeeze():
     assert {"landscape", "portrait"} <= shapes
     square = _photo(3, size=50)
     np.testing.assert_array_equal(resize_uint8(square, 32), resize_uint8(square, 32, crop_to_aspect_ratio=False))
+    # Every size a decoded file is resized to (the run's, the data checks' thumbnails) shares one graph:
+    # a graph per size made TensorFlow warn about retracing in processes that use several.
+    from tl_keras.images import codec
+
+    traces = codec._compiled_resize.experimental_get_tracing_count()
+    for size in (24, 40, 56, 72, 88, 104, 120):
+        assert resize_uint8(whole, size).shape == (size, size, 3)
+    assert codec._compiled_resize.experimental_get_tracing_count() - traces <= 1
     # One default everywhere: the config's, the loaders' and the classifier's.
     import inspect
 

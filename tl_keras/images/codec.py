@@ -8,7 +8,6 @@ Sniffing a file's format without decoding it is `tl_keras.images.sniff`'s.
 
 from __future__ import annotations
 
-import functools
 import re
 import struct
 
@@ -156,7 +155,7 @@ def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> t
         # A decoded file: one graph call, not one eager op after another (see `_decode_eager`).
         if crop_to_aspect_ratio:
             image = centre_square(image)
-        return _compiled_resize(image_size)(image)
+        return _compiled_resize(image, tf.constant(image_size, tf.int32))
     return _resize(image, image_size, crop_to_aspect_ratio)
 
 
@@ -167,11 +166,10 @@ def _resize(image, image_size: int, crop_to_aspect_ratio: bool) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-@functools.cache
-def _compiled_resize(image_size: int):
-    """`resize_uint8` of an already framed `[h, w, 3]` uint8 image as one graph per size."""
-    return tf.function(lambda image: _resize(image, image_size, False),
-                       input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)], autograph=False)
+@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([], tf.int32)], autograph=False)
+def _compiled_resize(image, image_size):
+    """`resize_uint8` of an already framed `[h, w, 3]` uint8 image as one graph for every size."""
+    return _resize(image, image_size, False)
 
 
 def centre_square(image) -> tf.Tensor:
