@@ -62,6 +62,9 @@ ARMS = {
     # ridge classifier of the cached features (`head_init="ridge"`, what the default "auto" now chooses).
     "random head": {"head_init": "random"},
     "ridge head": {"head_init": "ridge"},
+    # Phase 2's length: where it runs the decaying schedule with no early stop (the dihedral sets) its
+    # epochs are most of a run's time; the schedule spans whatever number of epochs it is given.
+    "phase 2 6 epochs": {"fine_tune_epochs": 6},
     # The two levers that paid, together, spelled out (so the arm stays what it is when the defaults move).
     "auto symmetry + phase 2 warmup-cosine": {"symmetry": "auto", "fine_tune_schedule": "warmup-cosine",
                                               "fine_tune_patience": None},
