@@ -41,7 +41,7 @@ def probe(data: str, size: int) -> dict:
     train, val = features("train").astype(np.float64), features("val").astype(np.float64)
     fit = fit_ridge(train, np.asarray(folder.train.labels), len(folder.class_names))
     val_accuracy = float((fit.predict(val) == np.asarray(folder.val.labels)).mean())
-    return {"leave-one-out": round(fit.loo_accuracy, 4), "val": round(val_accuracy, 4), "penalty": fit.penalty,
+    return {"leave-one-out": round(float(fit.loo_accuracy), 4), "val": round(val_accuracy, 4), "penalty": fit.penalty,
             "train images": len(train)}
 
 
