@@ -23,22 +23,16 @@ from _common import ALL_DATASETS, HUB_100, Timer, require, table
 
 
 def probe(data: str, size: int) -> dict:
-    import tensorflow as tf
-
     from tl_keras.config import TrainConfig
     from tl_keras.models.preamble import build_model, load_folder, resolve_spec
-    from tl_keras.training.caches import feature_extractor
+    from tl_keras.training.caches import extract_features, feature_extractor
     from tl_keras.utils.ridge import fit_ridge
 
     config = TrainConfig(backbone=HUB_100, image_size=size)
     spec = resolve_spec(data, config)
     folder = load_folder(data, config, spec)
     run = feature_extractor(build_model(spec, folder, config))
-
-    def features(split: str) -> np.ndarray:
-        return np.concatenate([run(tf.cast(x, tf.float32)).numpy() for x, _ in folder.dataset(split, batch_size=64)])
-
-    train, val = features("train").astype(np.float64), features("val").astype(np.float64)
+    train, val = (extract_features(run, folder.dataset(split, batch_size=64)).astype(np.float64) for split in ("train", "val"))
     fit = fit_ridge(train, np.asarray(folder.train.labels), len(folder.class_names))
     val_accuracy = float((fit.predict(val) == np.asarray(folder.val.labels)).mean())
     return {"leave-one-out": round(float(fit.loo_accuracy), 4), "val": round(val_accuracy, 4), "penalty": fit.penalty,

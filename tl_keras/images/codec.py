@@ -155,7 +155,7 @@ def resize_uint8(image, image_size: int, crop_to_aspect_ratio: bool = True) -> t
         # A decoded file: one graph call, not one eager op after another (see `_decode_eager`).
         if crop_to_aspect_ratio:
             image = centre_square(image)
-        return _compiled_resize(image, tf.constant(image_size, tf.int32))
+        return _compiled_resize(image, image_size)  # the signature makes the size a tensor: one graph
     return _resize(image, image_size, crop_to_aspect_ratio)
 
 
