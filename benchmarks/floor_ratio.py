@@ -9,14 +9,15 @@ how many of those passes a run costs. Arms, each in a fresh process, side by sid
 - `streaming` (with `--streaming`): the same with `cache_boundary=False`, phase 2 running every
   image through the whole backbone every epoch (the code before boundary caching);
 - `before issue 29` (with `--before-29`): the defaults before issue 29 (mirror images only, phase 2 at a
-  constant rate with early stopping), to see what the adaptive defaults cost.
+  constant rate with early stopping), to see what the adaptive defaults cost;
+- `4 blocks` (with `--four-blocks`): the defaults with phase 2 on the top 4 blocks instead of 8.
 
 The issue's target is a mean over seeds: `--seeds 0 1 2` runs the pair (inference pass, then the
 training arms) once per seed, each pair back to back, and adds a row per dataset with the mean and
 spread of the per-seed ratios and the ratio of the mean seconds.
 
 Run:  python benchmarks/floor_ratio.py [--datasets hymenoptera flowers] [--seed 42 | --seeds 0 1 2] [--streaming]
-                                       [--before-29]
+                                       [--before-29] [--four-blocks]
 Prints a table: seconds, ratio to the inference pass, val accuracy (head phase, final).
 """
 
@@ -54,7 +55,8 @@ BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_pa
 def train_arm(data: str, seed: int, arm: str) -> dict:
     import tl_keras
 
-    overrides = BEFORE_29 if arm == "before issue 29" else {"cache_boundary": arm != "streaming" and "auto"}
+    overrides = (BEFORE_29 if arm == "before issue 29" else {"unfreeze_blocks": 4} if arm == "4 blocks"
+                 else {"cache_boundary": arm != "streaming" and "auto"})
     with Timer() as t:
         result = tl_keras.train(data, backbone=HUB_100, seed=seed, export=False, evaluate=False, checkpoint_dir=None,
                                 verbose=0, **overrides)
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--streaming", action="store_true", help="also time phase 2 without the boundary cache")
     parser.add_argument("--before-29", action="store_true", help="also time the defaults before issue 29")
+    parser.add_argument("--four-blocks", action="store_true", help="also time phase 2 at the top 4 blocks")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm, print its JSON
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -84,6 +87,7 @@ def main() -> None:
         data = require(ALL_DATASETS[name])
         warm_file_cache(data)
         arms = ["inference", "defaults"] + (["streaming"] if args.streaming else []) + (["before issue 29"] if args.before_29 else [])
+        arms += ["4 blocks"] if args.four_blocks else []
         seconds: dict[str, list[float]] = {arm: [] for arm in arms}
         for seed in args.seeds:
             results = {arm: run_arm(__file__, "--arm", arm, "--data", data, "--seed", str(seed)) for arm in arms}
