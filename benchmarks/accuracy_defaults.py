@@ -65,7 +65,7 @@ ARMS = {
     # Phase 2's length: where it runs the decaying schedule with no early stop (the dihedral sets) its
     # epochs are most of a run's time; the schedule spans whatever number of epochs it is given.
     "phase 2 6 epochs": {"fine_tune_epochs": 6},
-    # Or its depth: the top 4 blocks (MobileNetV2's 7x7 blocks) cost about half the 8 blocks' compute per epoch.
+    # Or its depth: the top 4 blocks (block_13-16, whose output is 7x7) cost about half the 8 blocks' compute per epoch.
     "4 blocks": {"unfreeze_blocks": 4},
     # The two levers that paid, together, spelled out (so the arm stays what it is when the defaults move).
     "auto symmetry + phase 2 warmup-cosine": {"symmetry": "auto", "fine_tune_schedule": "warmup-cosine",
