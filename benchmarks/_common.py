@@ -49,6 +49,11 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def count_files(folder: str, split: str) -> int:
+    """The files under `folder/split` (every one of the shared sets' files is an image)."""
+    return sum(len(files) for _, _, files in os.walk(os.path.join(folder, split)))
+
+
 def warm_file_cache(folder: str) -> None:
     """Reads every file once so no arm of a comparison pays for a cold disk."""
     for dirpath, _, filenames in os.walk(folder):

@@ -25,11 +25,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ALL_DATASETS, HUB_100, Timer, require, table  # noqa: E402
-
-
-def _count(folder: str, split: str) -> int:
-    return sum(len(files) for _, _, files in os.walk(os.path.join(folder, split)))
+from _common import ALL_DATASETS, HUB_100, Timer, count_files, require, table  # noqa: E402
 
 
 def main() -> None:
@@ -65,7 +61,7 @@ def main() -> None:
     b, t = per_image["bottom"] / per_image["full"], per_image["top"] / per_image["full"]
     rows = []
     for name, folder in ALL_DATASETS.items():
-        n, v = _count(require(folder), "train"), _count(folder, "val")
+        n, v = count_files(require(folder), "train"), count_files(folder, "val")
         today = (n + v) + b * (2 * n + v)
         share_val = n + b * (2 * n + v) + t * v
         share_all = (b + t) * (2 * n + v)

@@ -50,13 +50,14 @@ def inference_arm(data: str) -> dict:
 
 
 BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3}
+TRAINING_ARMS = {"defaults": {}, "streaming": {"cache_boundary": False}, "before issue 29": BEFORE_29,
+                 "4 blocks": {"unfreeze_blocks": 4}}
 
 
 def train_arm(data: str, seed: int, arm: str) -> dict:
     import tl_keras
 
-    overrides = (BEFORE_29 if arm == "before issue 29" else {"unfreeze_blocks": 4} if arm == "4 blocks"
-                 else {"cache_boundary": arm != "streaming" and "auto"})
+    overrides = TRAINING_ARMS[arm]
     train = tl_keras.train  # imports the package's modules (about 5 s): the inference arm imports before its clock too
     with Timer() as t:
         result = train(data, backbone=HUB_100, seed=seed, export=False, evaluate=False, checkpoint_dir=None,

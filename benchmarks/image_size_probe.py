@@ -25,14 +25,14 @@ from _common import ALL_DATASETS, HUB_100, Timer, require, table
 def probe(data: str, size: int) -> dict:
     from tl_keras.config import TrainConfig
     from tl_keras.models.preamble import build_model, load_folder, resolve_spec
-    from tl_keras.training.caches import extract_features, feature_extractor
+    from tl_keras.training.caches import compute_features
     from tl_keras.utils.ridge import fit_ridge
 
     config = TrainConfig(backbone=HUB_100, image_size=size)
     spec = resolve_spec(data, config)
     folder = load_folder(data, config, spec)
-    run = feature_extractor(build_model(spec, folder, config))
-    train, val = (extract_features(run, folder.dataset(split, batch_size=64)).astype(np.float64) for split in ("train", "val"))
+    features = compute_features(build_model(spec, folder, config), folder)  # un-augmented train and val, batch 64
+    train, val = features.train[0].astype(np.float64), features.val.astype(np.float64)
     fit = fit_ridge(train, np.asarray(folder.train.labels), len(folder.class_names))
     val_accuracy = float((fit.predict(val) == np.asarray(folder.val.labels)).mean())
     return {"leave-one-out": round(float(fit.loo_accuracy), 4), "val": round(val_accuracy, 4), "penalty": fit.penalty,

@@ -26,13 +26,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ALL_DATASETS, HUB_100, Timer, require, table  # noqa: E402
+from _common import ALL_DATASETS, HUB_100, Timer, count_files, require, table  # noqa: E402
 
 BATCH = 64
-
-
-def _count(folder: str, split: str) -> int:
-    return sum(len(files) for _, _, files in os.walk(os.path.join(folder, split)))
 
 
 def _median_per_image(fn, repeats: int) -> float:
@@ -86,7 +82,7 @@ def main() -> None:
         for d, (s, f) in costs.items()))
     rows = []
     for name, folder in ALL_DATASETS.items():
-        n, v = _count(require(folder), "train"), _count(folder, "val")
+        n, v = count_files(require(folder), "train"), count_files(folder, "val")
         row = {"dataset": name, "train": n, "val": v}
         for depth, (step, forward) in costs.items():
             epoch = (n * step + v * forward) / full / (n + v)

@@ -69,6 +69,14 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: file order within a rank, a group's tests together
 
 
+def assert_examples_run(module, at_least: int) -> None:
+    """`module`'s docstring examples run (`doctest`): at least `at_least` of them, none failing."""
+    import doctest
+
+    result = doctest.testmod(module)
+    assert result.attempted >= at_least and result.failed == 0, (module.__name__, result)
+
+
 def asset(path: str) -> str:
     if not os.path.exists(path):
         pytest.fail(f"Missing real asset {path}: the tests read ../shared/assets beside the project root.")

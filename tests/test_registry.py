@@ -1,5 +1,5 @@
 import pytest
-from conftest import HUB_035, asset
+from conftest import HUB_035, assert_examples_run, asset
 
 from tl_keras.config import parse_unfreeze_blocks
 from tl_keras.models import registry
@@ -88,10 +88,7 @@ def test_registry_module_does_not_depend_on_tensorflow():
 
 
 def test_docstring_examples_run():
-    import doctest
-
-    failures, attempted = doctest.testmod(registry)
-    assert attempted >= 4 and failures == 0
+    assert_examples_run(registry, 4)
 
 
 def test_a_local_mobilenet_v2_folder_gets_the_registry_default_depth(tiny_hub):

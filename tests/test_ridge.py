@@ -68,3 +68,10 @@ def test_bad_shapes_and_weights_are_refused():
         fit_ridge(np.zeros((5, 3)), np.zeros(4, int), 2)
     with pytest.raises(ValueError, match="sample_weight"):
         fit_ridge(np.ones((4, 3)), np.array([0, 1, 0, 1]), 2, sample_weight=np.array([1.0, 0.0, 1.0, 1.0]))
+
+
+def test_the_module_examples_run():
+    import tl_keras.utils.ridge
+    from conftest import assert_examples_run
+
+    assert_examples_run(tl_keras.utils.ridge, 2)
