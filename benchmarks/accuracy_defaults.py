@@ -67,6 +67,11 @@ ARMS = {
     "phase 2 6 epochs": {"fine_tune_epochs": 6},
     # Or its depth: the top 4 blocks (block_13-16, whose output is 7x7) cost about half the 8 blocks' compute per epoch.
     "4 blocks": {"unfreeze_blocks": 4},
+    # The issue's other two guesses for far domains: the same 8 blocks with discriminative rates (each
+    # block 0.8x the rate of the one above: block_9 at 0.21x), no more compute; or deeper, 12 blocks
+    # (block_5-16, from the 28x28 activations), more compute per epoch.
+    "layer decay 0.8": {"layer_decay": 0.8},
+    "12 blocks": {"unfreeze_blocks": 12},
     # The two levers that paid, together, spelled out (so the arm stays what it is when the defaults move).
     "auto symmetry + phase 2 warmup-cosine": {"symmetry": "auto", "fine_tune_schedule": "warmup-cosine",
                                               "fine_tune_patience": None},
