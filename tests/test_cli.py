@@ -64,6 +64,7 @@ def test_train_predict_evaluate(tmp_path, capsys):
     search = metrics["depth_search"]
     assert [t["unfreeze_blocks"] for t in search] == [1, 2] and all(t["boundary_cache"] for t in search)
     assert metrics["config"]["unfreeze_blocks"] == [1, 2]
+    assert metrics["phase_two_depth"]["reason"] == "searched, unfreeze_blocks=(1, 2)" and "  depth: searched" in out
     beaten, chosen = [t for t in search if t["beat_head"]], [t for t in search if t["chosen"]]
     assert metrics["fine_tune_kept"] == bool(beaten) and len(chosen) == (1 if beaten else 0)
     if beaten:  # the lowest val_loss among the depths that beat the head; its blocks were trained

@@ -45,3 +45,4 @@ def test_a_run_says_what_it_measured_and_a_small_val_split_keeps_mirror_images(h
     symmetry = hymenoptera_result.metrics["symmetry"]
     assert symmetry["chosen"] == "flip" and f"fewer than the {MIN_IMAGES}" in symmetry["reason"]
     assert hymenoptera_result.metrics["config"]["symmetry"] == "flip"  # the resolved setting reruns the run
+    assert hymenoptera_result.metrics["phase_two_depth"] == {"chosen": 2, "reason": "set: unfreeze_blocks=2"}

@@ -5,8 +5,9 @@ the small `tiny_hub` module, at a fraction of the cost."""
 import keras
 import numpy as np
 import pytest
-from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset
+from conftest import HUB_035, HYMENOPTERA, HYMENOPTERA_MAJORITY, MARGIN, asset, assert_examples_run
 
+from tl_keras.config import TrainConfig
 from tl_keras.data.epochs import epoch_variable
 from tl_keras.data.folder import load_image_folder
 from tl_keras.models.classifier import build_classifier
@@ -283,6 +284,29 @@ def test_depth_search_tries_each_depth_from_the_head_and_keeps_the_best(tiny):
         assert full["loss"] == pytest.approx(head_loss, abs=1e-4) and history.fine_tune_kept is False and not chosen
     with pytest.raises(ValueError, match="searches phase 2's depth by val_loss"):
         fine_tune(build(), train_ds, unfreeze_blocks="search", head_epochs=1, fine_tune_epochs=1, verbose=0)
+
+
+def test_phase_two_goes_deeper_where_the_run_measured_no_up(tiny):
+    """Left unset, phase 2's depth follows the measured symmetry: the model's far-domain depth for
+    "dihedral", its default for "flip"; a set `unfreeze_blocks` wins either way. The blocks that
+    train are the ones named, and only their weights move."""
+    import tl_keras.training.phases as phases
+
+    folder, train_ds, val_ds, build = tiny
+    settings = dict(head_epochs=1, fine_tune_epochs=1, restore_best=False, verbose=0)
+    for symmetry, setting, expected in [("flip", None, 1), ("dihedral", None, 2), ("dihedral", 3, 3), ("flip", 2, 2)]:
+        keras.utils.set_random_seed(0)
+        model = build()
+        model.default_unfreeze_blocks, model.far_domain_unfreeze_blocks = 1, 2
+        before = [v.numpy().copy() for v in model.backbone.hub_variables]
+        history = fine_tune(model, train_ds, val_ds, symmetry=symmetry, unfreeze_blocks=setting, **settings)
+        assert history.unfrozen_blocks == model.backbone.block_names[-expected:], (symmetry, setting)
+        top = {i for _, idx in model.backbone.blocks[-expected:] for i in idx}
+        moved = {i for i, (a, v) in enumerate(zip(before, model.backbone.hub_variables)) if not np.array_equal(a, v.numpy())}
+        assert moved and moved <= top, (symmetry, setting)
+        reason = phases.phase_two_depth(model, TrainConfig(symmetry=symmetry, unfreeze_blocks=setting))[1]
+        assert ("no up" in reason) == (symmetry == "dihedral" and setting is None), reason
+    assert_examples_run(phases, 2)
 
 
 def test_the_eagerly_built_optimizer_trains_exactly_as_a_lazily_built_one(tiny):

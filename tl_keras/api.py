@@ -54,7 +54,7 @@ from tl_keras.training.caches import FeatureSet, compute_features, phase_one_fea
 from tl_keras.training.checkpoint import RunCheckpoint
 from tl_keras.training.compile import balanced_class_weights
 from tl_keras.training.history import FineTuneHistory
-from tl_keras.training.phases import adapt_feature_norm, fine_tune, train_from_scratch
+from tl_keras.training.phases import adapt_feature_norm, fine_tune, phase_two_depth, train_from_scratch
 from tl_keras.training.head_init import head_init_of
 from tl_keras.tuning.advisor import Advice, resolve_plan
 from tl_keras.tuning.symmetry import SymmetryCheck, choose_symmetry
@@ -285,6 +285,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
         "global_batch_size": run.global_batch, "train_seconds": round(train_seconds, 2),
         "history": history.history, "scratch": scratch, "config": config.to_dict(),
         "multi_label": folder.multi_label, "data_check": run.data_check.to_dict() if run.data_check else None,
+        "phase_two_depth": dict(zip(("chosen", "reason"), phase_two_depth(run.model, config))) if config.fine_tune_epochs else None,
         "symmetry": run.symmetry.to_dict() if run.symmetry else None, "head_init": {**(history.head_start or {}), **run.head_init}, **multi,
     }
 

@@ -45,6 +45,8 @@ def _print_train_summary(metrics: dict) -> None:
         print(f"  on cached features of {variants}: {cache['computed']} computed, {cache['loaded']} loaded from disk, {cache['seconds']:.1f} s")
     print(f"phase 2 (top {len(metrics['unfrozen_blocks'])} blocks: {', '.join(metrics['unfrozen_blocks']) or '-'}) {metrics['fine_tune_epochs']} epochs at lr {metrics['learning_rates'][1]:g}"
           + (f", {metrics['config']['fine_tune_schedule']} schedule" if metrics.get("config") else ""))
+    if metrics.get("phase_two_depth"):
+        print(f"  depth: {metrics['phase_two_depth']['reason']}")
     for trial in metrics.get("depth_search") or ():
         verdict = ("chosen" if trial["chosen"] else "beat the head" if trial["beat_head"]
                    else "did not beat the head" if trial["beat_head"] is False else "")

@@ -46,6 +46,8 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         class_names: names of the classes, in output order. Defaults to `class_0`, `class_1`, ...
         default_unfreeze_blocks: how many top blocks `fine_tune` trains in phase 2 unless told.
             Defaults to 3.
+        far_domain_unfreeze_blocks: how many where the run measured a domain with no "up"
+            (`TrainConfig.symmetry` "dihedral"; see `phase_two_depth`). Defaults to None (the default's).
         hidden_units: sizes of hidden ReLU Dense layers between the backbone and the output layer,
             each after a dropout of rate `dropout`: e.g. `(512,)` or `(512, 256)`, for larger data,
             where one linear layer underfits. Defaults to `()` (a linear softmax head).
@@ -69,6 +71,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         l2: float = 0.0,
         class_names: Sequence[str] | None = None,
         default_unfreeze_blocks: int | str = 3,
+        far_domain_unfreeze_blocks: int | str | None = None,
         hidden_units: Sequence[int] = (),
         normalize_features: bool = False,
         multi_label: bool = False,
@@ -117,6 +120,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
         self.l2 = l2
         self.class_names = list(class_names)
         self.default_unfreeze_blocks = default_unfreeze_blocks
+        self.far_domain_unfreeze_blocks = far_domain_unfreeze_blocks
         self.hidden_units = hidden_units
         self.normalize_features = bool(normalize_features)
         self.multi_label = bool(multi_label)
@@ -143,6 +147,7 @@ class ImageClassifier(MultiWorkerFitMixin, keras.Model):
             "l2": self.l2,
             "class_names": self.class_names,
             "default_unfreeze_blocks": self.default_unfreeze_blocks,
+            "far_domain_unfreeze_blocks": self.far_domain_unfreeze_blocks,
             "hidden_units": list(self.hidden_units),
             "normalize_features": self.normalize_features,
             "multi_label": self.multi_label,
@@ -200,7 +205,8 @@ def build_classifier(
         dropout=dropout, l2=l2, class_names=class_names, hidden_units=hidden_units,
         normalize_features=spec.cut is not None if normalize_features is None else normalize_features,
         multi_label=multi_label, crop_to_aspect_ratio=crop_to_aspect_ratio,
-        default_unfreeze_blocks=default_unfreeze(spec, layer.block_names), name="image_classifier",
+        default_unfreeze_blocks=default_unfreeze(spec, layer.block_names),
+        far_domain_unfreeze_blocks=default_unfreeze(spec, layer.block_names, far_domain=True), name="image_classifier",
     )
 
 

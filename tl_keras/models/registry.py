@@ -79,6 +79,8 @@ class BackboneSpec:
         feature_size: length of the feature vector, where known.
         block_patterns: regexes whose first group names a block (see `group_blocks`).
         default_unfreeze_blocks: how many top blocks phase 2 trains by default.
+        far_domain_unfreeze_blocks: how many where the run measured a domain with no "up" (symmetry
+            dihedral: aerial scenes, microscopy), far from ImageNet's photos. None: the default's.
         weights: for `source="keras"`: `"imagenet"`, `None` or a path to a weights file.
         cut: a block or layer name to cut the backbone at: features are that layer's output,
             average-pooled, and the layers above it are dropped (see `resolve_cut`). None: the
@@ -93,6 +95,7 @@ class BackboneSpec:
     feature_size: int | None = None
     block_patterns: tuple[str, ...] = GENERIC_BLOCKS
     default_unfreeze_blocks: int = 3
+    far_domain_unfreeze_blocks: int | None = None
     weights: str | None = "imagenet"
     cut: str | None = None
 
@@ -110,16 +113,22 @@ _HUB = "https://tfhub.dev/google/imagenet"
 # by default. Measured at 224 px, 3 seeds (benchmarks/accuracy_defaults.py): flowers 0.884 -> 0.926 over
 # the top 5 blocks, hymenoptera 0.937 -> 0.932 (under one val image); see README, "Accuracy at the defaults".
 MOBILENET_UNFREEZE = 8
+# Where the run measured no "up" (symmetry dihedral), 12 (block_5..block_16, from the 28x28 stage): the
+# farther the domain, the more to retrain. 3 seeds against 8 blocks: aerial scenes 0.967 -> 0.973, blood
+# cells 0.949 -> 0.955, at about 1.25x a run's time (docs/benchmarks/accuracy.md, "Phase 2's depth").
+MOBILENET_UNFREEZE_FAR = 12
 REGISTRY: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
             "hub:mobilenet_v2", "hub", f"{_HUB}/mobilenet_v2_100_224/feature_vector/5",
             feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=MOBILENET_UNFREEZE,
+            far_domain_unfreeze_blocks=MOBILENET_UNFREEZE_FAR,
         ),
         BackboneSpec(
             "hub:mobilenet_v2_035", "hub", f"{_HUB}/mobilenet_v2_035_224/feature_vector/5",
             feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=MOBILENET_UNFREEZE,
+            far_domain_unfreeze_blocks=MOBILENET_UNFREEZE_FAR,
         ),
         BackboneSpec(
             "hub:resnet50", "hub", f"{_HUB}/resnet_v2_50/feature_vector/5",
@@ -128,6 +137,7 @@ REGISTRY: dict[str, BackboneSpec] = {
         BackboneSpec(
             "keras:mobilenet_v2", "keras", "MobileNetV2", pixel_mode="symmetric",
             feature_size=1280, block_patterns=MOBILENET_BLOCKS, default_unfreeze_blocks=MOBILENET_UNFREEZE,
+            far_domain_unfreeze_blocks=MOBILENET_UNFREEZE_FAR,
         ),
         BackboneSpec(
             "keras:resnet50", "keras", "ResNet50", pixel_mode="caffe",
@@ -266,16 +276,18 @@ def keras_alpha_from_weights(path: str | None) -> float:
     return float(match.group(1)) if match else 1.0
 
 
-def default_unfreeze(spec: BackboneSpec, block_names: list[str]) -> int:
-    """How many top blocks phase 2 trains unless told: a registry entry's own number; for a module
-    the registry does not list (a local SavedModel folder, an unlisted handle), the number for the
-    architecture its block names show (MobileNetV2's inverted residuals `block_1`..`block_16`, at
-    least 12 of them if cut: `MOBILENET_UNFREEZE`), else the spec's. Never more blocks than there are."""
-    number = spec.default_unfreeze_blocks
+def default_unfreeze(spec: BackboneSpec, block_names: list[str], far_domain: bool = False) -> int:
+    """How many top blocks phase 2 trains unless told (`far_domain`: where the run measured no "up"):
+    a registry entry's own number; for a module the registry does not list (a local SavedModel
+    folder, an unlisted handle), the number for the architecture its block names show (MobileNetV2's
+    inverted residuals `block_1`..`block_16`, at least 12 of them if cut: `MOBILENET_UNFREEZE`,
+    `MOBILENET_UNFREEZE_FAR`), else the spec's. Never more blocks than there are."""
+    default, far = spec.default_unfreeze_blocks, spec.far_domain_unfreeze_blocks
     listed = spec.source != "hub" or spec.name in REGISTRY or spec.name in ALIASES
     blocks = [name for name in block_names if name != "stem"]
     if not listed and len(blocks) >= 12 and all(re.fullmatch(r"block_\d+", name) for name in blocks):
-        number = MOBILENET_UNFREEZE
+        default, far = MOBILENET_UNFREEZE, MOBILENET_UNFREEZE_FAR
+    number = far if far_domain and far is not None else default
     return min(number, len(block_names))
 
 

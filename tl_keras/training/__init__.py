@@ -22,6 +22,7 @@ _EXPORTS = {
     "label_accuracy": "tl_keras.training.compile",
     "layerwise_multipliers": "tl_keras.training.compile",
     "phase_schedule": "tl_keras.training.compile",
+    "phase_two_depth": "tl_keras.training.phases",
     "subset_accuracy": "tl_keras.training.compile",
     "train_from_scratch": "tl_keras.training.phases",
 }

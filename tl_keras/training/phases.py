@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tl_keras.config import TrainConfig, search_depths
+from tl_keras.config import TrainConfig, is_search, search_depths
 from tl_keras.data.augment import mix_batches
 from tl_keras.data.epochs import epoch_variable
 from tl_keras.data.folder import ImageFolder
@@ -66,6 +66,36 @@ def _steps_per_epoch(dataset: tf.data.Dataset) -> int:
     return steps
 
 
+def phase_two_depth(model: keras.Model, config: TrainConfig) -> tuple[int | str, str]:
+    """How many top blocks phase 2 trains (before a depth search, the one it centres on), and why:
+    `config.unfreeze_blocks` when set; else the model's `far_domain_unfreeze_blocks` where the run
+    measured a domain with no "up" (`symmetry="dihedral"`: aerial scenes, microscopy), else its
+    `default_unfreeze_blocks`. The farther the domain from ImageNet's photos, the more of the network
+    to retrain: MobileNetV2's 12 blocks instead of 8 gained on both such shared sets (aerial scenes
+    +0.006, blood cells +0.006, 3 seeds, docs/benchmarks/accuracy.md) at about 1.25x a run's time.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> mobilenet = SimpleNamespace(default_unfreeze_blocks=8, far_domain_unfreeze_blocks=12)
+        >>> phase_two_depth(mobilenet, TrainConfig(symmetry="dihedral"))[0], phase_two_depth(mobilenet, TrainConfig(symmetry="flip"))[0]
+        (12, 8)
+        >>> phase_two_depth(mobilenet, TrainConfig(symmetry="dihedral", unfreeze_blocks=4))
+        (4, 'set: unfreeze_blocks=4')
+    """
+    setting = config.unfreeze_blocks
+    if setting is not None and not is_search(setting):
+        return setting, f"set: unfreeze_blocks={setting!r}"
+    default = getattr(model, "default_unfreeze_blocks", 3)
+    far = getattr(model, "far_domain_unfreeze_blocks", None)
+    if config.symmetry == "dihedral" and far is not None and far != default:
+        depth, reason = far, f"the backbone's depth for a domain with no up (symmetry dihedral): {far} blocks, not {default}"
+    else:
+        depth, reason = default, "the backbone's default"
+    if setting is None:
+        return depth, reason
+    return depth, f"searched, unfreeze_blocks={setting!r}" + (f" (around {reason})" if setting == "search" else "")
+
+
 def fine_tune(
     model: keras.Model,
     train_data: tf.data.Dataset,
@@ -89,9 +119,10 @@ def fine_tune(
         model: the classifier.
         train_data, validation_data: batched datasets of `(images, integer labels)`.
         config: the run's `TrainConfig`; `fine_tune` reads its training settings (`head_epochs`,
-            `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default; `"search"` or
-            several counts: phase 2 runs at each depth from the head's weights and the model keeps
-            the one with the lowest `val_loss`, see `FineTuneHistory.depth_search`), `learning_rate`,
+            `fine_tune_epochs`, `unfreeze_blocks` (None: the backbone's default, deeper where
+            `symmetry` is "dihedral", see `phase_two_depth`; `"search"` or several counts: phase 2
+            runs at each depth from the head's weights and the model keeps the one with the lowest
+            `val_loss`, see `FineTuneHistory.depth_search`), `learning_rate`,
             `fine_tune_learning_rate` (None: a tenth), `fine_tune_schedule`, `layer_decay`,
             `label_smoothing`, `early_stopping_patience` and `fine_tune_patience` (stop a phase
             after this many epochs without a better `val_loss`; see `TrainConfig.patience`), `restore_best` (each phase ends with its best
@@ -149,7 +180,7 @@ def fine_tune(
     if not config.fine_tune_epochs:
         return FineTuneHistory(history, head_run, 0, [], rates, None, [head_best.get("best_epoch"), None],
                                head_start=head_start)
-    depths = search_depths(config.unfreeze_blocks, getattr(model, "default_unfreeze_blocks", 3), len(backbone.block_names))
+    depths = search_depths(config.unfreeze_blocks, phase_two_depth(model, config)[0], len(backbone.block_names))
     trial, search = _fine_tune_depths(model, depths, config, train_data, validation_data, folder=folder, features=features,
                                       checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
                                       initial_epoch=head_run, baseline=head_best.get("best"))
@@ -216,7 +247,7 @@ def _phase_two(model, depth, stage, config: TrainConfig, train_data, validation_
     cache when there is one; `stage` names its records in the checkpoint."""
     started = time.perf_counter()
     state = _phase_state(model, checkpoint, stage, initial_epoch)  # before any work a restart may skip
-    unfrozen = model.backbone.set_trainable_blocks(getattr(model, "default_unfreeze_blocks", 3) if depth is None else depth)
+    unfrozen = model.backbone.set_trainable_blocks(phase_two_depth(model, config)[0] if depth is None else depth)
     boundary = (_boundary_cache(model, folder, config, features, unfrozen) if state[0] is None
                 else BoundaryChoice(None, "phase 2 had finished before the restart: its result was restored from the checkpoint"))
     history, epochs, best = _run_phase(
