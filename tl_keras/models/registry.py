@@ -115,7 +115,7 @@ _HUB = "https://tfhub.dev/google/imagenet"
 MOBILENET_UNFREEZE = 8
 # Where the run measured no "up" (symmetry dihedral), 12 (block_5..block_16, from the 28x28 stage): the
 # farther the domain, the more to retrain. 3 seeds against 8 blocks: aerial scenes 0.967 -> 0.973, blood
-# cells 0.949 -> 0.955, at about 1.25x a run's time (docs/benchmarks/accuracy.md, "Phase 2's depth").
+# cells 0.949 -> 0.955, at about 1.3x a run's time (docs/benchmarks/accuracy.md, "Phase 2's depth").
 MOBILENET_UNFREEZE_FAR = 12
 REGISTRY: dict[str, BackboneSpec] = {
     spec.name: spec

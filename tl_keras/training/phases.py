@@ -72,7 +72,7 @@ def phase_two_depth(model: keras.Model, config: TrainConfig) -> tuple[int | str,
     measured a domain with no "up" (`symmetry="dihedral"`: aerial scenes, microscopy), else its
     `default_unfreeze_blocks`. The farther the domain from ImageNet's photos, the more of the network
     to retrain: MobileNetV2's 12 blocks instead of 8 gained on both such shared sets (aerial scenes
-    +0.006, blood cells +0.006, 3 seeds, docs/benchmarks/accuracy.md) at about 1.25x a run's time.
+    +0.006, blood cells +0.006, 3 seeds, docs/benchmarks/accuracy.md) at about 1.3x a run's time.
 
     Examples:
         >>> from types import SimpleNamespace
