@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_examples_run
 
 from tl_keras.config import FORMAT, TrainConfig
 
@@ -197,6 +198,5 @@ def test_phase_two_schedule_follows_the_measured_symmetry_unless_given():
 
 def test_the_module_examples_run():
     import tl_keras.config
-    from conftest import assert_examples_run
 
     assert_examples_run(tl_keras.config, 5)

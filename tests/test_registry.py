@@ -107,13 +107,13 @@ def test_a_local_mobilenet_v2_folder_gets_the_registry_default_depth(tiny_hub):
     assert default_unfreeze(local, mobilenet) == MOBILENET_UNFREEZE == 8
     assert default_unfreeze(local, mobilenet[:13]) == 8  # cut at block_12
     assert default_unfreeze(local, ["stem", "block_1", "block_2", "block_3"]) == 3  # a small net named alike
-    assert default_unfreeze(REGISTRY["hub:resnet50"], ["stem"] + [f"block{b}/unit_{u}" for b in range(1, 5) for u in (1, 2)]) == 3
+    resnet = ["stem"] + [f"block{b}/unit_{u}" for b in range(1, 5) for u in (1, 2)]
+    assert default_unfreeze(REGISTRY["hub:resnet50"], resnet) == 3
     assert default_unfreeze(local, ["stem", "block_1"]) == 2  # never more than there are
     # Where the run measured no "up" (symmetry dihedral), MobileNetV2 trains 12; other modules their default.
     assert default_unfreeze(local, mobilenet, far_domain=True) == MOBILENET_UNFREEZE_FAR == 12
     assert default_unfreeze(REGISTRY["hub:mobilenet_v2"], mobilenet, far_domain=True) == 12
-    assert default_unfreeze(REGISTRY["hub:resnet50"], ["stem"] + [f"block{b}/unit_{u}" for b in range(1, 5) for u in (1, 2)],
-                            far_domain=True) == 3
+    assert default_unfreeze(REGISTRY["hub:resnet50"], resnet, far_domain=True) == 3
     assert default_unfreeze(local, ["stem", "block_1", "block_2", "block_3"], far_domain=True) == 3
     mobilenet_model = build_classifier(asset(HUB_035), 2, image_size=32)
     assert (mobilenet_model.default_unfreeze_blocks, mobilenet_model.far_domain_unfreeze_blocks) == (8, 12)

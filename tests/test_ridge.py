@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import assert_examples_run
 
 from tl_keras.utils.ridge import fit_ridge, softmax_temperature
 
@@ -72,6 +73,5 @@ def test_bad_shapes_and_weights_are_refused():
 
 def test_the_module_examples_run():
     import tl_keras.utils.ridge
-    from conftest import assert_examples_run
 
     assert_examples_run(tl_keras.utils.ridge, 2)

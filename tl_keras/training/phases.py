@@ -180,7 +180,8 @@ def fine_tune(
     if not config.fine_tune_epochs:
         return FineTuneHistory(history, head_run, 0, [], rates, None, [head_best.get("best_epoch"), None],
                                head_start=head_start)
-    depths = search_depths(config.unfreeze_blocks, phase_two_depth(model, config)[0], len(backbone.block_names))
+    depth = phase_two_depth(model, config)[0]  # the one depth, or the centre of a search's ladder
+    depths = search_depths(config.unfreeze_blocks, depth, len(backbone.block_names)) if is_search(config.unfreeze_blocks) else [depth]
     trial, search = _fine_tune_depths(model, depths, config, train_data, validation_data, folder=folder, features=features,
                                       checkpoint=checkpoint, callbacks=callbacks, verbose=verbose,
                                       initial_epoch=head_run, baseline=head_best.get("best"))
@@ -243,11 +244,11 @@ def _trial_record(trial: dict, chosen: bool) -> dict:
 
 def _phase_two(model, depth, stage, config: TrainConfig, train_data, validation_data, *, folder, features, checkpoint,
                initial_epoch: int, baseline: float | None, **fit) -> dict:
-    """Phase 2 with the top `depth` blocks trainable (None: the model's default), on the boundary
+    """Phase 2 with the top `depth` blocks trainable (`phase_two_depth`), on the boundary
     cache when there is one; `stage` names its records in the checkpoint."""
     started = time.perf_counter()
     state = _phase_state(model, checkpoint, stage, initial_epoch)  # before any work a restart may skip
-    unfrozen = model.backbone.set_trainable_blocks(phase_two_depth(model, config)[0] if depth is None else depth)
+    unfrozen = model.backbone.set_trainable_blocks(depth)
     boundary = (_boundary_cache(model, folder, config, features, unfrozen) if state[0] is None
                 else BoundaryChoice(None, "phase 2 had finished before the restart: its result was restored from the checkpoint"))
     history, epochs, best = _run_phase(
