@@ -40,6 +40,7 @@ ARMS = {
     "augment none": {"augment": "none"},
     "depth search": {"unfreeze_blocks": "search"},
     "288 px": {"image_size": 288},
+    "384 px": {"image_size": 384},  # materials_fmd's photos' own short side (docs/benchmarks/accuracy.md, framing)
     # The framing: the defaults cut each photo to its centred square (`crop_to_aspect_ratio=True`);
     # the default before it squeezed the whole photo into the square.
     "squeezed": {"crop_to_aspect_ratio": False},
