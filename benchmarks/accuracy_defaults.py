@@ -1,6 +1,7 @@
 """(g) Accuracy at the defaults, and the candidate changes to them, on both sets and several seeds.
 
-Each arm is `tl_keras.train` with every setting at its default (Hub MobileNetV2 1.0, 224 px) except
+Each arm is `tl_keras.train` with every setting at its default (Hub MobileNetV2 1.0; the input size the
+photos choose, `tl_keras.models.preamble.photo_input_size`) except
 the arm's overrides, each (dataset, seed, arm) in a fresh process. After training, the model's val
 accuracy is measured twice on the same weights: plain, and with flip test-time augmentation (the
 image and its mirror image averaged, `tl_keras.evaluation.tta.flip_averaged`), so TTA is judged on every arm
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ALL_DATASETS, HUB_100, Timer, require, run_arm, table, warm_file_cache  # noqa: E402
 
 # The defaults before issue 29 (tl_keras 0.1): mirror images only; phase 2 at a constant rate, stopped early.
-BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3}
+BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3, "image_size": 224}
 ARMS = {
     "defaults": {},
     "label smoothing 0.1": {"label_smoothing": 0.1},
@@ -41,6 +42,8 @@ ARMS = {
     "depth search": {"unfreeze_blocks": "search"},
     "288 px": {"image_size": 288},
     "384 px": {"image_size": 384},  # materials_fmd's photos' own short side (docs/benchmarks/accuracy.md, framing)
+    # The defaults before the input size followed the photos (2026-12-07): the backbone's own size.
+    "224 px": {"image_size": 224},
     # The framing: the defaults cut each photo to its centred square (`crop_to_aspect_ratio=True`);
     # the default before it squeezed the whole photo into the square.
     "squeezed": {"crop_to_aspect_ratio": False},
@@ -186,7 +189,7 @@ def main() -> None:
     if args.save:
         with open(args.save, "w") as f:
             json.dump(saved, f, indent=2)
-    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0, 224 px unless an arm says; arms: {[ (a, ARMS[a]) for a in arms]}")
+    print(f"seeds {args.seeds}; Hub MobileNetV2 1.0, the size the photos choose unless an arm says; arms: {[ (a, ARMS[a]) for a in arms]}")
     print(table(rows, ["dataset", "arm", "epochs", "head val acc", "final val acc", "final + flip TTA",
                        "gain", "gain with TTA", "seconds (mean)"]))
     print(f"mean gain over {args.baseline} (final val accuracy): " + "; ".join(gains))

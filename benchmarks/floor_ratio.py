@@ -41,16 +41,20 @@ def inference_arm(data: str) -> dict:
     from tl_keras.data.folder import load_image_folder
     from tl_keras.models.classifier import build_classifier
 
+    from tl_keras.config import TrainConfig
+    from tl_keras.models.preamble import resolve_spec
+
     keras.utils.set_random_seed(0)
+    size = resolve_spec(data, TrainConfig(backbone=HUB_100)).image_size  # the size the defaults train at
     with Timer() as t:
-        folder = load_image_folder(data, image_size=224)
-        model = build_classifier(HUB_100, len(folder.class_names), image_size=224)
+        folder = load_image_folder(data, image_size=size)
+        model = build_classifier(HUB_100, len(folder.class_names), image_size=size)
         for split in ("train", "val"):
             model.predict(folder.dataset(split, batch_size=32), verbose=0)
-    return {"seconds": t.seconds, "images": len(folder.train) + len(folder.val)}
+    return {"seconds": t.seconds, "images": len(folder.train) + len(folder.val), "image_size": size}
 
 
-BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3}
+BEFORE_29 = {"symmetry": "flip", "fine_tune_schedule": "constant", "fine_tune_patience": 3, "image_size": 224}
 TRAINING_ARMS = {"defaults": {}, "streaming": {"cache_boundary": False}, "before issue 29": BEFORE_29}
 
 

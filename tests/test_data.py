@@ -260,3 +260,24 @@ def test_count_images_lists_without_decoding_and_max_per_class_samples():
     assert np.bincount(sample.train.labels).tolist() == [10, 10] and np.bincount(sample.val.labels).tolist() == [10, 10]
     again = load_image_folder(asset(HYMENOPTERA), image_size=32, max_per_class=10)
     assert again.train.paths == sample.train.paths  # seeded
+
+
+def test_short_sides_read_headers_and_training_files_list_the_train_split(tmp_path):
+    """`training_files` lists hymenoptera's train split only; `short_sides` gives Pillow's sizes for
+    the real JPEGs, reads on past a header longer than its first read, and leaves out what has none."""
+    from PIL import Image
+
+    from tl_keras.data.sources import count_images, training_files
+    from tl_keras.images.read import short_sides
+
+    files = training_files(asset(HYMENOPTERA))
+    assert len(files) == sum(count_images(asset(HYMENOPTERA)).values()) and all("/train/" in f for f in files)
+    picked = files[:20]
+    expected = []
+    for path in picked:
+        with Image.open(path) as image:
+            expected.append(min(image.size))
+    assert short_sides(picked) == expected
+    assert short_sides(picked[:5], header_bytes=600) == expected[:5]  # EXIF and tables run past 600 bytes
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert short_sides([str(tmp_path / "notes.txt"), str(tmp_path / "missing.jpg"), picked[0]]) == expected[:1]

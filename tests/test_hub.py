@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import HUB_035, asset
 
-from tl_keras.models.backbones.hub import HubBackbone, resolve_handle, save_hub_module
+from tl_keras.models.backbones.hub import HubBackbone, resolve_handle, save_hub_module, takes_any_size
 from tl_keras.models.registry import BackboneDownloadError, BoundaryUnavailable
 
 
@@ -270,3 +270,16 @@ def test_a_released_module_is_reused_with_its_pretrained_weights(monkeypatch, ti
     np.testing.assert_allclose(fourth(x).numpy(), third(x).numpy(), atol=1e-6)
     with pytest.raises(RuntimeError, match="released its module"):
         first(x)
+
+
+def test_takes_any_size_reads_the_call_signature_without_loading(tmp_path, tiny_hub):
+    """The real module (free height and width in `__call__` and `serving_default`) and
+    `save_hub_module`'s (`__call__` only) take any size; a module traced at 64 px does not, nor a
+    folder without a SavedModel."""
+    assert takes_any_size(asset(HUB_035)) and takes_any_size(tiny_hub)
+    module = tf.Module()
+    module.__call__ = tf.function(lambda images: tf.reduce_mean(images, [1, 2]),
+                                  input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "fixed"))
+    assert not takes_any_size(str(tmp_path / "fixed"))
+    assert not takes_any_size(str(tmp_path))

@@ -266,6 +266,7 @@ def _metrics(run: _Run, history: FineTuneHistory, final: dict, evaluation: dict,
     multi = {"thresholds": dict(zip(folder.class_names, thresholds))} if thresholds is not None else {}
     return {
         "backbone": run.spec.name, "image_size": run.spec.image_size, "transfer_strategy": run.asked.transfer,
+        "image_size_choice": {"chosen": run.spec.image_size, "reason": run.spec.image_size_reason},
         "advice": run.advice.to_dict() if run.advice is not None else None, "cut": run.spec.cut,
         "hidden_units": list(config.hidden_units or ()), "layer_decay": config.layer_decay,
         "head_val_accuracy": history.final("val_accuracy", phase=1), "val_accuracy": float(final["accuracy"]),

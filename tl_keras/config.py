@@ -201,7 +201,8 @@ class TrainConfig:
     Build one with keywords, `replace` fields, save it with `to_dict` / `save`, rebuild it with
     `from_dict` / `load` (an export's `assets/tl_keras.json` works too: its `"config"` is read).
     Fields left at None (`image_size`, `cut`, `hidden_units`, `unfreeze_blocks`, `layer_decay`, ...)
-    mean "the backbone's default or the transfer plan's"; values you set win over a plan's.
+    mean "the backbone's default, the transfer plan's, or what the run measures" (`image_size`:
+    the training photos' size); values you set win over a plan's.
 
     Examples:
         >>> config = TrainConfig(backbone="keras:mobilenet_v2", head_epochs=3, transfer="head-only")
@@ -212,7 +213,7 @@ class TrainConfig:
     # The backbone and the head.
     backbone: str = setting("mobilenet_v2", "registry name (mobilenet_v2, resnet50, keras:mobilenet_v2, keras:resnet50, hub:mobilenet_v2_035), keras_hub:PRESET_OR_FOLDER (a Keras-Hub preset), TF Hub/Kaggle handle or URL, or local SavedModel folder", _text, read="str")
     weights: str | None = setting(None, "weights for keras: backbones: imagenet, none, or a .h5 file", _optional(_text), read="str", metavar="H5")
-    image_size: int | None = setting(None, "input size (default: the backbone's, 224)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
+    image_size: int | None = setting(None, "input size (default: from the training photos' median short side, a multiple of 32 from the backbone's 224 to 384)", _optional(lambda n, v: require_int(n, v, 32)), read="int")
     exif_orientation: bool = setting(True, "turn each photo upright by its EXIF orientation tag (phones store photos sideways with a tag) in training, predict, evaluate and embed; --no-exif-orientation keeps the stored pixels", _bool, switch="both")
     crop_to_aspect_ratio: bool = setting(True, "frame each image as its centred square (the full short side) before the resize, in training and in every export; --no-crop-to-aspect-ratio squeezes whole images", _bool, switch="both")
     cut: str | None = setting(None, "cut the backbone at this block (block_12) or layer; its pooled output is the features", _optional(_text), read="str", metavar="BLOCK")

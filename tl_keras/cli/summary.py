@@ -15,6 +15,8 @@ def _print_train_summary(metrics: dict) -> None:
     print(f"backbone          {metrics['backbone']} at {metrics['image_size']} px ({framing})"
           + (f", cut at {metrics['cut']}" if metrics.get("cut") else "")
           + (f", hidden layers {metrics['hidden_units']}" if metrics.get("hidden_units") else ""))
+    if (metrics.get("image_size_choice") or {}).get("reason"):
+        print(f"  size: {metrics['image_size_choice']['reason']}")
     if metrics.get("advice"):
         advice = metrics["advice"]
         probes = ", ".join(f"{name} {acc:.3f}" for name, acc in advice["probes"].items())

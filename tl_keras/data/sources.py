@@ -29,6 +29,7 @@ from tl_keras.data.label_files import (
     count_rows,
     is_label_source,
     load_label_file,
+    read_rows,
 )
 
 
@@ -105,6 +106,20 @@ def source_name(source) -> str:
     if os.path.isfile(root):
         root = os.path.dirname(os.path.abspath(root))
     return os.path.basename(os.path.normpath(root)) or "model"
+
+
+def training_files(source) -> list[str]:
+    """The training image files of a folder (`train/`, or the folder itself) or a label source (its
+    rows without a split or with `train`), by listing only; none for tf.data datasets or a loaded
+    `ImageFolder`, whose images are already decoded."""
+    if isinstance(source, ImageFolder) or _is_dataset_source(source):
+        return []
+    if is_label_source(source):
+        rows, _, _ = read_rows(source)
+        return [path for path, _, split in rows if split in (None, "train")]
+    train_dir = _train_dir(source)
+    samples, _ = _list_files(train_dir, _class_dirs(train_dir))
+    return [s.path for s in samples]
 
 
 def count_images(data_dir) -> dict[str, int]:

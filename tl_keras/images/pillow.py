@@ -9,6 +9,14 @@ import importlib.util
 import numpy as np
 
 
+def register_heif() -> None:
+    """Lets Pillow open HEIC files when pillow-heif (the `heif` extra) is installed; else nothing."""
+    if importlib.util.find_spec("pillow_heif") is not None:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+
+
 def open_reduced(source, mode: str, size: int, exif_orientation: bool = True, pixels: np.ndarray | None = None):
     """A Pillow image in `mode` ("RGB", "L") at least `size` px on its short side where the file is
     larger: from `pixels` when given, else from `source` (a path or a binary file object), turned
@@ -21,10 +29,7 @@ def open_reduced(source, mode: str, size: int, exif_orientation: bool = True, pi
 
     if pixels is not None:
         return Image.fromarray(np.asarray(pixels, np.uint8)).convert(mode)
-    if importlib.util.find_spec("pillow_heif") is not None:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
+    register_heif()
     with Image.open(source) as opened:
         opened.draft(mode, (size, size))
         return (ImageOps.exif_transpose(opened) if exif_orientation else opened).convert(mode)

@@ -41,6 +41,41 @@ def _read_image(path: str, image_size: int | None, crop_to_aspect_ratio: bool, e
         raise ValueError(f"{path!r} {err}; tl_keras reads {FORMAT_NAMES}") from err
 
 
+def short_sides(paths: Sequence[str], header_bytes: int = 1 << 18) -> list[int]:
+    """The shorter side, in pixels, of each image whose header declares its size, read without
+    decoding (the first `header_bytes`, the whole file if its header runs longer): JPEG, PNG, GIF
+    and BMP by their headers, other formats through Pillow when it is installed. Files whose size
+    cannot be read this way are left out; the result is for a statistic, not one per file."""
+    sides = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(header_bytes)
+                size = declared_size(raw) or (declared_size(raw + f.read()) if len(raw) == header_bytes else None)
+        except OSError:
+            continue
+        size = size or _pillow_size(path)
+        if size:
+            sides.append(int(min(size)))
+    return sides
+
+
+def _pillow_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from Pillow's lazy open (header only), for WebP, TIFF, HEIC, AVIF; None without Pillow."""
+    try:
+        from PIL import Image
+
+        from tl_keras.images.pillow import register_heif
+    except ImportError:
+        return None
+    register_heif()
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - any unreadable header means "size unknown", which the caller handles
+        return None
+
+
 def read_images(paths: Sequence[str], image_size: int | None = None, workers: int | None = None,
                 crop_to_aspect_ratio: bool = True, exif_orientation: bool = True) -> list[np.ndarray]:
     """Reads and decodes image files to uint8 RGB arrays (in parallel), with a clear error per bad file,

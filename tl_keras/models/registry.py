@@ -85,6 +85,8 @@ class BackboneSpec:
         cut: a block or layer name to cut the backbone at: features are that layer's output,
             average-pooled, and the layers above it are dropped (see `resolve_cut`). None: the
             full feature vector.
+        image_size_reason: why a run uses `image_size` (set by `tl_keras.models.preamble.resolve_spec`:
+            the size asked for, or the one the training photos' size chose). None: the spec's own.
     """
 
     name: str
@@ -98,6 +100,7 @@ class BackboneSpec:
     far_domain_unfreeze_blocks: int | None = None
     weights: str | None = "imagenet"
     cut: str | None = None
+    image_size_reason: str | None = None
 
     @property
     def pixel_range(self) -> tuple[float, float]:

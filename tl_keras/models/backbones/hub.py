@@ -126,6 +126,57 @@ def resolve_handle(handle: str, timeout: float | None = None) -> str:
         ) from err
 
 
+def takes_any_size(path: str) -> bool:
+    """Whether the SavedModel in the local folder `path` takes images of any height and width, read
+    from its `saved_model.pb` without loading it: the image argument of its `__call__` (the TF Hub
+    reusable format), else of its `serving_default` signature, has free spatial dimensions. False
+    when neither says so (a module traced at one size only takes that size)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            saved.ParseFromString(f.read())
+    except (OSError, ValueError):
+        return False
+    shapes = [shape for graph in saved.meta_graphs for shape in _call_image_shapes(graph)]
+    if not shapes:
+        shapes = [[d.size for d in spec.tensor_shape.dim] for graph in saved.meta_graphs
+                  for spec in graph.signature_def["serving_default"].inputs.values()] if any(
+            "serving_default" in graph.signature_def for graph in saved.meta_graphs) else []
+    images = [shape for shape in shapes if len(shape) == 4]
+    return bool(images) and all(shape[1] == shape[2] == -1 for shape in images)
+
+
+def _call_image_shapes(graph) -> list[list[int]]:
+    """The shapes of the first tensor argument of every concrete function of the root's `__call__`."""
+    objects = graph.object_graph_def
+    if not objects.nodes:
+        return []
+    calls = [child.node_id for child in objects.nodes[0].children if child.local_name == "__call__"]
+    shapes = []
+    for node in calls:
+        for name in objects.nodes[node].function.concrete_functions:
+            signature = objects.concrete_functions[name].canonicalized_input_signature
+            first = _first_tensor_spec(signature)
+            if first is not None:
+                shapes.append([d.size for d in first.shape.dim])
+    return shapes
+
+
+def _first_tensor_spec(value):
+    """The first `TensorSpecProto` in a `StructuredValue` (depth first), or None."""
+    if value.HasField("tensor_spec_value"):
+        return value.tensor_spec_value
+    for field in ("tuple_value", "list_value"):
+        if value.HasField(field):
+            for item in getattr(value, field).values:
+                found = _first_tensor_spec(item)
+                if found is not None:
+                    return found
+    return None
+
+
 class ModulePool:
     """Loaded SavedModels handed back for reuse in this process: loading one again costs seconds
     (restoring hundreds of functions), and a run loads the same backbone several times (the advisor
