@@ -107,6 +107,7 @@ def main() -> None:
             for arm, r in results.items():
                 seconds[arm].append(r["seconds"])
                 rows.append({"dataset": name, "seed": seed, "arm": arm, "images": results["inference"]["images"],
+                             "px": results["inference"]["image_size"],
                              "seconds": f"{r['seconds']:.1f}", "ratio": f"{r['seconds'] / floor:.1f}x",
                              "epochs": r.get("epochs", ""), "head acc": f"{r['head']:.3f}" if "head" in r else "",
                              "final acc": f"{r['final']:.3f}" if "final" in r else ""})
@@ -117,9 +118,9 @@ def main() -> None:
                              "seconds": f"{np.mean(seconds[arm]):.1f} / {np.mean(seconds['inference']):.1f}",
                              "ratio": f"{ratios.mean():.1f}x +- {ratios.std(ddof=1):.1f} "
                                       f"({np.mean(seconds[arm]) / np.mean(seconds['inference']):.1f}x of means)"})
-    print(table(rows, ["dataset", "seed", "arm", "images", "seconds", "ratio", "epochs", "head acc", "final acc"]))
-    print(f"seeds {' '.join(map(str, args.seeds))}, Hub MobileNetV2 1.0 at 224 px, {os.cpu_count()} CPU cores; the ratio divides each arm's "
-          "wall time by the inference pass's (decode, model load and one predict over train + val).")
+    print(table(rows, ["dataset", "seed", "arm", "images", "px", "seconds", "ratio", "epochs", "head acc", "final acc"]))
+    print(f"seeds {' '.join(map(str, args.seeds))}, Hub MobileNetV2 1.0 at the size the defaults choose (px), {os.cpu_count()} CPU cores; the ratio "
+          "divides each arm's wall time by the inference pass's (decode, model load and one predict over train + val, at that size).")
 
 
 if __name__ == "__main__":
