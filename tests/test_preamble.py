@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ASSETS, HUB_035, HYMENOPTERA, asset
+from conftest import ASSETS, HUB_035, HYMENOPTERA, assert_examples_run, asset
 
 from tl_keras.config import TrainConfig
 from tl_keras.models.preamble import MAX_PHOTO_SIZE, photo_input_size, resolve_spec
@@ -103,3 +103,9 @@ def test_the_chosen_size_is_recorded_and_reruns_the_run(tmp_path, tiny_hub, caps
     assert TrainConfig.from_dict(result.metrics["config"]).image_size == 288
     _print_train_summary(result.metrics)
     assert "  size: 288 px: the training photos' median short side is 300 px (16 files read)" in capsys.readouterr().out
+
+
+def test_docstring_examples_run():
+    from tl_keras.models import preamble
+
+    assert_examples_run(preamble, 2)

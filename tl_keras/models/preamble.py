@@ -94,9 +94,10 @@ def resolve_spec(data, config: TrainConfig) -> BackboneSpec:
 
 # An unset `image_size` follows the training photos: their median short side, rounded down to a
 # multiple of 32 (the backbones' total stride, so every stage's grid is whole), never under the
-# backbone's own size and at most 384 px (about 3x the pixels and 2-2.7x a run's time of 224 px).
-# Measured at 384 px against 224, 3 seeds (docs/benchmarks/accuracy.md): materials 0.761 -> 0.818,
-# blood cells 0.955 -> 0.969, hymenoptera 0.974 -> 0.978; photos near 224 px gain nothing (flowers).
+# backbone's own size and at most 384 px (about 3x the pixels and 2x a run's time of 224 px).
+# Measured against 224 px, 3 seeds (docs/benchmarks/accuracy.md, "The input size follows the photos"):
+# materials 0.761 -> 0.818 (384 px), blood cells 0.955 -> 0.961 (352), hymenoptera 0.974 -> 0.978
+# (352); photos near 224 px did not gain from enlarging (flowers, aerial tiles: frozen probe).
 MAX_PHOTO_SIZE = 384
 SIZE_STEP = 32
 SIZE_SAMPLE = 256  # training files whose headers are read: the median of 256 is steady

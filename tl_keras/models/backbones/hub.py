@@ -142,8 +142,8 @@ def takes_any_size(path: str) -> bool:
     shapes = [shape for graph in saved.meta_graphs for shape in _call_image_shapes(graph)]
     if not shapes:
         shapes = [[d.size for d in spec.tensor_shape.dim] for graph in saved.meta_graphs
-                  for spec in graph.signature_def["serving_default"].inputs.values()] if any(
-            "serving_default" in graph.signature_def for graph in saved.meta_graphs) else []
+                  if "serving_default" in graph.signature_def
+                  for spec in graph.signature_def["serving_default"].inputs.values()]
     images = [shape for shape in shapes if len(shape) == 4]
     return bool(images) and all(shape[1] == shape[2] == -1 for shape in images)
 
