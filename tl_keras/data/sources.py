@@ -117,9 +117,7 @@ def training_files(source) -> list[str]:
     if is_label_source(source):
         rows, _, _ = read_rows(source)
         return [path for path, _, split in rows if split in (None, "train")]
-    train_dir = _train_dir(source)
-    samples, _ = _list_files(train_dir, _class_dirs(train_dir))
-    return [s.path for s in samples]
+    return [s.path for s in _training_samples(source)[0]]
 
 
 def count_images(data_dir) -> dict[str, int]:
@@ -132,10 +130,16 @@ def count_images(data_dir) -> dict[str, int]:
         return count_labels(data_dir)
     if is_label_source(data_dir):
         return count_rows(data_dir)
+    samples, class_names = _training_samples(data_dir)
+    counts = np.bincount([s.label for s in samples], minlength=len(class_names))
+    return {name: int(n) for name, n in zip(class_names, counts)}
+
+
+def _training_samples(data_dir: str):
+    """The training files of an image folder (`train/`, or the folder itself) as samples, and the
+    class names, by listing only."""
     train_dir = _train_dir(data_dir)
     class_names = _class_dirs(train_dir) if os.path.isdir(train_dir) else []
     if len(class_names) < 2:
         raise ValueError(f"{train_dir!r} must hold one subfolder per class, at least 2 classes.")
-    samples, _ = _list_files(train_dir, class_names)
-    counts = np.bincount([s.label for s in samples], minlength=len(class_names))
-    return {name: int(n) for name, n in zip(class_names, counts)}
+    return _list_files(train_dir, class_names)[0], class_names

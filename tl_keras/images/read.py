@@ -1,5 +1,6 @@
 """Reading image files for prediction and serving: files, folders (recursively) and glob patterns,
-decoded in parallel and framed as the training images were, each bad file with its reason."""
+decoded in parallel and framed as the training images were, each bad file with its reason; and the
+sizes their headers declare, without decoding (`short_sides`, what the run's input size is chosen from)."""
 
 from __future__ import annotations
 

@@ -134,8 +134,9 @@ def photo_input_size(data, spec: BackboneSpec, module_folder: str | None, seed: 
 
 
 def load_folder(data, config: TrainConfig, spec: BackboneSpec, **options) -> ImageFolder:
-    """Seeds Keras, NumPy and Python from the config, then loads `data` at the backbone's size and
-    the config's framing, validation split and seed (`options` go to `load_data`)."""
+    """Seeds Keras, NumPy and Python from the config, then loads `data` at the spec's size (the one
+    `resolve_spec` chose) and the config's framing, validation split and seed (`options` go to
+    `load_data`)."""
     keras.utils.set_random_seed(config.seed)
     options = {"validation_split": config.validation_split, "exif_orientation": config.exif_orientation, **options}
     return load_data(data, image_size=spec.image_size, crop_to_aspect_ratio=config.crop_to_aspect_ratio,
