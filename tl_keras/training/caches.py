@@ -335,12 +335,14 @@ def boundary_model(model: keras.Model, top, shape: tuple[int, ...]) -> FeatureHe
     return head
 
 
-def boundary_megabytes(model: keras.Model, folder: ImageFolder, views: int, bottom) -> tuple[tuple[int, ...], float]:
+def boundary_megabytes(model: keras.Model, folder: ImageFolder, views: int, run) -> tuple[tuple[int, ...], float]:
     """The boundary's activation shape at the model's image size, and the megabytes `compute_boundary`
     would hold for `folder` (`views` training copies, or 1 when 0, plus val; counted twice, as the
-    training dataset copies the array)."""
+    training dataset copies the array). `run` is the `boundary_pass`: its trace for the folder's
+    batches (float32, any batch size) gives the shape, and the pass reuses it."""
     size = model.image_size
-    shape = tuple(int(d) for d in bottom(tf.zeros([1, size, size, 3])).shape[1:])
+    traced = run.get_concrete_function(tf.TensorSpec([None, size, size, 3], tf.float32))
+    shape = tuple(int(d) for d in traced.structured_outputs.shape[1:])
     rows = max(views, 1) * len(folder.train) + len(folder.val)
     return shape, 2 * rows * int(np.prod(shape)) * 4 / 2**20
 
@@ -406,12 +408,12 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
     if split is None:
         raise BoundaryUnavailable(f"{type(model.backbone).__name__} backbones do not split at a block boundary")
     bottom, top = split()
-    shape, megabytes = boundary_megabytes(model, folder, views, bottom)
+    started = time.perf_counter()
+    run = boundary_pass(model, bottom)
+    shape, megabytes = boundary_megabytes(model, folder, views, run)
     limit = free_megabytes() / 2 if limit_megabytes is None else limit_megabytes
     if megabytes > limit:
         raise BoundaryUnavailable(f"the activations need {megabytes:,.0f} MB, more than the {limit:,.0f} MB allowed")
-    started = time.perf_counter()
-    run = boundary_pass(model, bottom)
 
     def over(dataset):
         return run_batches(run, dataset, shape, inputs_only=True, progress="computing the boundary cache")

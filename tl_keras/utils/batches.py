@@ -35,7 +35,14 @@ def run_batches(fn: Callable[[Any], Any], batches: Iterable, width: int | tuple[
     """`fn(batch)` for every batch, concatenated along the first axis as float32 `[n, width]`
     (`[0, width]` when there is no batch; `width` may be a shape, as `(7, 7, 160)`). `inputs_only`: the batches are `(inputs, labels)` pairs, as
     tl_keras datasets give them, and `fn` takes the inputs. `progress`: a label for a progress line
-    on stderr counting the rows done (`tl_keras.utils.progress`)."""
+    on stderr counting the rows done (`tl_keras.utils.progress`).
+
+    A `tf.function` run over a `tf.data.Dataset` is traced once, for the dataset's element spec
+    (batch size left free), rather than for the first batch's shape and again for the smaller
+    last batch: each trace of a backbone costs about a second."""
+    spec = getattr(batches, "element_spec", None)
+    if spec is not None and hasattr(fn, "get_concrete_function"):
+        fn = fn.get_concrete_function(spec[0] if inputs_only else spec)
     out = []
     with Progress(progress or "", stream=None if progress else _Silent()) as bar:
         for batch in batches:
