@@ -39,7 +39,7 @@ def run_batches(fn: Callable[[Any], Any], batches: Iterable, width: int | tuple[
 
     A `tf.function` run over a `tf.data.Dataset` is traced once, for the dataset's element spec
     (batch size left free), rather than for the first batch's shape and again for the smaller
-    last batch: each trace of a backbone costs about a second."""
+    last batch."""
     spec = getattr(batches, "element_spec", None)
     if spec is not None and hasattr(fn, "get_concrete_function"):
         fn = fn.get_concrete_function(spec[0] if inputs_only else spec)
