@@ -11,6 +11,10 @@ def _pairs(n: int, batch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((x, np.zeros(n, "int32"))).batch(batch_size)
 
 
+def _never_called(x):  # pragma: no cover - no batch to call it with
+    raise AssertionError("called without a batch")
+
+
 def test_a_function_over_a_dataset_is_traced_once_whatever_the_last_batch():
     doubled = tf.function(lambda x: x * 2.0, reduce_retracing=True)
     out = run_batches(doubled, _pairs(10, 4), 3, inputs_only=True)  # batches of 4, 4 and 2
@@ -30,8 +34,4 @@ def test_whole_elements_plain_functions_and_no_batches():
     np.testing.assert_array_equal(out.ravel(), [3, 12, 21, 30, 39])
     assert summed.experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(run_batches(lambda x: x.sum(1, keepdims=True), slices(np.ones((3, 2)), 2), 1).ravel(), [2, 2, 2])
-    assert run_batches(doubled_never_called, [], (7, 7, 160)).shape == (0, 7, 7, 160)
-
-
-def doubled_never_called(x):  # pragma: no cover - no batch to call it with
-    raise AssertionError("called without a batch")
+    assert run_batches(_never_called, [], (7, 7, 160)).shape == (0, 7, 7, 160)

@@ -335,14 +335,12 @@ def boundary_model(model: keras.Model, top, shape: tuple[int, ...]) -> FeatureHe
     return head
 
 
-def boundary_megabytes(model: keras.Model, folder: ImageFolder, views: int, run) -> tuple[tuple[int, ...], float]:
-    """The boundary's activation shape at the model's image size, and the megabytes `compute_boundary`
-    would hold for `folder` (`views` training copies, or 1 when 0, plus val; counted twice, as the
-    training dataset copies the array). `run` is the `boundary_pass`: its trace for the folder's
-    batches (float32, any batch size) gives the shape, and the pass reuses it."""
-    size = model.image_size
-    traced = run.get_concrete_function(tf.TensorSpec([None, size, size, 3], tf.float32))
-    shape = tuple(int(d) for d in traced.structured_outputs.shape[1:])
+def boundary_megabytes(folder: ImageFolder, views: int, run, images: tf.TensorSpec) -> tuple[tuple[int, ...], float]:
+    """The boundary's activation shape, and the megabytes `compute_boundary` would hold for `folder`
+    (`views` training copies, or 1 when 0, plus val; counted twice, as the training dataset copies
+    the array). `run` is the `boundary_pass`, traced here for `images` (the spec of the folder's
+    batches): the trace gives the shape, and the pass over those batches reuses it."""
+    shape = tuple(int(d) for d in run.get_concrete_function(images).structured_outputs.shape[1:])
     rows = max(views, 1) * len(folder.train) + len(folder.val)
     return shape, 2 * rows * int(np.prod(shape)) * 4 / 2**20
 
@@ -410,7 +408,8 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
     bottom, top = split()
     started = time.perf_counter()
     run = boundary_pass(model, bottom)
-    shape, megabytes = boundary_megabytes(model, folder, views, run)
+    val_batches = folder.dataset("val", batch_size=batch_size)
+    shape, megabytes = boundary_megabytes(folder, views, run, val_batches.element_spec[0])
     limit = free_megabytes() / 2 if limit_megabytes is None else limit_megabytes
     if megabytes > limit:
         raise BoundaryUnavailable(f"the activations need {megabytes:,.0f} MB, more than the {limit:,.0f} MB allowed")
@@ -423,7 +422,7 @@ def compute_boundary(model: keras.Model, folder: ImageFolder, *, views: int = 0,
         train = np.stack([over(augmenting) for _ in range(views)])
     else:
         train = over(folder.dataset("train", batch_size=batch_size))[None]
-    val = over(folder.dataset("val", batch_size=batch_size))
+    val = over(val_batches)
     return BoundarySet(train=train, train_labels=folder.train.labels, val=val, val_labels=folder.val.labels,
                        batch_size=batch_size, augmented=views > 0, seed=folder.seed,
                        computed=train.shape[0] * train.shape[1] + len(val), seconds=time.perf_counter() - started, top=top)
